@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * conn - workers and proxied TCP connections.
+ *
+ * Each worker owns a libev loop on its own thread and a transparent TCP listener inside the
+ * private netns (the datapath assigns new flows to worker (hash % n) through the sockmap).
+ * A connection is a small state machine, every state with its timeout:
+ *
+ *   SNIFF -> ROUTE -> CONNECT -> RELAY -> CLOSE
+ *
+ *   SNIFF    read the first bytes for the sniffers (skipped when no sniffer is configured)
+ *   ROUTE    ask the router (flow table, outbound registry) where it goes
+ *   CONNECT  the outbound's tcp_connect(), until conn_ready_fd / conn_ready_stream / conn_fail
+ *   RELAY    ready_fd: splice() through a pipe per direction (zero copy);
+ *            ready_stream: bounded buffers through the stream ops;
+ *            half-close propagated, RST propagated, memory per connection bounded
+ *   CLOSE    release, count, log
+ */
+#ifndef XP_CONN_H
+#define XP_CONN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include <xproxy/plugin.h>
+
+#include "loop.h"
+
+struct outbound;
+
+struct conn_opts {
+	uint64_t sniff_timeout_ms;
+	uint64_t connect_timeout_ms;
+	uint64_t idle_timeout_ms;     /* RELAY with no bytes either way */
+	uint64_t halfclose_timeout_ms; /* after one direction ended, for the other to end */
+	uint32_t buffer_bytes;	       /* per direction: pipe size or stream buffer */
+	uint32_t max_connections;      /* across all workers; past it new ones are reset */
+};
+
+/* What the router decided for an accepted connection. */
+struct conn_route {
+	struct outbound *ob; /* referenced (the connection drops it); NULL: refuse */
+	uint8_t route;	     /* enum xp_route */
+	uint8_t source;	     /* enum xp_route_source */
+	uint8_t from_host;
+	uint32_t rule_id;
+	const char *why; /* when ob == NULL: a short reason for the log */
+};
+
+/* Called on the worker's thread for every accepted connection. 0, or -errno (refuse). */
+typedef int (*conn_route_fn)(void *ctx, const union xp_sockaddr *client,
+			     const union xp_sockaddr *dst, struct conn_route *out);
+
+/* Process-wide counters (all workers). */
+struct conn_stats {
+	atomic_uint_fast64_t accepted;
+	atomic_uint_fast64_t active;
+	atomic_uint_fast64_t refused_limit;   /* max_connections reached */
+	atomic_uint_fast64_t no_route;	      /* router refused */
+	atomic_uint_fast64_t connect_failed;  /* outbound reported failure */
+	atomic_uint_fast64_t connect_timeout; /* CONNECT timed out */
+	atomic_uint_fast64_t idle_timeout;
+	atomic_uint_fast64_t resets;	      /* closed abortively (RST propagated or sent) */
+	atomic_uint_fast64_t bytes_up;	      /* client -> server */
+	atomic_uint_fast64_t bytes_down;      /* server -> client */
+};
+extern struct conn_stats conn_stats;
+
+struct xp_conn; /* a connection: the SDK's opaque xp_conn_t, defined in conn.c */
+
+struct worker {
+	struct xp_loop loop; /* loop.owner == this */
+	unsigned index;	     /* 0..n-1: the sockmap key of its listener */
+	int tcp_fd;	     /* listening, inside the private netns; owned */
+	ev_io accept_io;
+	struct conn_opts opts;
+	conn_route_fn route;
+	void *route_ctx;
+	struct xp_conn *conns; /* every live connection of this worker (doubly linked) */
+	unsigned n_conns;
+	bool stopping;
+};
+
+/* Make `fd` (a fresh AF_INET6 SOCK_STREAM socket, created inside the private netns) a
+ * transparent dual-stack listener: IP_TRANSPARENT, IPV6_V6ONLY off, no SO_REUSEPORT (refused by
+ * bpf_sk_assign on 6.1), bound to [::]:0, listening. 0 or -errno. */
+int conn_listen_tcp(int fd);
+
+int worker_init(struct worker *w, unsigned index, int tcp_fd, const struct conn_opts *opts,
+		conn_route_fn route, void *route_ctx);
+int worker_start(struct worker *w); /* starts the thread */
+/* Thread-safe: new options for new connections (reload). */
+void worker_set_opts(struct worker *w, const struct conn_opts *opts);
+/* Thread-safe: stop accepting, close every connection, end the loop. worker_join waits. */
+void worker_stop(struct worker *w);
+void worker_join(struct worker *w);
+void worker_fini(struct worker *w); /* closes the listener; NULL-safe */
+
+/* Host-table implementations (same loop as the connection). */
+const struct xp_conn_info *conn_info(xp_conn_t *c);
+xp_loop_t *conn_loop(xp_conn_t *c);
+void conn_ready_fd(xp_conn_t *c, int fd);
+void conn_ready_stream(xp_conn_t *c, const struct xp_stream_ops *ops, void *stream);
+void conn_fail(xp_conn_t *c, int err, const char *reason);
+void conn_stream_wake(xp_conn_t *c, unsigned what);
+
+#endif

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * outbound - the registry of [outbound.NAME] instances.
+ *
+ * Ids are what the datapath stores (xp_flow.outbound_id, rule verdicts). An id is given to a
+ * name the first time the name is seen and never reused or changed for the daemon's lifetime,
+ * so a flow classified just before a reload still finds its outbound. Instances are
+ * reference-counted: a reload that changes a section's options creates a new instance for new
+ * connections while connections in flight keep the old one until they close; the last
+ * reference frees it on the main thread.
+ */
+#ifndef XP_OUTBOUND_H
+#define XP_OUTBOUND_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <xproxy/plugin.h>
+
+#include "plug.h"
+
+struct cfg;
+
+#define OUTBOUND_ID_NONE 0
+#define OUTBOUND_ID_MAX 0xfffe
+
+struct outbound {
+	char *name; /* NAME of [outbound.NAME] */
+	uint16_t id;
+	struct plugin *plugin;
+	const struct xp_outbound_ops *ops; /* &plugin->outbound */
+	void *config;			   /* filled option struct, owned */
+	void *inst;			   /* the plugin's instance */
+	struct xp_handle handle;	   /* "outbound.NAME" */
+	atomic_int refs;		   /* the registry's + one per connection */
+	char *fingerprint;		   /* the section's keys and values, to spot changes */
+	/* statistics */
+	atomic_uint_fast64_t conns, fails, bytes_up, bytes_down;
+};
+
+/* Stable id for a name (allocated on first use). -ENOSPC past OUTBOUND_ID_MAX. Thread-safe. */
+int outbound_id(const char *name);
+/* Id of a name already known, -ENOENT otherwise. Thread-safe. */
+int outbound_id_lookup(const char *name);
+
+/* Main thread. Make the live set match cfg's [outbound.*] sections: unchanged sections keep
+ * their instance, changed ones get a new instance, removed ones are retired. Plugins are
+ * resolved through `reg` and initialized with `host` on first use. On any error nothing
+ * changes: -EINVAL with "file:line: ..." lines appended to *errors. */
+int outbounds_apply(const struct cfg *cfg, struct plug_registry *reg, const struct xp_host *host,
+		    char **errors);
+/* Main thread: retire everything (shutdown). */
+void outbounds_clear(void);
+
+/* The live instance for an id, with a reference; NULL if none. Thread-safe. */
+struct outbound *outbound_get(uint16_t id);
+struct outbound *outbound_get_by_name(const char *name);
+/* Drop a reference; the last one frees the instance (instance_free runs on the main thread). */
+void outbound_put(struct outbound *ob);
+/* Name of a live id (for logs), or NULL. The string stays valid until the next apply. */
+const char *outbound_name(uint16_t id);
+
+#endif
