@@ -41,8 +41,10 @@ enum xp_vsrc {
 	XP_SRC_FALLBACK = 4, /* the [route] fallback */
 	XP_SRC_LOCAL = 5,    /* destination is one of the router's own / multicast / broadcast addresses */
 	XP_SRC_FAILSAFE = 6, /* daemon heartbeat stale: fail = open (DIRECT) or closed (BLOCK) */
-	XP_SRC_NOPROXY = 7,  /* a proxy verdict for a protocol that cannot be proxied (ICMP): DIRECT */
-	XP_SRC__MAX = 8,
+	XP_SRC_NOPROXY = 7,  /* proxy verdict for a protocol that cannot be proxied here: DIRECT */
+	XP_SRC_MIDSTREAM = 8, /* TCP segment without SYN and without a flow entry: a connection that
+			       * predates this datapath (daemon start or restart) stays DIRECT */
+	XP_SRC__MAX = 16,
 };
 
 /* Which program saw the packet. */
@@ -273,6 +275,7 @@ enum xp_redirect_mode {
 /* xp_bpf_config.flags */
 #define XP_CFG_EVENTS_DIRECT 0x1 /* emit FLOW_NEW for DIRECT/BLOCK flows too (not only proxied) */
 #define XP_CFG_DROP_EVENTS 0x2	 /* emit DROP events (counters are kept regardless) */
+#define XP_CFG_UDP 0x4		 /* UDP listeners exist: UDP may be proxied (else NOPROXY) */
 
 struct xp_bpf_config {
 	__u32 abi_version;   /* must equal XP_BPF_ABI_VERSION; checked by the loader */
@@ -407,6 +410,6 @@ struct xp_stats {
 	__u64 flow_end;		       /* FLOW_END emitted */
 	__u64 rejects;		       /* TCP RSTs generated for BLOCK */
 };
-_Static_assert(sizeof(struct xp_stats) == 576, "xp_stats");
+_Static_assert(sizeof(struct xp_stats) == 640, "xp_stats");
 
 #endif /* XPROXY_BPF_ABI_H */

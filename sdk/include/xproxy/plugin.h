@@ -96,6 +96,7 @@ enum xp_route_source {
 	XP_SOURCE_LOCAL = 5,
 	XP_SOURCE_FAILSAFE = 6,
 	XP_SOURCE_NOPROXY = 7,
+	XP_SOURCE_MIDSTREAM = 8, /* a TCP connection older than the datapath: left DIRECT */
 };
 
 /* What a connection is going to. */
