@@ -282,7 +282,8 @@ struct xp_host {
 	xp_loop_t *(*conn_loop)(xp_conn_t *c);
 	/* Outbound results: exactly one of these per tcp_connect(). ready_fd hands over a connected
 	 * socket the core relays with splice(); ready_stream hands over a transforming stream;
-	 * fail closes the client (err: -ECONNREFUSED or -EPERM reset it, others close it). */
+	 * fail resets the client (as a refused or unreachable server would), except
+	 * err == -ECONNABORTED, which closes it with a FIN. */
 	void (*conn_ready_fd)(xp_conn_t *c, int fd);
 	void (*conn_ready_stream)(xp_conn_t *c, const struct xp_stream_ops *ops, void *stream);
 	void (*conn_fail)(xp_conn_t *c, int err, const char *reason);
