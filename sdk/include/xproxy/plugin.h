@@ -263,7 +263,8 @@ struct xp_host {
 	 * the xproxy mark (the datapath never hijacks it), O_NONBLOCK and O_CLOEXEC. fd or -errno. */
 	int (*upstream_socket)(xp_handle_t *who, int domain, int type, int protocol);
 
-	/* The datapath's view of a flow. 0, -ENOENT, or -errno. */
+	/* The datapath's view of a flow. Set out->size = sizeof(*out) first; the host fills what
+	 * fits and sets out->size to what it wrote. 0, -ENOENT, or -errno. */
 	int (*flow_lookup)(const struct xp_flow_key *key, struct xp_flow_info *out);
 	/* Write or clear a destination verdict in the kernel. 0 or -errno (-ENOSPC: table full,
 	 * -ENOENT: unknown outbound). */
