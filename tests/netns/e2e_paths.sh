@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+# e2e_paths.sh MODE (peer|plain): the three paths through a router running xproxyd, IPv4 and
+# IPv6, from a LAN client and from the router itself.
+#   proxy rule  -> nginx sees the router's address (xproxyd connected upstream via the direct
+#                  outbound in userspace)
+#   DIRECT rule -> nginx sees the client's own address (the kernel forwarded it)
+#   BLOCK rule  -> the connection fails fast (the datapath answers the SYN with a RST)
+source "$(dirname "$0")/lib.sh"
+MODE=${1:?usage: e2e_paths.sh peer|plain}
+xpt_require
+xpt_init "p$MODE"
+xpt_topology
+xpt_nginx
+
+xpt_config "$XPT_TMP/x.ini" "redirect = $MODE" < <(xpt_default_route)
+xpt_start "$XPT_TMP/x.ini"
+grep -q "redirect $MODE" "$XPT_DLOG" || xpt_fail "daemon did not use redirect mode $MODE"
+
+expect_peer "http://$P4/" "$PR4" "IPv4 proxy rule goes through xproxyd"
+expect_peer "http://[$P6]/" "$PR6" "IPv6 proxy rule goes through xproxyd"
+expect_peer "http://$D4/" "$C4" "IPv4 DIRECT rule stays in the kernel"
+expect_peer "http://[$D6]/" "$C6" "IPv6 DIRECT rule stays in the kernel"
+expect_peer "http://$S4/" "$C4" "fallback DIRECT"
+
+for url in "http://$B4/" "http://[$B6]/"; do
+	t0=$(date +%s%N)
+	out=$(nsc curl -s -g --max-time 5 -o /dev/null -w '%{http_code}' "$url" 2>&1)
+	rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	[ $rc = 7 ] || xpt_fail "BLOCK $url: curl exit $rc (want 7, connection refused), output '$out'"
+	[ $ms -lt 1000 ] || xpt_fail "BLOCK $url took $ms ms: not failing fast"
+	xpt_ok "BLOCK $url refused in $ms ms"
+done
+
+# The router's own traffic (WAN egress path): a proxied destination goes through xproxyd,
+# which is visible in its connection counter, not in the peer address (both are the router's).
+got=$(nsr curl -s --max-time 5 "http://$P4/" | tr -d '\r\n')
+[ "$got" = "$PR4" ] || xpt_fail "router -> proxy network: nginx saw '$got'"
+nsr curl -s -g --max-time 5 "http://[$P6]/" >/dev/null || xpt_fail "router -> IPv6 proxy network"
+kill -USR1 "$XPT_DPID"
+sleep 0.5
+acc=$(grep 'stats: connections accepted' "$XPT_DLOG" | tail -1 | sed -E 's/.*accepted ([0-9]+).*/\1/')
+# 2 LAN + 2 host connections were proxied
+[ "${acc:-0}" -ge 4 ] || xpt_fail "expected >= 4 proxied connections, stats say '${acc:-none}'"
+xpt_ok "router-originated connections to the proxy network were proxied (accepted=$acc)"
+grep -q 'flow new proto 6 .*10.1.3.2:80: DIRECT (rule, rule 2)' "$XPT_DLOG" ||
+	xpt_fail "no FLOW_NEW event for the DIRECT flow in the log"
+xpt_ok "flow events reach the daemon"
+
+xpt_stop TERM
+[ "$XPT_DRC" = 0 ] || xpt_fail "xproxyd exit code $XPT_DRC after SIGTERM"
+left=$(xpt_leftovers)
+[ -z "$left" ] || xpt_fail "left behind after SIGTERM: $left"
+expect_peer "http://$P4/" "$C4" "after stop the proxy network is plainly forwarded"
+xpt_ok "SIGTERM left nothing behind"
