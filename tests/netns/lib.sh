@@ -69,7 +69,7 @@ xpt_cleanup() {
 
 # xpt_init NAME: unique prefix, temp dir, trap
 xpt_init() {
-	XPT="xpt$(printf '%04x' $((RANDOM % 65536)))${1:0:3}"
+	XPT=${XPT_PREFIX:-"xpt$(printf '%04x' $((RANDOM % 65536)))${1:0:3}"}
 	XPT_TMP=$(mktemp -d "/tmp/$XPT.XXXXXX")
 	XPT_PIDS=""
 	trap xpt_cleanup EXIT

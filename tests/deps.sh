@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# deps.sh - install the Debian packages the build, the tests and the demo need (sourced).
+# Only what is missing is installed; services are not started by the packages (policy-rc.d),
+# so nothing listens on the host after an install.
+XP_BUILD_PKGS="meson ninja-build pkg-config gcc libc6-dev clang llvm clang-15 clang-16
+	libbpf-dev bpftool libelf-dev zlib1g-dev libev-dev libinih-dev libssl-dev"
+XP_TEST_PKGS="libcmocka-dev libclang-rt-14-dev nginx-light curl iproute2 python3 util-linux
+	procps iperf3 wrk qemu-system-x86 busybox-static libzstd-dev"
+
+xp_install_deps() { # PACKAGES...
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} = 0 ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+		return 1
+	fi
+	echo "installing: ${missing[*]}" >&2
+	local prc=/usr/sbin/policy-rc.d created=0
+	if [ ! -e $prc ]; then
+		printf '#!/bin/sh\nexit 101\n' >$prc && chmod +x $prc && created=1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+	local rc=$?
+	[ $created = 1 ] && rm -f $prc
+	return $rc
+}
