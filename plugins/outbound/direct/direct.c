@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * direct - the plain outbound: connect to the original destination from the host network
+ * namespace and hand the connected socket to the core, which relays it with splice().
+ *
+ * The socket comes from host->upstream_socket(): it carries the xproxy mark, so the datapath
+ * lets it leave instead of catching it again, and it is already non-blocking. A pending connect
+ * is one heap object (struct pending) owned by the connection's worker loop: it is freed exactly
+ * once, by the io callback, the optional timer, or tcp_abort, whichever comes first.
+ */
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <xproxy/plugin.h>
+
+struct direct_cfg {
+	uint64_t connect_timeout_ms; /* 0: only the core's connect timeout applies */
+	const char *bind_interface;  /* NULL: any device the routing table picks */
+	int tcp_nodelay;
+};
+
+static const struct xp_option direct_options[] = {
+	XP_OPT_RANGE(struct direct_cfg, connect_timeout_ms, "connect_timeout", XP_OPT_DURATION, "0",
+		     0, 0, 3600000, "give up connecting after this long (0: the core's timeout)"),
+	XP_OPT(struct direct_cfg, bind_interface, "bind_interface", XP_OPT_STRING, NULL, 0,
+	       "leave through this device only (SO_BINDTODEVICE)"),
+	XP_OPT(struct direct_cfg, tcp_nodelay, "tcp_nodelay", XP_OPT_BOOL, "yes", 0,
+	       "send small writes at once (TCP_NODELAY) on the upstream socket"),
+	XP_OPTION_END,
+};
+
+struct direct {
+	const struct xp_host *host;
+	xp_handle_t *self;
+	const struct direct_cfg *cfg;
+	/* counter_add is thread-safe: every worker updates these */
+	xp_counter_t *connects;
+	xp_counter_t *failures;
+};
+
+struct pending {
+	struct direct *d;
+	xp_conn_t *conn;
+	int fd;
+	xp_io_t *io;
+	xp_timer_t *timer; /* NULL without connect_timeout */
+};
+
+/* Release the watchers and report; `p` is gone afterwards. */
+static void pending_finish(struct pending *p, int err, const char *reason)
+{
+	const struct xp_host *host = p->d->host;
+	struct direct *d = p->d;
+	xp_conn_t *conn = p->conn;
+	int fd = p->fd;
+
+	host->io_free(p->io);
+	if (p->timer)
+		host->timer_free(p->timer);
+	/* freed before the callback: the core may tear the connection down inside it */
+	free(p);
+	if (!err) {
+		host->counter_add(d->connects, 1);
+		host->conn_ready_fd(conn, fd);
+		return;
+	}
+	close(fd);
+	host->counter_add(d->failures, 1);
+	host->conn_fail(conn, err, reason);
+}
+
+static void pending_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
+{
+	struct pending *p = arg;
+	socklen_t len = sizeof(int);
+	struct sockaddr_storage peer;
+	int soerr = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		soerr = errno;
+	if (!soerr) {
+		/* a wakeup without a result (spurious, or not writable yet): keep waiting */
+		len = sizeof(peer);
+		if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN)
+			return;
+	}
+	pending_finish(p, -soerr, soerr ? "connect failed" : NULL);
+}
+
+static void pending_timer_cb(xp_timer_t *timer, void *arg)
+{
+	pending_finish(arg, -ETIMEDOUT, "connect timed out (direct connect_timeout)");
+}
+
+static int setup_socket(const struct direct *d, int fd, const char **reason)
+{
+	int one = 1;
+
+	if (d->cfg->tcp_nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) {
+		*reason = "setting TCP_NODELAY failed";
+		return -errno;
+	}
+	if (d->cfg->bind_interface &&
+	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, d->cfg->bind_interface,
+		       strlen(d->cfg->bind_interface))) {
+		*reason = "binding to bind_interface failed";
+		return -errno;
+	}
+	return 0;
+}
+
+static int direct_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target,
+			      void **cctx)
+{
+	struct direct *d = inst;
+	const struct xp_host *host = d->host;
+	const char *reason = "connect failed";
+	int family = target->addr.sa.sa_family;
+	struct pending *p;
+	socklen_t alen;
+	int fd, rc;
+
+	*cctx = NULL;
+	if (family == AF_INET)
+		alen = sizeof(struct sockaddr_in);
+	else if (family == AF_INET6)
+		alen = sizeof(struct sockaddr_in6);
+	else
+		return -EAFNOSUPPORT;
+
+	fd = host->upstream_socket(d->self, family, SOCK_STREAM, IPPROTO_TCP);
+	if (fd < 0)
+		return fd;
+	rc = setup_socket(d, fd, &reason);
+	if (rc)
+		goto err_fail;
+	if (!connect(fd, &target->addr.sa, alen)) {
+		/* loopback and some local destinations complete at once */
+		host->counter_add(d->connects, 1);
+		host->conn_ready_fd(conn, fd);
+		return 0;
+	}
+	if (errno != EINPROGRESS) {
+		rc = -errno;
+		goto err_fail;
+	}
+
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		rc = -ENOMEM;
+		goto err_close;
+	}
+	p->d = d;
+	p->conn = conn;
+	p->fd = fd;
+	p->io = host->io_new(host->conn_loop(conn), fd, pending_io_cb, p);
+	if (!p->io) {
+		rc = -ENOMEM;
+		goto err_pending;
+	}
+	if (d->cfg->connect_timeout_ms) {
+		p->timer = host->timer_new(host->conn_loop(conn), pending_timer_cb, p);
+		if (!p->timer) {
+			rc = -ENOMEM;
+			goto err_io;
+		}
+		host->timer_set(p->timer, d->cfg->connect_timeout_ms, 0);
+	}
+	host->io_set(p->io, XP_IO_WRITE);
+	*cctx = p;
+	return 0;
+
+err_io:
+	host->io_free(p->io);
+err_pending:
+	free(p);
+err_close:
+	/* resources, not the destination, failed: no callback, the core reports -errno */
+	close(fd);
+	return rc;
+err_fail:
+	/* the destination (or the socket setup the user asked for) failed: tell the core why */
+	close(fd);
+	host->counter_add(d->failures, 1);
+	host->conn_fail(conn, rc, reason);
+	return 0;
+}
+
+static void direct_tcp_abort(void *inst, void *cctx)
+{
+	struct pending *p = cctx;
+
+	if (!p)
+		return;
+	p->d->host->io_free(p->io);
+	if (p->timer)
+		p->d->host->timer_free(p->timer);
+	close(p->fd);
+	free(p);
+}
+
+static int direct_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
+			       const void *config, void **inst)
+{
+	const struct direct_cfg *cfg = config;
+	struct direct *d;
+
+	if (cfg->bind_interface &&
+	    (!*cfg->bind_interface || strlen(cfg->bind_interface) >= IFNAMSIZ)) {
+		host->log(self, XP_LOG_ERROR,
+			  "bind_interface \"%s\": not a device name (1-%d "
+			  "characters)",
+			  cfg->bind_interface, IFNAMSIZ - 1);
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->host = host;
+	d->self = self;
+	d->cfg = cfg;
+	d->connects = host->counter_new(self, "connects", "upstream connections established");
+	d->failures = host->counter_new(self, "failures", "upstream connections that failed");
+	if (!d->connects || !d->failures) {
+		free(d);
+		return -ENOMEM;
+	}
+	*inst = d;
+	return 0;
+}
+
+static void direct_instance_free(void *inst)
+{
+	free(inst);
+}
+
+static const struct xp_outbound_ops direct_ops = {
+	.size = sizeof(struct xp_outbound_ops),
+	.caps = XP_OUTBOUND_TCP,
+	.tcp_connect = direct_tcp_connect,
+	.tcp_abort = direct_tcp_abort,
+};
+
+static const struct xp_plugin_desc direct_desc = {
+	.size = sizeof(struct xp_plugin_desc),
+	.abi_major = XP_PLUGIN_ABI_MAJOR,
+	.abi_minor = XP_PLUGIN_ABI_MINOR,
+	.name = "direct",
+	.version = "1.0",
+	.summary = "connect to the original destination from the host network namespace",
+	.kinds = XP_KIND_OUTBOUND,
+	.option_size = sizeof(struct xp_option),
+	.options = direct_options,
+	.config_size = sizeof(struct direct_cfg),
+	.instance_new = direct_instance_new,
+	.instance_free = direct_instance_free,
+	.outbound = &direct_ops,
+};
+
+XP_PLUGIN_EXPORT const struct xp_plugin_desc *XP_PLUGIN_ENTRY(uint32_t host_abi);
+
+const struct xp_plugin_desc *XP_PLUGIN_ENTRY(uint32_t host_abi)
+{
+	return &direct_desc;
+}
