@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Refused: an enum option without choices. */
+#include "fake.h"
+
+struct cfg {
+	const char *s;
+	int64_t i;
+	int e;
+};
+
+static const struct xp_option options[] = {
+	XP_OPT(struct cfg, e, "mode", XP_OPT_ENUM, NULL, 0, NULL),
+	XP_OPTION_END,
+};
+
+static const struct xp_outbound_ops ops = {FAKE_OUTBOUND_OPS};
+static const struct xp_plugin_desc desc = {
+	FAKE_DESC("opt_enum_nochoices"),
+	.option_size = sizeof(struct xp_option),
+	.options = options,
+	.config_size = sizeof(struct cfg),
+	.outbound = &ops,
+};
+
+FAKE_ENTRY(&desc)
