@@ -76,6 +76,7 @@ struct worker {
 	unsigned index;	     /* 0..n-1: the sockmap key of its listener */
 	int tcp_fd;	     /* listening, inside the private netns; owned */
 	ev_io accept_io;
+	ev_timer accept_timer; /* resumes accepting after EMFILE/ENFILE */
 	struct conn_opts opts;
 	conn_route_fn route;
 	void *route_ctx;
