@@ -573,7 +573,7 @@ static int load_cidr_file(const char *tname, const char *spec, const char *base_
 	}
 	f = fopen(path, "re");
 	if (!f) {
-		rc = -errno;
+		rc = -EINVAL; /* the message carries the reason; rule_parse's contract is -EINVAL */
 		seterr(err, errlen, "%s: cannot open '%s': %s", tname, path, strerror(errno));
 		goto err_open;
 	}
@@ -622,7 +622,7 @@ static int load_cidr_file(const char *tname, const char *spec, const char *base_
 		}
 	}
 	if (ferror(f)) {
-		rc = -EIO;
+		rc = -EINVAL;
 		seterr(err, errlen, "%s: error reading '%s'", tname, path);
 		goto err_read;
 	}
@@ -1053,8 +1053,12 @@ static bool cidrs_match(const struct rule_cond *c, const uint8_t addr[16])
 			size_t mid = lo + (hi - lo) / 2;
 			int d = memcmp(c->cidrs[mid].addr, key.addr, 16);
 
-			if (d == 0)
-				return cidr_contains(&c->cidrs[mid], addr);
+			if (d == 0) {
+				/* ::/0 and friends are found for IPv4 too, but do not match */
+				if (cidr_contains(&c->cidrs[mid], addr))
+					return true;
+				break;
+			}
 			if (d < 0)
 				lo = mid + 1;
 			else
