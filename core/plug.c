@@ -289,9 +289,9 @@ static int parse_value(const struct xp_option *o, const char *s, union optval *v
 }
 
 /* Copy and check the option table; p->options gets a NULL-terminated normalized copy. */
-static int load_options(struct plugin *p, const struct xp_plugin_desc *d, const char *path,
-			char *err, size_t errlen)
+static int load_options(struct plugin *p, const char *path, char *err, size_t errlen)
 {
+	const struct xp_plugin_desc *d = &p->desc;
 	const unsigned char *base = (const void *)d->options;
 	char nbuf[72], dbuf[72], msg[256];
 	union optval v;
@@ -400,8 +400,7 @@ static int copy_ops(void *dst, size_t known, size_t min, const void *src, const 
 }
 
 /* Everything about the (already copied) descriptor except the header and options. */
-static int check_desc(struct plugin *p, const struct xp_plugin_desc *d, const char *path, char *err,
-		      size_t errlen)
+static int check_desc(struct plugin *p, const char *path, char *err, size_t errlen)
 {
 	struct xp_plugin_desc *c = &p->desc;
 	char nbuf[48];
@@ -426,7 +425,7 @@ static int check_desc(struct plugin *p, const struct xp_plugin_desc *d, const ch
 		return fmt_err(err, errlen, path, -EINVAL, "has an event_mask but no on_event");
 
 	if (c->kinds & XP_KIND_OUTBOUND) {
-		rc = copy_ops(&p->outbound, sizeof(p->outbound), OUTBOUND_SIZE_1_0, d->outbound,
+		rc = copy_ops(&p->outbound, sizeof(p->outbound), OUTBOUND_SIZE_1_0, c->outbound,
 			      "outbound", path, err, errlen);
 		if (rc)
 			return rc;
@@ -442,7 +441,7 @@ static int check_desc(struct plugin *p, const struct xp_plugin_desc *d, const ch
 				       "outbound with XP_OUTBOUND_TCP but no tcp_abort");
 	}
 	if (c->kinds & XP_KIND_SNIFFER) {
-		rc = copy_ops(&p->sniffer, sizeof(p->sniffer), SNIFFER_SIZE_1_0, d->sniffer,
+		rc = copy_ops(&p->sniffer, sizeof(p->sniffer), SNIFFER_SIZE_1_0, c->sniffer,
 			      "sniffer", path, err, errlen);
 		if (rc)
 			return rc;
@@ -454,7 +453,7 @@ static int check_desc(struct plugin *p, const struct xp_plugin_desc *d, const ch
 			return fmt_err(err, errlen, path, -EINVAL, "sniffer without sniff");
 	}
 	if (c->kinds & XP_KIND_DNS) {
-		rc = copy_ops(&p->dns, sizeof(p->dns), DNS_SIZE_1_0, d->dns, "dns", path, err,
+		rc = copy_ops(&p->dns, sizeof(p->dns), DNS_SIZE_1_0, c->dns, "dns", path, err,
 			      errlen);
 		if (rc)
 			return rc;
@@ -560,10 +559,10 @@ int plug_load(const char *path, struct plugin **out, char *err, size_t errlen)
 	rc = copy_desc(p, d, path, err, errlen);
 	if (rc)
 		goto err_close;
-	rc = check_desc(p, d, path, err, errlen);
+	rc = check_desc(p, path, err, errlen);
 	if (rc)
 		goto err_close;
-	rc = load_options(p, d, path, err, errlen);
+	rc = load_options(p, path, err, errlen);
 	if (rc == -ENOMEM)
 		fmt_err(err, errlen, path, rc, "out of memory");
 	if (rc)
