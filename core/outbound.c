@@ -53,7 +53,7 @@ int outbound_id(const char *name)
 		id = -ENOSPC;
 		goto out;
 	}
-	if (n_slots == cap_slots) {
+	if (n_slots >= cap_slots) {
 		size_t cap = cap_slots ? cap_slots * 2 : 16;
 		struct ob_slot *v = realloc(slots, cap * sizeof(*v));
 
