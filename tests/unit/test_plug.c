@@ -715,7 +715,7 @@ static void test_fill_defaults(void **state)
 	static const struct kvdef kv[] = {
 		{"plugin", "good_outbound", 4},
 		{"server", "example.org:443", 5},
-		{NULL},
+		{.key = NULL},
 	};
 	struct plugin *p = *state;
 	struct good_cfg *c;
@@ -752,7 +752,7 @@ static void test_fill_every_type(void **state)
 		{"password", "hunter2", 11},
 		{"pin", "42", 12},
 		{"comment", "", 13},
-		{NULL},
+		{.key = NULL},
 	};
 	struct plugin *p = *state;
 	struct good_cfg *c;
@@ -781,7 +781,7 @@ static void test_fill_bounds(void **state)
 		{"server", "a:1", 4},
 		{"count", "-5", 5},
 		{"timeout", "100ms", 6},
-		{NULL},
+		{.key = NULL},
 	};
 	struct good_cfg *c;
 	char *errors;
@@ -826,10 +826,9 @@ static void test_fill_bounds(void **state)
 static void test_fill_bad_values(void **state)
 {
 	static const struct kvdef kv[] = {
-		{"label", "fine", 4},		{"count", "12abc", 5},
-		{"enabled", "maybe", 6},	{"timeout", "10 parsecs", 7},
-		{"buffer", "lots", 8},		{"mode", "slow", 9},
-		{"server", "no-port-here", 10}, {NULL},
+		{"label", "fine", 4},		{"count", "12abc", 5}, {"enabled", "maybe", 6},
+		{"timeout", "10 parsecs", 7},	{"buffer", "lots", 8}, {"mode", "slow", 9},
+		{"server", "no-port-here", 10}, {.key = NULL},
 	};
 	struct plugin *p = *state;
 	struct good_cfg *c;
@@ -858,7 +857,7 @@ static void test_fill_unknown_and_required(void **state)
 	static const struct kvdef kv[] = {
 		{"plugin", "good_outbound", 4},
 		{"colour", "blue", 7},
-		{NULL},
+		{.key = NULL},
 	};
 	struct plugin *p = *state;
 	struct good_cfg *c;
@@ -882,7 +881,7 @@ static void test_fill_twice(void **state)
 		{"server", "a:1", 4},
 		{"label", "one", 5},
 		{"label", "two", 8},
-		{NULL},
+		{.key = NULL},
 	};
 	struct plugin *p = *state;
 	char *errors;
@@ -900,7 +899,7 @@ static void test_fill_secret(void **state)
 		{"server", "a:1", 4},
 		{"pin", "12345", 9},
 		{"password", "hunter2", 10},
-		{NULL},
+		{.key = NULL},
 	};
 	struct plugin *p = *state;
 	char *errors;
@@ -924,7 +923,7 @@ static void test_fill_secret(void **state)
 
 static void test_fill_appends_errors(void **state)
 {
-	static const struct kvdef kv[] = {{NULL}};
+	static const struct kvdef kv[] = {{.key = NULL}};
 	struct cfg_section *s = make_section("outbound.x", 12, kv);
 	struct plugin *p = *state;
 	char *errors = strdup("t.ini:1: an earlier problem\n");
@@ -943,8 +942,8 @@ static void test_fill_appends_errors(void **state)
 
 static void test_fill_no_options(void **state)
 {
-	static const struct kvdef none[] = {{"plugin", "./good_dns.so", 2}, {NULL}};
-	static const struct kvdef one[] = {{"server", "a:1", 2}, {NULL}};
+	static const struct kvdef none[] = {{"plugin", "./good_dns.so", 2}, {.key = NULL}};
+	static const struct kvdef one[] = {{"server", "a:1", 2}, {.key = NULL}};
 	struct plugin *p = load_ok("good_dns");
 	struct cfg_section *s;
 	char *errors = NULL;

@@ -604,7 +604,7 @@ static void check_connected(struct xp_conn *c, int lfd, const union xp_sockaddr 
 
 static void direct_connect_ok(int family)
 {
-	static const struct kvdef kv[] = {{"plugin", "direct"}, {NULL}};
+	static const struct kvdef kv[] = {{"plugin", "direct"}, {.key = NULL}};
 	union xp_sockaddr to;
 	struct xp_conn c;
 	struct inst in;
@@ -643,7 +643,7 @@ static void test_direct_connect_v6(void **state)
 
 static void test_direct_refused(void **state)
 {
-	static const struct kvdef kv[] = {{NULL}};
+	static const struct kvdef kv[] = {{.key = NULL}};
 	union xp_sockaddr to;
 	struct xp_conn c;
 	struct inst in;
@@ -672,7 +672,7 @@ static void test_direct_refused(void **state)
 
 static void test_direct_abort(void **state)
 {
-	static const struct kvdef kv[] = {{NULL}};
+	static const struct kvdef kv[] = {{.key = NULL}};
 	struct full_listener f;
 	struct xp_conn c;
 	struct inst in;
@@ -703,7 +703,7 @@ static void test_direct_abort(void **state)
 
 static void test_direct_timeout(void **state)
 {
-	static const struct kvdef kv[] = {{"connect_timeout", "150ms"}, {NULL}};
+	static const struct kvdef kv[] = {{"connect_timeout", "150ms"}, {.key = NULL}};
 	struct full_listener f;
 	struct xp_conn c;
 	struct inst in;
@@ -734,12 +734,12 @@ static void test_direct_timeout(void **state)
 
 static void test_direct_options(void **state)
 {
-	static const struct kvdef no_delay[] = {{"tcp_nodelay", "no"}, {NULL}};
-	static const struct kvdef lo[] = {{"bind_interface", "lo"}, {NULL}};
-	static const struct kvdef nodev[] = {{"bind_interface", "xpt-nodev0"}, {NULL}};
+	static const struct kvdef no_delay[] = {{"tcp_nodelay", "no"}, {.key = NULL}};
+	static const struct kvdef lo[] = {{"bind_interface", "lo"}, {.key = NULL}};
+	static const struct kvdef nodev[] = {{"bind_interface", "xpt-nodev0"}, {.key = NULL}};
 	static const struct kvdef toolong[] = {
 		{"bind_interface", "a-name-longer-than-ifnamsiz"},
-		{NULL},
+		{.key = NULL},
 	};
 	union xp_sockaddr to;
 	struct xp_conn c;
@@ -782,7 +782,7 @@ static void test_direct_options(void **state)
 
 static void test_direct_bad_family(void **state)
 {
-	static const struct kvdef kv[] = {{NULL}};
+	static const struct kvdef kv[] = {{.key = NULL}};
 	union xp_sockaddr to = {0};
 	struct xp_conn c;
 	struct inst in;
@@ -803,7 +803,7 @@ static void test_direct_bad_options(void **state)
 		{"tcp_nodelay", "perhaps"},
 		{"connect_timeout", "2h"},
 		{"colour", "red"},
-		{NULL},
+		{.key = NULL},
 	};
 	struct plugin *p = load_plugin("direct");
 	struct cfg_section *s = make_section(kv);
@@ -855,8 +855,8 @@ static void block_case(const struct kvdef *kv, int want_err)
 
 static void test_block_reset(void **state)
 {
-	static const struct kvdef dflt[] = {{"plugin", "block"}, {NULL}};
-	static const struct kvdef reset[] = {{"mode", "reset"}, {NULL}};
+	static const struct kvdef dflt[] = {{"plugin", "block"}, {.key = NULL}};
+	static const struct kvdef reset[] = {{"mode", "reset"}, {.key = NULL}};
 
 	block_case(dflt, -ECONNREFUSED);
 	block_case(reset, -ECONNREFUSED);
@@ -864,14 +864,14 @@ static void test_block_reset(void **state)
 
 static void test_block_close(void **state)
 {
-	static const struct kvdef kv[] = {{"mode", "close"}, {NULL}};
+	static const struct kvdef kv[] = {{"mode", "close"}, {.key = NULL}};
 
 	block_case(kv, -ECONNABORTED);
 }
 
 static void test_block_bad_mode(void **state)
 {
-	static const struct kvdef kv[] = {{"mode", "drop"}, {NULL}};
+	static const struct kvdef kv[] = {{"mode", "drop"}, {.key = NULL}};
 	struct plugin *p = load_plugin("block");
 	struct cfg_section *s = make_section(kv);
 	char *errors = NULL;
