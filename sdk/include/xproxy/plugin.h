@@ -47,6 +47,8 @@ extern "C" {
 
 struct xp_plugin_desc;
 typedef const struct xp_plugin_desc *(*xp_plugin_query_fn)(uint32_t host_abi);
+/* Every plugin defines this (declared here so the definition is type-checked). */
+XP_PLUGIN_EXPORT const struct xp_plugin_desc *xp_plugin_query(uint32_t host_abi);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Opaque host objects                                                                          */
