@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -24,11 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "rules.h"
 
 #define RULE_FILE_MAX_ENTRIES 1000000
+#define RULE_FILE_MAX_BYTES (256l << 20)
 #define RULE_FILE_LINE_MAX 256	 /* a CIDR is at most ~50 chars; longer lines are garbage */
 #define DOMAIN_MAX 253
 #define LABEL_MAX 63
@@ -367,13 +371,17 @@ empty_label:
 /* glibc's regcomp expands bounded repetitions into copies of the sub-expression: a pattern
  * such as "((a{1,200}){1,200}){1,200}" takes gigabytes. Names are at most 253 characters, so
  * large bounds are never needed; refuse them before regcomp sees them. The product ignores
- * nesting, which only over-estimates. */
+ * nesting, which only over-estimates. Back-references are refused too (see below). */
 static bool regex_too_big(const char *p)
 {
 	unsigned long budget = 1;
 
 	for (; *p; p++) {
 		if (*p == '\\') {
+			/* glibc accepts back-references in EREs; matching them can take exponential
+			 * time, and names never need them */
+			if (p[1] >= '1' && p[1] <= '9')
+				return true;
 			if (p[1])
 				p++;
 			continue;
@@ -556,8 +564,9 @@ static int load_cidr_file(const char *tname, const char *spec, const char *base_
 	char *path = NULL, *line = NULL;
 	size_t linecap = 0, lineno = 0, entries = 0, bad = 0, shown = 0;
 	ssize_t len;
+	struct stat st;
 	FILE *f;
-	int rc = 0;
+	int fd = -1, rc = 0;
 
 	if (!*spec) {
 		seterr(err, errlen, "%s: '@' needs a file name", tname);
@@ -571,12 +580,26 @@ static int load_cidr_file(const char *tname, const char *spec, const char *base_
 		if (!path)
 			return -ENOMEM;
 	}
-	f = fopen(path, "re");
-	if (!f) {
-		rc = -EINVAL; /* the message carries the reason; rule_parse's contract is -EINVAL */
+	/* O_NONBLOCK: a FIFO must not block the daemon's reload; only regular files of bounded
+	 * size are lists (not /dev/zero, not /proc/kcore) */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		seterr(err, errlen, "%s: cannot open '%s': %s", tname, path, strerror(errno));
-		goto err_open;
+		rc = -EINVAL; /* the message carries the reason; rule_parse's contract is -EINVAL */
+		goto err_fd;
 	}
+	if (!S_ISREG(st.st_mode) || st.st_size > RULE_FILE_MAX_BYTES) {
+		seterr(err, errlen, "%s: '%s' is %s", tname, path,
+		       S_ISREG(st.st_mode) ? "larger than 256 MiB" : "not a regular file");
+		rc = -EINVAL;
+		goto err_fd;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		rc = -ENOMEM;
+		goto err_fd;
+	}
+	fd = -1; /* owned by f now */
 	if (err && errlen)
 		err[0] = '\0';
 	while ((len = getline(&line, &linecap, f)) >= 0) {
@@ -640,7 +663,9 @@ static int load_cidr_file(const char *tname, const char *spec, const char *base_
 err_read:
 	free(line);
 	fclose(f);
-err_open:
+err_fd:
+	if (fd >= 0)
+		close(fd);
 	free(path);
 	return rc;
 }
@@ -728,8 +753,8 @@ static int parse_cond(char *text, const char *base_dir, struct rule_cond *c, cha
 		}
 		if (regex_too_big(value)) {
 			seterr(err, errlen,
-			       "%s: repetition bounds in '%s' are too large (names are at most %d "
-			       "characters)",
+			       "%s: '%s' has back-references or repetition bounds that are too "
+			       "large (names are at most %d characters)",
 			       tname, value, DOMAIN_MAX);
 			return -EINVAL;
 		}

@@ -362,11 +362,14 @@ static void test_parse_errors(void **state)
 		{ "domain-keyword:a/b, DIRECT", "domain-keyword: 'a/b': character '/' is not allowed" },
 		{ "domain-regex:(, DIRECT", NULL }, /* regerror text checked below */
 		{ "domain-regex:((a{1,50}){1,50}){1,50}, DIRECT",
-		  "domain-regex: repetition bounds in '((a{1,50}){1,50}){1,50}' are too large "
-		  "(names are at most 253 characters)" },
+		  "domain-regex: '((a{1,50}){1,50}){1,50}' has back-references or repetition "
+		  "bounds that are too large (names are at most 253 characters)" },
 		{ "domain-regex:a{1,1000}, DIRECT",
-		  "domain-regex: repetition bounds in 'a{1,1000}' are too large (names are at most "
-		  "253 characters)" },
+		  "domain-regex: 'a{1,1000}' has back-references or repetition bounds that are too "
+		  "large (names are at most 253 characters)" },
+		{ "domain-regex:(a*)*\\1, DIRECT",
+		  "domain-regex: '(a*)*\\1' has back-references or repetition bounds that are too "
+		  "large (names are at most 253 characters)" },
 		{ "dport:80, REJECT", "target 'REJECT' is reserved (use DIRECT, BLOCK or an outbound "
 				      "name)" },
 		{ "dport:80, dns", "target 'dns' is reserved (use DIRECT, BLOCK or an outbound "
@@ -550,10 +553,28 @@ static void test_parse_file(void **state)
 		snprintf(want, sizeof(want), "%s:1: line too long (400 bytes, max 256)", p);
 		expect_err("dst-cidr:@long.txt, DIRECT", want);
 	}
-	/* a directory is not a list */
-	snprintf(text, sizeof(text), "%s/adir2", tmpdir);
+	/* a directory, a FIFO (which must not block) or a device is not a list */
+	snprintf(text, sizeof(text), "%s/adir", tmpdir);
 	assert_int_equal(mkdir(text, 0700), 0);
-	expect_err_prefix("dst-cidr:@adir2, DIRECT", "dst-cidr: error reading");
+	snprintf(want, sizeof(want), "dst-cidr: '%s' is not a regular file", text);
+	expect_err("dst-cidr:@adir, DIRECT", want);
+	snprintf(text, sizeof(text), "%s/fifo", tmpdir);
+	assert_int_equal(mkfifo(text, 0600), 0);
+	snprintf(want, sizeof(want), "dst-cidr: '%s' is not a regular file", text);
+	expect_err("dst-cidr:@fifo, DIRECT", want);
+	expect_err("src-cidr:@/dev/zero, DIRECT", "src-cidr: '/dev/zero' is not a regular file");
+	{
+		/* sparse: 300 MiB without writing them */
+		int fd;
+
+		snprintf(text, sizeof(text), "%s/huge.txt", tmpdir);
+		fd = open(text, O_CREAT | O_WRONLY, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 300l << 20), 0);
+		close(fd);
+		snprintf(want, sizeof(want), "dst-cidr: '%s' is larger than 256 MiB", text);
+		expect_err("dst-cidr:@huge.txt, DIRECT", want);
+	}
 }
 
 static void test_parse_file_limit(void **state)
