@@ -318,6 +318,7 @@ struct parser {
 	int gseen[G__COUNT]; /* line of each [global] key, 0 = not set */
 	uint32_t next_rule_id;
 	int fallback_line;
+	bool value_is_comment; /* the current line's value is only a comment */
 
 	struct cfg_error *errv; /* min(n_errors, CFG_ERRORS_MAX) of them */
 	size_t n_errors;
@@ -922,6 +923,8 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 	int first_line = 0;
 
 	(void)section; /* we track sections ourselves: inih never sees a header */
+	if (ps->value_is_comment)
+		value = "";
 	if (ps->cur == SEC_NONE) {
 		add_error(ps, ps->lineno, "key '%.64s' outside of any section", name);
 		return 1;
@@ -1016,6 +1019,13 @@ static bool check_line(struct parser *ps, char *line)
 		add_error(ps, ps->lineno, "missing key name before '%c'", *q);
 		return false;
 	}
+	/* "key = ; comment": inih only sees an inline comment after whitespace inside the value,
+	 * so one that starts the value would become the value */
+	char *v = q + 1;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	ps->value_is_comment = v > q + 1 && (*v == ';' || *v == '#');
 	return true;
 }
 

@@ -735,6 +735,14 @@ static void test_lexical(void **state)
 	assert_int_equal(c->route.fallback.kind, RT_DIRECT);
 	cfg_free(c);
 
+	/* a comment right after '=' leaves the value empty; without whitespace it is the value */
+	expect_errors(BASE "plugin_dir = ; none\n",
+		      "t.ini:3: plugin_dir: invalid value '' (expected a directory)\n");
+	c = parse_ok(BASE "[outbound.p]\nplugin = direct\npassword =#x ; comment\nuser = ;\n");
+	assert_string_equal(cfg_get(c, "outbound.p", "password"), "#x");
+	assert_string_equal(cfg_get(c, "outbound.p", "user"), "");
+	cfg_free(c);
+
 	/* a BOM anywhere but the start is just bytes */
 	expect_errors(BASE "\xef\xbb\xbf[route]\n",
 		      "t.ini:3: expected 'key = value', '[section]' or a comment\n");
