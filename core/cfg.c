@@ -34,12 +34,12 @@
 #include "cfg.h"
 #include "log.h"
 
-#define CFG_LINE_MAX 16384	  /* characters per line; @file lists are for longer ones */
-#define CFG_FILE_MAX (16u << 20) /* a config file above this is certainly not a config */
-#define CFG_ERRORS_MAX 1000	  /* then one summary line: a garbage file stays readable */
-#define RULE_ERR_MAX 8192
-#define IFNAME_MAX 15		  /* IFNAMSIZ - 1 */
-#define VETH_MAX 13		  /* "<veth>p" must fit IFNAMSIZ - 1 */
+#define CFG_LINE_MAX	  16384	      /* characters per line; @file lists are for longer ones */
+#define CFG_FILE_MAX	  (16u << 20) /* a config file above this is certainly not a config */
+#define CFG_ERRORS_MAX	  1000	      /* then one summary line: a garbage file stays readable */
+#define RULE_ERR_MAX	  8192
+#define IFNAME_MAX	  15 /* IFNAMSIZ - 1 */
+#define VETH_MAX	  13 /* "<veth>p" must fit IFNAMSIZ - 1 */
 #define OUTBOUND_NAME_MAX 31
 
 /* ------------------------------------------------------------------------------------------ */
@@ -114,8 +114,8 @@ int cfg_parse_i64(const char *s, int64_t *out)
 
 int cfg_parse_bool(const char *s, bool *out)
 {
-	static const char *const yes[] = { "1", "true", "yes", "on" };
-	static const char *const no[] = { "0", "false", "no", "off" };
+	static const char *const yes[] = {"1", "true", "yes", "on"};
+	static const char *const no[] = {"0", "false", "no", "off"};
 
 	if (!s || !out)
 		return -EINVAL;
@@ -167,16 +167,16 @@ static int parse_scaled(const char *s, const char *const *units, const uint64_t 
 
 int cfg_parse_duration_ms(const char *s, uint64_t *out)
 {
-	static const char *const units[] = { "ms", "s", "m", "h" };
-	static const uint64_t mults[] = { 1, 1000, 60 * 1000, 3600 * 1000 };
+	static const char *const units[] = {"ms", "s", "m", "h"};
+	static const uint64_t mults[] = {1, 1000, 60 * 1000, 3600 * 1000};
 
 	return parse_scaled(s, units, mults, 4, 1, out);
 }
 
 int cfg_parse_size(const char *s, uint64_t *out)
 {
-	static const char *const units[] = { "k", "m", "g" };
-	static const uint64_t mults[] = { 1ull << 10, 1ull << 20, 1ull << 30 };
+	static const char *const units[] = {"k", "m", "g"};
+	static const uint64_t mults[] = {1ull << 10, 1ull << 20, 1ull << 30};
 
 	return parse_scaled(s, units, mults, 3, 1, out);
 }
@@ -233,8 +233,7 @@ int cfg_parse_hostport(const char *s)
 		if (!valid_hostname(s, hl))
 			return -EINVAL;
 	}
-	if (strlen(colon + 1) > 5 || parse_digits(colon + 1, 10, &port) || port < 1 ||
-	    port > 65535)
+	if (strlen(colon + 1) > 5 || parse_digits(colon + 1, 10, &port) || port < 1 || port > 65535)
 		return -EINVAL;
 	return 0;
 }
@@ -242,7 +241,7 @@ int cfg_parse_hostport(const char *s)
 /* ------------------------------------------------------------------------------------------ */
 /* Parser state                                                                                */
 
-#define SEC_NONE (-1)	/* no section yet */
+#define SEC_NONE   (-1) /* no section yet */
 #define SEC_IGNORE (-2) /* a bad or duplicate section: its keys were already reported */
 
 enum gkey {
@@ -466,7 +465,7 @@ static bool valid_outbound_name(const char *n)
 
 static bool reserved_name(const char *n)
 {
-	static const char *const reserved[] = { "DIRECT", "BLOCK", "INSPECT", "DNS", "REJECT" };
+	static const char *const reserved[] = {"DIRECT", "BLOCK", "INSPECT", "DNS", "REJECT"};
 
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 		if (!strcasecmp(n, reserved[i]))
@@ -500,10 +499,11 @@ static void open_section(struct parser *ps, const char *name)
 			return;
 		}
 		if (!valid_outbound_name(ob)) {
-			add_error(ps, line,
-				  "invalid outbound name '%s' (expected 1-%d characters A-Z a-z 0-9 "
-				  "_ -)",
-				  ob, OUTBOUND_NAME_MAX);
+			add_error(
+				ps, line,
+				"invalid outbound name '%s' (expected 1-%d characters A-Z a-z 0-9 "
+				"_ -)",
+				ob, OUTBOUND_NAME_MAX);
 			return;
 		}
 		if (reserved_name(ob)) {
@@ -587,10 +587,11 @@ static int parse_devlist(struct parser *ps, const char *key, const char *value, 
 		return -ENOMEM;
 	for (char *tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
 		if (!valid_ifname(tok, IFNAME_MAX)) {
-			add_error(ps, ps->lineno,
-				  "%s: invalid device name '%.64s' (1-%d characters, no '/', ':' or "
-				  "spaces)",
-				  key, tok, IFNAME_MAX);
+			add_error(
+				ps, ps->lineno,
+				"%s: invalid device name '%.64s' (1-%d characters, no '/', ':' or "
+				"spaces)",
+				key, tok, IFNAME_MAX);
 			rc = -EINVAL;
 			continue;
 		}
@@ -623,7 +624,8 @@ static int parse_devlist(struct parser *ps, const char *key, const char *value, 
 	free(copy);
 	if (!rc && n == 0) {
 		add_error(ps, ps->lineno,
-			  "%s: no device names (expected names separated by spaces or commas)", key);
+			  "%s: no device names (expected names separated by spaces or commas)",
+			  key);
 		rc = -EINVAL;
 	}
 	if (rc) {
@@ -665,9 +667,9 @@ static bool get_u64(struct parser *ps, const char *key, const char *value,
 
 static void handle_global(struct parser *ps, const char *key, const char *value)
 {
-	static const char *const redirects[] = { "auto", "peer", "plain" };
-	static const char *const fails[] = { "open", "closed" };
-	static const char *const events[] = { "proxied", "all" };
+	static const char *const redirects[] = {"auto", "peer", "plain"};
+	static const char *const fails[] = {"open", "closed"};
+	static const char *const events[] = {"proxied", "all"};
 	struct cfg_global *g = &ps->cfg->global;
 	uint64_t v;
 	int k = -1, i;
@@ -834,8 +836,8 @@ static void handle_route(struct parser *ps, const char *key, const char *value)
 	int rc;
 
 	if (strcmp(key, "rule") && strcmp(key, "fallback")) {
-		add_error(ps, ps->lineno, "unknown key '%.64s' in [route] (expected rule or fallback)",
-			  key);
+		add_error(ps, ps->lineno,
+			  "unknown key '%.64s' in [route] (expected rule or fallback)", key);
 		return;
 	}
 	err = malloc(RULE_ERR_MAX);

@@ -22,9 +22,9 @@
 
 #include "log.h"
 
-#define LOG_LINE_MAX 4096 /* bytes per line, newline included; PIPE_BUF on Linux */
-#define LOG_MSG_MAX 16384 /* formatted message before splitting into lines */
-#define LOG_HEAD_MAX 128 /* timestamp, level and "[prefix] " */
+#define LOG_LINE_MAX 4096  /* bytes per line, newline included; PIPE_BUF on Linux */
+#define LOG_MSG_MAX  16384 /* formatted message before splitting into lines */
+#define LOG_HEAD_MAX 128   /* timestamp, level and "[prefix] " */
 #define LOG_ELLIPSIS "..."
 
 static atomic_int cur_level = XP_LOG_INFO;
@@ -188,7 +188,8 @@ void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 		h += snprintf(head + h, sizeof(head) - (size_t)h, "[%.64s] ", prefix);
 	}
 	if (h < 0 || h > LOG_HEAD_MAX)
-		h = LOG_HEAD_MAX; /* cannot happen with the widths above; keeps the bound explicit */
+		h = LOG_HEAD_MAX; /* cannot happen with the widths above; keeps the bound explicit
+				   */
 
 	/* drop trailing newlines callers sometimes add, then one line per remaining segment */
 	size_t len = (size_t)m;

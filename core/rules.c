@@ -32,13 +32,13 @@
 #include "rules.h"
 
 #define RULE_FILE_MAX_ENTRIES 1000000
-#define RULE_FILE_MAX_BYTES (256l << 20)
-#define RULE_FILE_LINE_MAX 256	 /* a CIDR is at most ~50 chars; longer lines are garbage */
-#define DOMAIN_MAX 253
-#define LABEL_MAX 63
-#define REGEX_MAX 256		 /* pattern length */
-#define REGEX_REPEAT_BUDGET 4096 /* product of {m,n} bounds: keeps regcomp's expansion small */
-#define TARGET_NAME_MAX 31
+#define RULE_FILE_MAX_BYTES   (256l << 20)
+#define RULE_FILE_LINE_MAX    256 /* a CIDR is at most ~50 chars; longer lines are garbage */
+#define DOMAIN_MAX	      253
+#define LABEL_MAX	      63
+#define REGEX_MAX	      256  /* pattern length */
+#define REGEX_REPEAT_BUDGET   4096 /* product of {m,n} bounds: keeps regcomp's expansion small */
+#define TARGET_NAME_MAX	      31
 
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers                                                                               */
@@ -109,7 +109,7 @@ static int grow(void *arr, size_t *cap, size_t need, size_t sz)
 	return 0;
 }
 
-static const uint8_t v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 static bool addr_is_v4(const uint8_t a[16])
 {
@@ -223,7 +223,8 @@ static int parse_cidr_msg(const char *s, struct rule_cidr *out, char *err, size_
 		return -EINVAL;
 	}
 	if (slash) {
-		int rc = strlen(slash + 1) <= 3 ? parse_dec(slash + 1, v4 ? 32 : 128, &plen) : -EINVAL;
+		int rc = strlen(slash + 1) <= 3 ? parse_dec(slash + 1, v4 ? 32 : 128, &plen)
+						: -EINVAL;
 
 		if (rc) {
 			seterr(err, errlen, "invalid prefix length in '%s' (0-%d for %s)", s,
@@ -291,7 +292,8 @@ static int parse_prange(const char *tname, const char *s, struct rule_prange *ou
 		hi = lo;
 	}
 	if (lo == 0 || hi == 0) {
-		seterr(err, errlen, "%s: port 0 in '%s' is not valid (ports are 1-65535)", tname, s);
+		seterr(err, errlen, "%s: port 0 in '%s' is not valid (ports are 1-65535)", tname,
+		       s);
 		return -EINVAL;
 	}
 	if (lo > hi) {
@@ -343,11 +345,11 @@ static int parse_domain(const char *tname, const char *s, bool keyword, char **o
 				       "and all its subdomains)",
 				       tname, s);
 			else if (c >= 0x20 && c < 0x7f)
-				seterr(err, errlen, "%s: '%s': character '%c' is not allowed", tname,
-				       s, c);
+				seterr(err, errlen, "%s: '%s': character '%c' is not allowed",
+				       tname, s, c);
 			else
-				seterr(err, errlen, "%s: '%s': byte 0x%02x is not allowed", tname, s,
-				       c);
+				seterr(err, errlen, "%s: '%s': byte 0x%02x is not allowed", tname,
+				       s, c);
 			free(n);
 			return -EINVAL;
 		}
@@ -412,7 +414,7 @@ static bool regex_too_big(const char *p)
 
 static int parse_target(const char *s, struct rule *out, char *err, size_t errlen)
 {
-	static const char *const reserved[] = { "INSPECT", "DNS", "REJECT" };
+	static const char *const reserved[] = {"INSPECT", "DNS", "REJECT"};
 	size_t len = strlen(s);
 
 	if (len == 0) {
@@ -457,16 +459,16 @@ static const struct {
 	const char *name;
 	enum rule_cond_type type;
 } cond_types[] = {
-	{ "dst-cidr", RC_DST_CIDR },
-	{ "src-cidr", RC_SRC_CIDR },
-	{ "dport", RC_DPORT },
-	{ "sport", RC_SPORT },
-	{ "proto", RC_PROTO },
-	{ "ipv", RC_IPVER },
-	{ "domain", RC_DOMAIN },
-	{ "domain-suffix", RC_DOMAIN_SUFFIX },
-	{ "domain-keyword", RC_DOMAIN_KEYWORD },
-	{ "domain-regex", RC_DOMAIN_REGEX },
+	{"dst-cidr", RC_DST_CIDR},
+	{"src-cidr", RC_SRC_CIDR},
+	{"dport", RC_DPORT},
+	{"sport", RC_SPORT},
+	{"proto", RC_PROTO},
+	{"ipv", RC_IPVER},
+	{"domain", RC_DOMAIN},
+	{"domain-suffix", RC_DOMAIN_SUFFIX},
+	{"domain-keyword", RC_DOMAIN_KEYWORD},
+	{"domain-regex", RC_DOMAIN_REGEX},
 };
 
 static const char *type_name(enum rule_cond_type t)
@@ -623,8 +625,8 @@ static int load_cidr_file(const char *tname, const char *spec, const char *base_
 			if (!*s)
 				continue;
 			if (entries >= RULE_FILE_MAX_ENTRIES) {
-				seterr(err, errlen, "%s: '%s' has more than %d entries", tname, path,
-				       RULE_FILE_MAX_ENTRIES);
+				seterr(err, errlen, "%s: '%s' has more than %d entries", tname,
+				       path, RULE_FILE_MAX_ENTRIES);
 				rc = -EINVAL;
 				goto err_read;
 			}
@@ -651,8 +653,8 @@ static int load_cidr_file(const char *tname, const char *spec, const char *base_
 	}
 	if (bad) {
 		if (bad > shown)
-			adderr(err, errlen, "%s%s: %zu more bad line%s not shown", shown ? "\n" : "",
-			       path, bad - shown, bad - shown == 1 ? "" : "s");
+			adderr(err, errlen, "%s%s: %zu more bad line%s not shown",
+			       shown ? "\n" : "", path, bad - shown, bad - shown == 1 ? "" : "s");
 		rc = -EINVAL;
 		goto err_read;
 	}
@@ -802,7 +804,7 @@ static int parse_cond(char *text, const char *base_dir, struct rule_cond *c, cha
 	switch (c->type) {
 	case RC_DST_CIDR:
 	case RC_SRC_CIDR: {
-		struct cidr_vec cv = { 0 };
+		struct cidr_vec cv = {0};
 
 		for (size_t i = 0; i < n_alts; i++) {
 			struct rule_cidr one;
@@ -869,8 +871,9 @@ static int parse_cond(char *text, const char *base_dir, struct rule_cond *c, cha
 			else if (c->type == RC_IPVER && !strcmp(v, "6"))
 				m[i] = XP_IP_V6;
 			if (!m[i]) {
-				seterr(err, errlen, "%s: invalid value '%.64s' (expected %s)", tname,
-				       v, c->type == RC_PROTO ? "tcp, udp or icmp" : "4 or 6");
+				seterr(err, errlen, "%s: invalid value '%.64s' (expected %s)",
+				       tname, v,
+				       c->type == RC_PROTO ? "tcp, udp or icmp" : "4 or 6");
 				rc = -EINVAL;
 				goto err_alts;
 			}
@@ -956,7 +959,8 @@ int rule_parse(const char *text, bool is_fallback, const char *base_dir, struct 
 
 	comma = strrchr(buf, ',');
 	if (!comma) {
-		seterr(err, errlen, "missing target: expected 'CONDITION [& CONDITION ...], TARGET'");
+		seterr(err, errlen,
+		       "missing target: expected 'CONDITION [& CONDITION ...], TARGET'");
 		rc = -EINVAL;
 		goto err_buf;
 	}
@@ -1068,7 +1072,7 @@ static bool cidrs_match(const struct rule_cond *c, const uint8_t addr[16])
 
 		while (end < c->n && c->cidrs[end].plen == plen)
 			end++;
-		struct rule_cidr key = { .plen = plen };
+		struct rule_cidr key = {.plen = plen};
 
 		memcpy(key.addr, addr, 16);
 		mask_addr(key.addr, plen);
@@ -1133,7 +1137,7 @@ static bool domain_match(const struct rule_cond *c, const char *name)
 		case RC_DOMAIN_SUFFIX:
 			if (nl == sl ? !strcmp(name, s)
 				     : nl > sl && name[nl - sl - 1] == '.' &&
-						   !strcmp(name + nl - sl, s))
+					       !strcmp(name + nl - sl, s))
 				return true;
 			break;
 		case RC_DOMAIN_KEYWORD:
@@ -1361,7 +1365,8 @@ static int emit_family(struct compiler *cc, uint32_t set_id, struct sentry *e, s
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* duplicates sort with the lowest pos first: that one wins, skip the rest */
-		if (i > 0 && e[i].c.plen == e[i - 1].c.plen && !memcmp(e[i].c.addr, e[i - 1].c.addr, 16))
+		if (i > 0 && e[i].c.plen == e[i - 1].c.plen &&
+		    !memcmp(e[i].c.addr, e[i - 1].c.addr, 16))
 			continue;
 		while (sp > 0 && !pfx_covers(&e[stack[sp - 1]].c, &e[i].c))
 			sp--;
@@ -1388,7 +1393,7 @@ static int emit_set(struct compiler *cc, uint32_t set_id, const struct rule *con
 	size_t n4 = 0, n6 = 0, total = 0;
 	bool v6_covers_mapped = false, has_v4_all = false;
 	static const struct rule_cidr mapped96 = {
-		.addr = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff },
+		.addr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
 		.plen = 96,
 	};
 	int rc;
@@ -1413,10 +1418,10 @@ static int emit_set(struct compiler *cc, uint32_t set_id, const struct rule *con
 				const struct rule_cidr *p = &c->cidrs[i];
 
 				if (cidr_is_v4(p)) {
-					v4[n4++] = (struct sentry){ .c = *p, .pos = k };
+					v4[n4++] = (struct sentry){.c = *p, .pos = k};
 					has_v4_all |= p->plen == 96;
 				} else {
-					v6[n6++] = (struct sentry){ .c = *p, .pos = k };
+					v6[n6++] = (struct sentry){.c = *p, .pos = k};
 					v6_covers_mapped |= pfx_covers(p, &mapped96);
 				}
 			}
@@ -1545,7 +1550,8 @@ static int emit_rule(struct compiler *cc, const struct rule *r)
 					base.flags |= XP_RULE_F_NOT_DPORT;
 			} else {
 				base.prange_first = prange_index(cc, cc->img->n_pranges);
-				base.prange_count = (uint16_t)(n_tmp > UINT16_MAX ? UINT16_MAX : n_tmp);
+				base.prange_count =
+					(uint16_t)(n_tmp > UINT16_MAX ? UINT16_MAX : n_tmp);
 				for (size_t j = 0; j < n_tmp; j++) {
 					rc = add_prange(cc, tmp[j].lo, tmp[j].hi, &t);
 					if (rc)
@@ -1582,12 +1588,12 @@ static int emit_rule(struct compiler *cc, const struct rule *r)
 				}
 				for (size_t j = 0; j < n_sp; j++) {
 					if (sp[j].lo > next)
-						g[ng++] = (struct rule_prange){ (uint16_t)next,
-										(uint16_t)(sp[j].lo - 1) };
+						g[ng++] = (struct rule_prange){
+							(uint16_t)next, (uint16_t)(sp[j].lo - 1)};
 					next = (uint32_t)sp[j].hi + 1;
 				}
 				if (next <= 65535)
-					g[ng++] = (struct rule_prange){ (uint16_t)next, 65535 };
+					g[ng++] = (struct rule_prange){(uint16_t)next, 65535};
 				free(sp);
 				sp = g;
 				n_sp = ng;

@@ -21,9 +21,9 @@
 #include "rule_model.h"
 
 #define MAX_RULES 64
-#define FLOWS 24
+#define FLOWS	  24
 
-static const char *const outbounds[] = { "a", "b", "proxy" };
+static const char *const outbounds[] = {"a", "b", "proxy"};
 
 static int ob_id(void *ctx, const char *name)
 {
@@ -62,8 +62,8 @@ static uint32_t rnd(void)
 /* An address inside one of the rules' prefixes (or anywhere), in the given family. */
 static void pick_addr(const struct rule_list *rl, uint8_t out[16], int v4)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	struct rule_cidr c = { .plen = 0 };
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct rule_cidr c = {.plen = 0};
 
 	if (v4) {
 		rule_addr_from_v4(c.addr, 0);
@@ -112,11 +112,12 @@ static uint16_t pick_port(const struct rule_list *rl)
 static struct model_verdict expected(const struct rule_list *rl, const struct rule_flow *f)
 {
 	const struct rule *r = rule_list_match(rl, f);
-	struct model_verdict v = { .vsrc = r == &rl->fallback ? XP_SRC_FALLBACK : XP_SRC_RULE };
+	struct model_verdict v = {.vsrc = r == &rl->fallback ? XP_SRC_FALLBACK : XP_SRC_RULE};
 
 	v.rule_id = r == &rl->fallback ? 0 : r->id;
-	v.verdict = r->kind == RT_BLOCK ? XP_V_BLOCK : r->kind == RT_OUTBOUND ? XP_V_PROXY
-									  : XP_V_DIRECT;
+	v.verdict = r->kind == RT_BLOCK	     ? XP_V_BLOCK
+		    : r->kind == RT_OUTBOUND ? XP_V_PROXY
+					     : XP_V_DIRECT;
 	if (r->kind == RT_OUTBOUND)
 		v.outbound_id = (uint16_t)ob_id(NULL, r->target);
 	return v;
@@ -125,7 +126,7 @@ static struct model_verdict expected(const struct rule_list *rl, const struct ru
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct rule_list rl = { 0 };
+	struct rule_list rl = {0};
 	struct rule_image img;
 	char *text, *line;
 	char err[1024];
@@ -172,8 +173,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (rc == 0) {
 				r->id = (uint32_t)rl.n + 1;
 				rl.n++;
-			} else if (rc != -ENOMEM && (rc != -EINVAL || !err[0] || r->conds ||
-						     r->target)) {
+			} else if (rc != -ENOMEM &&
+				   (rc != -EINVAL || !err[0] || r->conds || r->target)) {
 				abort();
 			}
 		}
@@ -189,8 +190,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		}
 		for (int k = 0; k < FLOWS; k++) {
-			static const uint8_t protos[] = { 6, 17, 1, 58, 47 };
-			struct rule_flow f = { 0 };
+			static const uint8_t protos[] = {6, 17, 1, 58, 47};
+			struct rule_flow f = {0};
 			int v4 = rnd() & 1;
 
 			pick_addr(&rl, f.saddr, v4);

@@ -99,7 +99,7 @@ static inline const struct xp_prange *model_prange(const struct rule_image *img,
 
 static inline bool model_is_v4(const uint8_t a[16])
 {
-	static const uint8_t pfx[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 	return memcmp(a, pfx, sizeof(pfx)) == 0;
 }
@@ -116,8 +116,8 @@ static inline uint8_t model_l4(uint8_t proto)
 }
 
 /* A set condition: member = found && verdict != NONE. */
-static inline bool model_member(const struct rule_image *img, uint32_t set,
-				const uint8_t addr[16], const struct xp_cidr_val **val)
+static inline bool model_member(const struct rule_image *img, uint32_t set, const uint8_t addr[16],
+				const struct xp_cidr_val **val)
 {
 	const struct xp_cidr_val *v = model_lpm(img, set, addr);
 
@@ -234,9 +234,11 @@ static inline int model_check_image(const struct rule_image *img, char *msg, siz
 		unsigned plen = c->key.prefixlen - 32;
 
 		if (c->key.prefixlen < 32 || plen > 128)
-			return snprintf(msg, len, "cidr %zu: prefixlen %u", i, c->key.prefixlen), -1;
+			return snprintf(msg, len, "cidr %zu: prefixlen %u", i, c->key.prefixlen),
+			       -1;
 		if ((id >> 31) != gen || (id & 0x7fffffff) == 0)
-			return snprintf(msg, len, "cidr %zu: set id 0x%x not of gen %u", i, id, gen),
+			return snprintf(msg, len, "cidr %zu: set id 0x%x not of gen %u", i, id,
+					gen),
 			       -1;
 		for (unsigned b = plen; b < 128; b++)
 			if (model_bit(c->key.addr, b))
@@ -256,7 +258,8 @@ static inline int model_check_image(const struct rule_image *img, char *msg, siz
 			return snprintf(msg, len, "rule %zu: take dst without a dst set", i), -1;
 		if (r->take == XP_TAKE_SRC_SET && (!r->src_set || (r->flags & XP_RULE_F_NOT_SRC)))
 			return snprintf(msg, len, "rule %zu: take src without a src set", i), -1;
-		if (r->take == XP_TAKE_PORTS && (!r->prange_count || (r->flags & XP_RULE_F_NOT_PRANGE)))
+		if (r->take == XP_TAKE_PORTS &&
+		    (!r->prange_count || (r->flags & XP_RULE_F_NOT_PRANGE)))
 			return snprintf(msg, len, "rule %zu: take ports without intervals", i), -1;
 		if (r->take > XP_TAKE_PORTS)
 			return snprintf(msg, len, "rule %zu: take %u", i, r->take), -1;
@@ -270,9 +273,11 @@ static inline int model_check_image(const struct rule_image *img, char *msg, siz
 			return snprintf(msg, len, "rule %zu: interval block out of range", i), -1;
 		for (size_t j = 0; j < r->prange_count; j++) {
 			if (b[j].lo > b[j].hi)
-				return snprintf(msg, len, "rule %zu: interval %zu inverted", i, j), -1;
+				return snprintf(msg, len, "rule %zu: interval %zu inverted", i, j),
+				       -1;
 			if (j && b[j].lo <= b[j - 1].hi)
-				return snprintf(msg, len, "rule %zu: intervals overlap/unsorted", i),
+				return snprintf(msg, len, "rule %zu: intervals overlap/unsorted",
+						i),
 				       -1;
 		}
 	}

@@ -158,7 +158,7 @@ static int default_ob(void *ctx, const char *name)
 
 static const struct rule *route(const struct cfg *c, const char *dst, uint16_t dport)
 {
-	struct rule_flow f = { .dport = dport, .sport = 40000, .l4proto = 6 };
+	struct rule_flow f = {.dport = dport, .sport = 40000, .l4proto = 6};
 	struct in_addr a4;
 
 	if (inet_pton(AF_INET, dst, &a4) == 1) {
@@ -178,9 +178,8 @@ static void test_default_config(void **state)
 	struct rule_image img;
 	char err[256];
 
-	assert_int_equal(cfg_parse("<embedded>", cfg_default_text, strlen(cfg_default_text), &c,
-				   &errs),
-			 0);
+	assert_int_equal(
+		cfg_parse("<embedded>", cfg_default_text, strlen(cfg_default_text), &c, &errs), 0);
 	assert_null(errs);
 	assert_int_equal(c->global.n_lan, 1);
 	assert_string_equal(c->global.lan[0], "lan0");
@@ -284,7 +283,7 @@ static void test_full_file(void **state)
 
 struct gcase {
 	const char *key, *value;
-	uint64_t want; /* parsed value when accepted */
+	uint64_t want;	 /* parsed value when accepted */
 	const char *err; /* message after "t.ini:3: ", NULL when accepted */
 };
 
@@ -338,100 +337,104 @@ static uint64_t field(const struct cfg *c, const char *key)
 
 static void test_global_keys(void **state)
 {
-#define E(k, v, exp) { k, v, 0, k ": invalid value '" v "' (expected " exp ")" }
+#define E(k, v, exp)                                                                               \
+	{                                                                                          \
+		k, v, 0, k ": invalid value '" v "' (expected " exp ")"                            \
+	}
 	static const struct gcase cases[] = {
-		{ "redirect", "auto", CFG_REDIRECT_AUTO, NULL },
-		{ "redirect", "peer", CFG_REDIRECT_PEER, NULL },
-		{ "redirect", "plain", CFG_REDIRECT_PLAIN, NULL },
+		{"redirect", "auto", CFG_REDIRECT_AUTO, NULL},
+		{"redirect", "peer", CFG_REDIRECT_PEER, NULL},
+		{"redirect", "plain", CFG_REDIRECT_PLAIN, NULL},
 		E("redirect", "Peer", "auto, peer or plain"),
 		E("redirect", "", "auto, peer or plain"),
-		{ "workers", "0", 0, NULL },
-		{ "workers", "64", 64, NULL },
-		{ "workers", "0x10", 16, NULL },
-		{ "workers", "4 ; four", 4, NULL },
+		{"workers", "0", 0, NULL},
+		{"workers", "64", 64, NULL},
+		{"workers", "0x10", 16, NULL},
+		{"workers", "4 ; four", 4, NULL},
 		E("workers", "65", "0-64; 0 = one per CPU"),
 		E("workers", "-1", "0-64; 0 = one per CPU"),
 		E("workers", "4x", "0-64; 0 = one per CPU"),
 		E("workers", "99999999999999999999999", "0-64; 0 = one per CPU"),
-		{ "mark", "0x7870", 0x7870, NULL },
-		{ "mark", "1", 1, NULL },
-		{ "mark", "0xffffffff", 0xffffffff, NULL },
+		{"mark", "0x7870", 0x7870, NULL},
+		{"mark", "1", 1, NULL},
+		{"mark", "0xffffffff", 0xffffffff, NULL},
 		E("mark", "0", "a non-zero 32-bit value such as 0x7870"),
 		E("mark", "0x100000000", "a non-zero 32-bit value such as 0x7870"),
 		E("mark", "0x", "a non-zero 32-bit value such as 0x7870"),
-		{ "mark_mask", "0xffffffff", 0xffffffff, NULL },
-		{ "mark_mask", "0x7fff", 0x7fff, NULL },
+		{"mark_mask", "0xffffffff", 0xffffffff, NULL},
+		{"mark_mask", "0x7fff", 0x7fff, NULL},
 		E("mark_mask", "0", "a non-zero 32-bit value such as 0xffffffff"),
-		{ "fail", "open", CFG_FAIL_OPEN, NULL },
-		{ "fail", "closed", CFG_FAIL_CLOSED, NULL },
+		{"fail", "open", CFG_FAIL_OPEN, NULL},
+		{"fail", "closed", CFG_FAIL_CLOSED, NULL},
 		E("fail", "close", "open or closed"),
-		{ "veth", "x", 1, NULL },
-		{ "veth", "abcdefghijklm", 13, NULL },
-		E("veth", "abcdefghijklmn", "a device name of 1-13 characters, so that \"<veth>p\" fits"),
+		{"veth", "x", 1, NULL},
+		{"veth", "abcdefghijklm", 13, NULL},
+		E("veth", "abcdefghijklmn",
+		  "a device name of 1-13 characters, so that \"<veth>p\" fits"),
 		E("veth", "a/b", "a device name of 1-13 characters, so that \"<veth>p\" fits"),
 		E("veth", "", "a device name of 1-13 characters, so that \"<veth>p\" fits"),
-		{ "flow_entries", "1024", 1024, NULL },
-		{ "flow_entries", "16777216", 16777216, NULL },
+		{"flow_entries", "1024", 1024, NULL},
+		{"flow_entries", "16777216", 16777216, NULL},
 		E("flow_entries", "1023", "1024-16777216"),
 		E("flow_entries", "16777217", "1024-16777216"),
-		{ "dst_entries", "100000", 100000, NULL },
+		{"dst_entries", "100000", 100000, NULL},
 		E("dst_entries", "64k", "1024-16777216"),
-		{ "cidr_entries", "1024", 1024, NULL },
+		{"cidr_entries", "1024", 1024, NULL},
 		E("cidr_entries", "0", "1024-16777216"),
-		{ "ringbuf_size", "4096", 4096, NULL },
-		{ "ringbuf_size", "4k", 4096, NULL },
-		{ "ringbuf_size", "1M", 1 << 20, NULL },
-		{ "ringbuf_size", "256m", 256u << 20, NULL },
+		{"ringbuf_size", "4096", 4096, NULL},
+		{"ringbuf_size", "4k", 4096, NULL},
+		{"ringbuf_size", "1M", 1 << 20, NULL},
+		{"ringbuf_size", "256m", 256u << 20, NULL},
 		E("ringbuf_size", "2048", "a power of two from 4k to 256m"),
 		E("ringbuf_size", "3000", "a power of two from 4k to 256m"),
 		E("ringbuf_size", "512m", "a power of two from 4k to 256m"),
 		E("ringbuf_size", "1mb", "a power of two from 4k to 256m"),
 		E("ringbuf_size", "1.5m", "a power of two from 4k to 256m"),
-		{ "flow_events", "all", 1, NULL },
-		{ "flow_events", "proxied", 0, NULL },
+		{"flow_events", "all", 1, NULL},
+		{"flow_events", "proxied", 0, NULL},
 		E("flow_events", "none", "all or proxied"),
-		{ "log_level", "error", XP_LOG_ERROR, NULL },
-		{ "log_level", "warn", XP_LOG_WARN, NULL },
-		{ "log_level", "info", XP_LOG_INFO, NULL },
-		{ "log_level", "debug", XP_LOG_DEBUG, NULL },
-		{ "log_level", "trace", XP_LOG_TRACE, NULL },
+		{"log_level", "error", XP_LOG_ERROR, NULL},
+		{"log_level", "warn", XP_LOG_WARN, NULL},
+		{"log_level", "info", XP_LOG_INFO, NULL},
+		{"log_level", "debug", XP_LOG_DEBUG, NULL},
+		{"log_level", "trace", XP_LOG_TRACE, NULL},
 		E("log_level", "INFO", "error, warn, info, debug or trace"),
 		E("log_level", "warning", "error, warn, info, debug or trace"),
-		{ "plugin_dir", "/opt/p", 6, NULL },
+		{"plugin_dir", "/opt/p", 6, NULL},
 		E("plugin_dir", "", "a directory"),
-		{ "sniff_timeout", "1", 1, NULL },
-		{ "sniff_timeout", "300ms", 300, NULL },
-		{ "sniff_timeout", "60s", 60000, NULL },
-		{ "sniff_timeout", "1m", 60000, NULL },
+		{"sniff_timeout", "1", 1, NULL},
+		{"sniff_timeout", "300ms", 300, NULL},
+		{"sniff_timeout", "60s", 60000, NULL},
+		{"sniff_timeout", "1m", 60000, NULL},
 		E("sniff_timeout", "0", "a duration, 1ms-60s"),
 		E("sniff_timeout", "61s", "a duration, 1ms-60s"),
 		E("sniff_timeout", "1.5s", "a duration, 1ms-60s"),
 		E("sniff_timeout", "5x", "a duration, 1ms-60s"),
 		E("sniff_timeout", "s", "a duration, 1ms-60s"),
-		{ "connect_timeout", "100ms", 100, NULL },
-		{ "connect_timeout", "10m", 600000, NULL },
+		{"connect_timeout", "100ms", 100, NULL},
+		{"connect_timeout", "10m", 600000, NULL},
 		E("connect_timeout", "99", "a duration, 100ms-10m"),
 		E("connect_timeout", "601s", "a duration, 100ms-10m"),
-		{ "idle_timeout", "1s", 1000, NULL },
-		{ "idle_timeout", "168h", 168ull * 3600000, NULL },
+		{"idle_timeout", "1s", 1000, NULL},
+		{"idle_timeout", "168h", 168ull * 3600000, NULL},
 		E("idle_timeout", "169h", "a duration, 1s-168h"),
 		E("idle_timeout", "999ms", "a duration, 1s-168h"),
 		E("idle_timeout", "99999999999999999h", "a duration, 1s-168h"),
-		{ "halfclose_timeout", "24h", 24ull * 3600000, NULL },
+		{"halfclose_timeout", "24h", 24ull * 3600000, NULL},
 		E("halfclose_timeout", "25h", "a duration, 1s-24h"),
-		{ "max_connections", "1", 1, NULL },
-		{ "max_connections", "4194304", 4194304, NULL },
+		{"max_connections", "1", 1, NULL},
+		{"max_connections", "4194304", 4194304, NULL},
 		E("max_connections", "0", "1-4194304"),
 		E("max_connections", "4194305", "1-4194304"),
-		{ "buffer_size", "4k", 4096, NULL },
-		{ "buffer_size", "16m", 16u << 20, NULL },
-		{ "buffer_size", "65536", 65536, NULL },
+		{"buffer_size", "4k", 4096, NULL},
+		{"buffer_size", "16m", 16u << 20, NULL},
+		{"buffer_size", "65536", 65536, NULL},
 		E("buffer_size", "4095", "a size, 4k-16m"),
 		E("buffer_size", "17m", "a size, 4k-16m"),
 		E("buffer_size", "1g", "a size, 4k-16m"),
-		{ "wan", "eth1", 1, NULL },
-		{ "wan", "eth1, eth2\teth3,,eth4", 4, NULL },
-		{ "wan", "abcdefghijklmno", 1, NULL },
+		{"wan", "eth1", 1, NULL},
+		{"wan", "eth1, eth2\teth3,,eth4", 4, NULL},
+		{"wan", "abcdefghijklmno", 1, NULL},
 		E("wan", "abcdefghijklmnop", "x"), /* replaced below: device names say more */
 	};
 #undef E
@@ -458,8 +461,7 @@ static void test_global_keys(void **state)
 
 		if (field(c, t->key) != t->want)
 			fail_msg("%s = %s: got %llu, expected %llu", t->key, t->value,
-				 (unsigned long long)field(c, t->key),
-				 (unsigned long long)t->want);
+				 (unsigned long long)field(c, t->key), (unsigned long long)t->want);
 		cfg_free(c);
 	}
 }
@@ -539,20 +541,23 @@ static void test_structure_errors(void **state)
 
 static void test_outbound_errors(void **state)
 {
-	expect_errors(BASE "[outbound.a]\nserver = x\n", "t.ini:3: [outbound.a] has no 'plugin' key\n");
+	expect_errors(BASE "[outbound.a]\nserver = x\n",
+		      "t.ini:3: [outbound.a] has no 'plugin' key\n");
 	expect_errors(BASE "[outbound.a]\n", "t.ini:3: [outbound.a] has no 'plugin' key\n");
 	expect_errors(BASE "[outbound.]\n[outbound]\n",
 		      "t.ini:3: section [outbound.] needs a name: [outbound.NAME]\n"
 		      "t.ini:4: section [outbound] needs a name: [outbound.NAME]\n");
-	expect_errors(BASE "[outbound.a b]\n[outbound.a.b]\n[outbound.abcdefghijabcdefghijabcdefghij12]\n",
-		      "t.ini:3: invalid outbound name 'a b' (expected 1-31 characters A-Z a-z 0-9 "
-		      "_ -)\n"
-		      "t.ini:4: invalid outbound name 'a.b' (expected 1-31 characters A-Z a-z 0-9 "
-		      "_ -)\n"
-		      "t.ini:5: invalid outbound name 'abcdefghijabcdefghijabcdefghij12' (expected "
-		      "1-31 characters A-Z a-z 0-9 _ -)\n");
-	static const char *const reserved[] = { "DIRECT", "direct", "Block", "INSPECT", "dns",
-						"REJECT", "reject" };
+	expect_errors(
+		BASE
+		"[outbound.a b]\n[outbound.a.b]\n[outbound.abcdefghijabcdefghijabcdefghij12]\n",
+		"t.ini:3: invalid outbound name 'a b' (expected 1-31 characters A-Z a-z 0-9 "
+		"_ -)\n"
+		"t.ini:4: invalid outbound name 'a.b' (expected 1-31 characters A-Z a-z 0-9 "
+		"_ -)\n"
+		"t.ini:5: invalid outbound name 'abcdefghijabcdefghijabcdefghij12' (expected "
+		"1-31 characters A-Z a-z 0-9 _ -)\n");
+	static const char *const reserved[] = {"DIRECT", "direct", "Block", "INSPECT",
+					       "dns",	 "REJECT", "reject"};
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 		char text[128], want[256];
 
@@ -565,14 +570,15 @@ static void test_outbound_errors(void **state)
 	}
 	expect_errors(BASE "[outbound.a]\nplugin = direct\nplugin = block\n",
 		      "t.ini:5: duplicate key 'plugin' in [outbound.a] (first at line 4)\n");
-	expect_errors(BASE "[outbound.a]\nplugin = no such\n[outbound.b]\nplugin = /x/y.txt\n"
-			   "[outbound.c]\nplugin =\n",
-		      "t.ini:4: plugin: invalid value 'no such' (expected a plugin name, or a path "
-		      "to a .so file)\n"
-		      "t.ini:6: plugin: invalid value '/x/y.txt' (expected a plugin name, or a path "
-		      "to a .so file)\n"
-		      "t.ini:8: plugin: invalid value '' (expected a plugin name, or a path to a "
-		      ".so file)\n");
+	expect_errors(
+		BASE "[outbound.a]\nplugin = no such\n[outbound.b]\nplugin = /x/y.txt\n"
+		     "[outbound.c]\nplugin =\n",
+		"t.ini:4: plugin: invalid value 'no such' (expected a plugin name, or a path "
+		"to a .so file)\n"
+		"t.ini:6: plugin: invalid value '/x/y.txt' (expected a plugin name, or a path "
+		"to a .so file)\n"
+		"t.ini:8: plugin: invalid value '' (expected a plugin name, or a path to a "
+		".so file)\n");
 
 	struct cfg *c = parse_ok(BASE "[outbound.A-b_9]\nplugin = ./x.so\nopt = 1\nopt = 2\n"
 				      "[outbound.a]\nplugin = direct\n");
@@ -621,10 +627,11 @@ static void test_route(void **state)
 		      "t.ini:4: fallback takes only a target (DIRECT, BLOCK or an outbound name), "
 		      "got 'a, b'\n");
 	/* an outbound section that failed does not also produce "no section" for its rules */
-	expect_errors(BASE "[outbound.dns]\nplugin = x\n[route]\nrule = dport:53, dns\n",
-		      "t.ini:3: outbound name 'dns' is reserved (DIRECT, BLOCK, INSPECT, DNS and "
-		      "REJECT, in any case)\n"
-		      "t.ini:6: target 'dns' is reserved (use DIRECT, BLOCK or an outbound name)\n");
+	expect_errors(
+		BASE "[outbound.dns]\nplugin = x\n[route]\nrule = dport:53, dns\n",
+		"t.ini:3: outbound name 'dns' is reserved (DIRECT, BLOCK, INSPECT, DNS and "
+		"REJECT, in any case)\n"
+		"t.ini:6: target 'dns' is reserved (use DIRECT, BLOCK or an outbound name)\n");
 }
 
 static void test_route_files(void **state)
@@ -642,7 +649,8 @@ static void test_route_files(void **state)
 	fclose(f);
 	snprintf(path, sizeof(path), "%s/x.ini", dir);
 	f = fopen(path, "w");
-	fputs(BASE "[route]\nrule = dst-cidr:@list.txt, DIRECT\nrule = dst-cidr:@none.txt, DIRECT\n",
+	fputs(BASE
+	      "[route]\nrule = dst-cidr:@list.txt, DIRECT\nrule = dst-cidr:@none.txt, DIRECT\n",
 	      f);
 	fclose(f);
 	assert_int_equal(cfg_load(path, &c, &errs), -EINVAL);
@@ -779,7 +787,8 @@ static void test_error_cap(void **state)
 	for (char *s = errs; *s; s++)
 		lines += *s == '\n';
 	assert_int_equal(lines, 1001);
-	assert_non_null(strstr(errs, "t.ini:2: expected 'key = value', '[section]' or a comment\n"));
+	assert_non_null(
+		strstr(errs, "t.ini:2: expected 'key = value', '[section]' or a comment\n"));
 	assert_non_null(strstr(errs, "t.ini:1001: expected"));
 	assert_null(strstr(errs, "t.ini:1002: expected"));
 	assert_non_null(strstr(errs, "\nt.ini: 501 more errors not shown\n"));
@@ -794,8 +803,9 @@ static void test_garbage(void **state)
 	uint64_t rng = 88172645463325252ull;
 	regex_t line_re;
 
-	assert_int_equal(regcomp(&line_re, "^(t\\.ini|<x>)(:[0-9]+)?: [^\n]+$", REG_EXTENDED | REG_NOSUB),
-			 0);
+	assert_int_equal(
+		regcomp(&line_re, "^(t\\.ini|<x>)(:[0-9]+)?: [^\n]+$", REG_EXTENDED | REG_NOSUB),
+		0);
 	/* every truncation of the default config: parses, or says why (one error per line) */
 	for (size_t cut = 0; cut <= len; cut++) {
 		struct cfg *c = NULL;
@@ -859,8 +869,17 @@ static void test_value_parsers(void **state)
 	assert_int_equal(u, 31);
 	assert_int_equal(cfg_parse_u64("010", &u), 0);
 	assert_int_equal(u, 10); /* decimal, not octal */
-	static const char *const bad_u[] = { "18446744073709551616", "0x10000000000000000", "0x",
-					     "", " 1", "1 ", "-1", "+1", "1e3", "0b1", "١" };
+	static const char *const bad_u[] = {"18446744073709551616",
+					    "0x10000000000000000",
+					    "0x",
+					    "",
+					    " 1",
+					    "1 ",
+					    "-1",
+					    "+1",
+					    "1e3",
+					    "0b1",
+					    "١"};
 	for (size_t k = 0; k < sizeof(bad_u) / sizeof(bad_u[0]); k++)
 		if (cfg_parse_u64(bad_u[k], &u) != -EINVAL)
 			fail_msg("u64 '%s' accepted", bad_u[k]);
@@ -874,14 +893,14 @@ static void test_value_parsers(void **state)
 	assert_int_equal(i, -16);
 	assert_int_equal(cfg_parse_i64("-0", &i), 0);
 	assert_int_equal(i, 0);
-	static const char *const bad_i[] = { "-9223372036854775809", "9223372036854775808", "--1",
-					     "-", "+5", "", "5-" };
+	static const char *const bad_i[] = {
+		"-9223372036854775809", "9223372036854775808", "--1", "-", "+5", "", "5-"};
 	for (size_t k = 0; k < sizeof(bad_i) / sizeof(bad_i[0]); k++)
 		if (cfg_parse_i64(bad_i[k], &i) != -EINVAL)
 			fail_msg("i64 '%s' accepted", bad_i[k]);
 
-	static const char *const yes[] = { "1", "true", "YES", "On" };
-	static const char *const no[] = { "0", "False", "no", "OFF" };
+	static const char *const yes[] = {"1", "true", "YES", "On"};
+	static const char *const no[] = {"0", "False", "no", "OFF"};
 	for (size_t k = 0; k < 4; k++) {
 		assert_int_equal(cfg_parse_bool(yes[k], &b), 0);
 		assert_true(b);
@@ -896,15 +915,17 @@ static void test_value_parsers(void **state)
 	static const struct {
 		const char *s;
 		uint64_t ms;
-	} durs[] = { { "250ms", 250 }, { "10s", 10000 },  { "5m", 300000 },
-		     { "1h", 3600000 }, { "7", 7 },	  { "0", 0 },
-		     { "1S", 1000 },	{ "5124095576030h", 5124095576030ull * 3600000 } };
+	} durs[] = {{"250ms", 250}, {"10s", 10000},
+		    {"5m", 300000}, {"1h", 3600000},
+		    {"7", 7},	    {"0", 0},
+		    {"1S", 1000},   {"5124095576030h", 5124095576030ull * 3600000}};
 	for (size_t k = 0; k < sizeof(durs) / sizeof(durs[0]); k++) {
 		assert_int_equal(cfg_parse_duration_ms(durs[k].s, &u), 0);
 		assert_true(u == durs[k].ms);
 	}
-	static const char *const bad_d[] = { "1d", "ms", "-1s", "1 s", "1.5s", "5124095576031h",
-					     "18446744073709551616", "", "10sec", "0x10s" };
+	static const char *const bad_d[] = {
+		"1d", "ms",    "-1s",  "1 s", "1.5s", "5124095576031h", "18446744073709551616",
+		"",   "10sec", "0x10s"};
 	for (size_t k = 0; k < sizeof(bad_d) / sizeof(bad_d[0]); k++)
 		if (cfg_parse_duration_ms(bad_d[k], &u) != -EINVAL)
 			fail_msg("duration '%s' accepted", bad_d[k]);
@@ -912,26 +933,29 @@ static void test_value_parsers(void **state)
 	static const struct {
 		const char *s;
 		uint64_t v;
-	} sizes[] = { { "512", 512 }, { "64k", 65536 }, { "4M", 4 << 20 }, { "1g", 1 << 30 },
-		      { "17179869183g", 17179869183ull << 30 } };
+	} sizes[] = {{"512", 512},
+		     {"64k", 65536},
+		     {"4M", 4 << 20},
+		     {"1g", 1 << 30},
+		     {"17179869183g", 17179869183ull << 30}};
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		assert_int_equal(cfg_parse_size(sizes[k].s, &u), 0);
 		assert_true(u == sizes[k].v);
 	}
-	static const char *const bad_s[] = { "1t", "1kb", "17179869184g", "k", "-1k", "1 k", "" };
+	static const char *const bad_s[] = {"1t", "1kb", "17179869184g", "k", "-1k", "1 k", ""};
 	for (size_t k = 0; k < sizeof(bad_s) / sizeof(bad_s[0]); k++)
 		if (cfg_parse_size(bad_s[k], &u) != -EINVAL)
 			fail_msg("size '%s' accepted", bad_s[k]);
 
-	static const char *const good_hp[] = { "example.com:443", "1.2.3.4:80", "[2001:db8::1]:443",
-					       "[::1]:1", "a:65535", "host.:8080" };
+	static const char *const good_hp[] = {"example.com:443", "1.2.3.4:80", "[2001:db8::1]:443",
+					      "[::1]:1",	 "a:65535",    "host.:8080"};
 	for (size_t k = 0; k < sizeof(good_hp) / sizeof(good_hp[0]); k++)
 		if (cfg_parse_hostport(good_hp[k]))
 			fail_msg("hostport '%s' refused", good_hp[k]);
-	static const char *const bad_hp[] = { "2001:db8::1:443", "host:0", "host:65536", "host:",
-					      ":80", "[::1]", "[::1]:", "[zz]:1", "a..b:1",
-					      "host:80x", "host:+80", "ho st:1", "", "[]:1",
-					      "[1.2.3.4]:80", ".:80", "host:000080" };
+	static const char *const bad_hp[] = {
+		"2001:db8::1:443", "host:0", "host:65536", "host:",    ":80",	  "[::1]", "[::1]:",
+		"[zz]:1",	   "a..b:1", "host:80x",   "host:+80", "ho st:1", "",	   "[]:1",
+		"[1.2.3.4]:80",	   ".:80",   "host:000080"};
 	for (size_t k = 0; k < sizeof(bad_hp) / sizeof(bad_hp[0]); k++)
 		if (cfg_parse_hostport(bad_hp[k]) != -EINVAL)
 			fail_msg("hostport '%s' accepted", bad_hp[k]);
@@ -1024,7 +1048,7 @@ static void test_log(void **state)
 	regex_t re;
 	char *out, *line, *save = NULL;
 	const char *want[] = {
-		"INFO [cfg] hello world", "WARN plain", "ERROR two", "ERROR lines",
+		"INFO [cfg] hello world",      "WARN plain",	"ERROR two", "ERROR lines",
 		"INFO esc?[31m red? tab\tend", "TRACE trace 5",
 	};
 	size_t n = 0;
@@ -1045,11 +1069,12 @@ static void test_log(void **state)
 	assert_true(log_enabled(XP_LOG_INFO));
 	assert_false(log_enabled(XP_LOG_DEBUG));
 
-	assert_int_equal(regcomp(&re,
-				 "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3} "
-				 "(.*)$",
-				 REG_EXTENDED),
-			 0);
+	assert_int_equal(
+		regcomp(&re,
+			"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3} "
+			"(.*)$",
+			REG_EXTENDED),
+		0);
 	out = capture(log_basic, NULL);
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		regmatch_t mt[2];
@@ -1092,7 +1117,8 @@ static void test_log(void **state)
 		char dots[80];
 
 		if (regexec(&re, line, 2, mt, 0) ||
-		    sscanf(line + mt[1].rm_so, "INFO [t] thread %ld line %d %79s", &t, &i, dots) != 3 ||
+		    sscanf(line + mt[1].rm_so, "INFO [t] thread %ld line %d %79s", &t, &i, dots) !=
+			    3 ||
 		    strlen(dots) != 64)
 			fail_msg("torn log line '%s'", line);
 		n++;

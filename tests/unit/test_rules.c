@@ -118,7 +118,7 @@ static void expect_err_prefix(const char *text, const char *prefix)
 		fail_msg("rule '%s':\n  got      '%s'\n  expected '%s...'", text, err, prefix);
 }
 
-static const char *const outbounds[] = { "o1", "o2", "o3", "proxy" };
+static const char *const outbounds[] = {"o1", "o2", "o3", "proxy"};
 
 static int ob_id(void *ctx, const char *name)
 {
@@ -142,9 +142,8 @@ static void list_from(struct rule_list *rl, const char *const *texts, size_t n, 
 		rl->rules[i].line = (int)i + 10;
 		rl->n++;
 	}
-	assert_int_equal(rule_parse(fb ? fb : "DIRECT", true, NULL, &rl->fallback, err,
-				    sizeof(err)),
-			 0);
+	assert_int_equal(
+		rule_parse(fb ? fb : "DIRECT", true, NULL, &rl->fallback, err, sizeof(err)), 0);
 }
 
 static void addr(uint8_t out[16], const char *s)
@@ -161,7 +160,7 @@ static void addr(uint8_t out[16], const char *s)
 static struct rule_flow flow(const char *src, const char *dst, uint16_t sport, uint16_t dport,
 			     uint8_t proto, const char *domain)
 {
-	struct rule_flow f = { .sport = sport, .dport = dport, .l4proto = proto, .domain = domain };
+	struct rule_flow f = {.sport = sport, .dport = dport, .l4proto = proto, .domain = domain};
 
 	addr(f.saddr, src);
 	addr(f.daddr, dst);
@@ -172,7 +171,7 @@ static struct rule_flow flow(const char *src, const char *dst, uint16_t sport, u
 static struct model_verdict expected(const struct rule_list *rl, const struct rule_flow *f)
 {
 	const struct rule *r = rule_list_match(rl, f);
-	struct model_verdict v = { .vsrc = r == &rl->fallback ? XP_SRC_FALLBACK : XP_SRC_RULE };
+	struct model_verdict v = {.vsrc = r == &rl->fallback ? XP_SRC_FALLBACK : XP_SRC_RULE};
 
 	v.rule_id = r == &rl->fallback ? 0 : r->id;
 	switch (r->kind) {
@@ -292,96 +291,99 @@ static void test_parse_errors(void **state)
 	static const struct {
 		const char *text, *msg;
 	} cases[] = {
-		{ "", "missing target: expected 'CONDITION [& CONDITION ...], TARGET'" },
-		{ "dport:80", "missing target: expected 'CONDITION [& CONDITION ...], TARGET'" },
-		{ ", DIRECT", "no condition before the target (use 'fallback = TARGET' for a "
-			      "catch-all)" },
-		{ "dport:80,", "missing target (expected DIRECT, BLOCK or an outbound name)" },
-		{ "dport:80 &, DIRECT", "empty condition (dangling '&'?)" },
-		{ "& dport:80, DIRECT", "empty condition (dangling '&'?)" },
-		{ "dport:80 && proto:tcp, DIRECT", "empty condition (dangling '&'?)" },
-		{ "foo:1, DIRECT",
-		  "unknown condition type 'foo' (expected dst-cidr, src-cidr, dport, sport, proto, "
-		  "ipv, domain, domain-suffix, domain-keyword or domain-regex)" },
-		{ "DPORT:80, DIRECT",
-		  "unknown condition type 'DPORT' (expected dst-cidr, src-cidr, dport, sport, "
-		  "proto, ipv, domain, domain-suffix, domain-keyword or domain-regex)" },
-		{ "dport, DIRECT", "condition 'dport' has no ':' (expected TYPE:VALUE)" },
-		{ "dport:, DIRECT", "dport: empty value" },
-		{ "dport:80|, DIRECT", "dport: empty alternative (stray '|'?)" },
-		{ "dport:|80, DIRECT", "dport: empty alternative (stray '|'?)" },
-		{ "dport:0, DIRECT", "dport: port 0 in '0' is not valid (ports are 1-65535)" },
-		{ "sport:0-10, DIRECT", "sport: port 0 in '0-10' is not valid (ports are 1-65535)" },
-		{ "dport:65536, DIRECT", "dport: invalid port '65536' (expected 1-65535 or LO-HI)" },
-		{ "dport:080000, DIRECT", "dport: invalid port '080000' (expected 1-65535 or LO-HI)" },
-		{ "dport:+80, DIRECT", "dport: invalid port '+80' (expected 1-65535 or LO-HI)" },
-		{ "dport:-80, DIRECT", "dport: invalid port '-80' (expected 1-65535 or LO-HI)" },
-		{ "dport:80-, DIRECT", "dport: invalid port '80-' (expected 1-65535 or LO-HI)" },
-		{ "dport:1-2-3, DIRECT", "dport: invalid port '1-2-3' (expected 1-65535 or LO-HI)" },
-		{ "dport:http, DIRECT", "dport: invalid port 'http' (expected 1-65535 or LO-HI)" },
-		{ "dport:90-80, DIRECT", "dport: range '90-80' has its low end above its high end" },
-		{ "dport:80 & dport:81, DIRECT",
-		  "condition type 'dport' appears twice in one rule; use alternatives (dport:A|B) "
-		  "or two rules" },
-		{ "dst-cidr:10.0.0.0/8 & !dst-cidr:10.1.0.0/16, DIRECT",
-		  "condition type 'dst-cidr' appears twice in one rule; use alternatives "
-		  "(dst-cidr:A|B) or two rules" },
-		{ "!!dport:80, DIRECT", "double negation in '!!dport:80'" },
-		{ "proto:sctp, DIRECT", "proto: invalid value 'sctp' (expected tcp, udp or icmp)" },
-		{ "ipv:5, DIRECT", "ipv: invalid value '5' (expected 4 or 6)" },
-		{ "!ipv:4|6, DIRECT", "'!ipv:4|6' can never match" },
-		{ "dst-cidr:10.0.0.1/8, DIRECT",
-		  "dst-cidr: '10.0.0.1/8': host bits set, did you mean 10.0.0.0/8?" },
-		{ "src-cidr:2001:db8::1/32, DIRECT",
-		  "src-cidr: '2001:db8::1/32': host bits set, did you mean 2001:db8::/32?" },
-		{ "dst-cidr:10.0.0.0/33, DIRECT",
-		  "dst-cidr: invalid prefix length in '10.0.0.0/33' (0-32 for IPv4)" },
-		{ "dst-cidr:::/129, DIRECT",
-		  "dst-cidr: invalid prefix length in '::/129' (0-128 for IPv6)" },
-		{ "dst-cidr:10.0.0.0/, DIRECT",
-		  "dst-cidr: invalid prefix length in '10.0.0.0/' (0-32 for IPv4)" },
-		{ "dst-cidr:10.0.0.0/-8, DIRECT",
-		  "dst-cidr: invalid prefix length in '10.0.0.0/-8' (0-32 for IPv4)" },
-		{ "dst-cidr:10.0.0.0/8x, DIRECT",
-		  "dst-cidr: invalid prefix length in '10.0.0.0/8x' (0-32 for IPv4)" },
-		{ "dst-cidr:1.2.3, DIRECT", "dst-cidr: invalid address '1.2.3'" },
-		{ "dst-cidr:1.2.3.256, DIRECT", "dst-cidr: invalid address '1.2.3.256'" },
-		{ "dst-cidr:fe80::1%eth0, DIRECT", "dst-cidr: invalid address 'fe80::1%eth0'" },
-		{ "dst-cidr:::ffff:1.2.3.0/120, DIRECT",
-		  "dst-cidr: '::ffff:1.2.3.0/120' is IPv4-mapped: write IPv4 prefixes as IPv4 "
-		  "(1.2.3.0/24)" },
-		{ "dst-cidr:@, DIRECT", "dst-cidr: '@' needs a file name" },
-		{ "domain:exa mple.com, DIRECT",
-		  "domain: 'exa mple.com': character ' ' is not allowed" },
-		{ "domain-suffix:*.example.com, DIRECT",
-		  "domain-suffix: '*.example.com': '*' is not allowed (domain-suffix matches a name "
-		  "and all its subdomains)" },
-		{ "domain:a..b, DIRECT", "domain: 'a..b' has an empty label" },
-		{ "domain:.a, DIRECT", "domain: '.a' has an empty label" },
-		{ "domain:., DIRECT", "domain: '.' has an empty label" },
-		{ "domain-keyword:a/b, DIRECT", "domain-keyword: 'a/b': character '/' is not allowed" },
-		{ "domain-regex:(, DIRECT", NULL }, /* regerror text checked below */
-		{ "domain-regex:((a{1,50}){1,50}){1,50}, DIRECT",
-		  "domain-regex: '((a{1,50}){1,50}){1,50}' has back-references or repetition "
-		  "bounds that are too large (names are at most 253 characters)" },
-		{ "domain-regex:a{1,1000}, DIRECT",
-		  "domain-regex: 'a{1,1000}' has back-references or repetition bounds that are too "
-		  "large (names are at most 253 characters)" },
-		{ "domain-regex:(a*)*\\1, DIRECT",
-		  "domain-regex: '(a*)*\\1' has back-references or repetition bounds that are too "
-		  "large (names are at most 253 characters)" },
-		{ "dport:80, REJECT", "target 'REJECT' is reserved (use DIRECT, BLOCK or an outbound "
-				      "name)" },
-		{ "dport:80, dns", "target 'dns' is reserved (use DIRECT, BLOCK or an outbound "
-				   "name)" },
-		{ "dport:80, Inspect", "target 'Inspect' is reserved (use DIRECT, BLOCK or an "
-				       "outbound name)" },
-		{ "dport:80, bad name",
-		  "invalid target 'bad name' (expected DIRECT, BLOCK or an outbound name of 1-31 "
-		  "characters A-Z a-z 0-9 _ -)" },
-		{ "dport:80, a23456789012345678901234567890123",
-		  "invalid target 'a23456789012345678901234567890123' (expected DIRECT, BLOCK or an "
-		  "outbound name of 1-31 characters A-Z a-z 0-9 _ -)" },
+		{"", "missing target: expected 'CONDITION [& CONDITION ...], TARGET'"},
+		{"dport:80", "missing target: expected 'CONDITION [& CONDITION ...], TARGET'"},
+		{", DIRECT", "no condition before the target (use 'fallback = TARGET' for a "
+			     "catch-all)"},
+		{"dport:80,", "missing target (expected DIRECT, BLOCK or an outbound name)"},
+		{"dport:80 &, DIRECT", "empty condition (dangling '&'?)"},
+		{"& dport:80, DIRECT", "empty condition (dangling '&'?)"},
+		{"dport:80 && proto:tcp, DIRECT", "empty condition (dangling '&'?)"},
+		{"foo:1, DIRECT",
+		 "unknown condition type 'foo' (expected dst-cidr, src-cidr, dport, sport, proto, "
+		 "ipv, domain, domain-suffix, domain-keyword or domain-regex)"},
+		{"DPORT:80, DIRECT",
+		 "unknown condition type 'DPORT' (expected dst-cidr, src-cidr, dport, sport, "
+		 "proto, ipv, domain, domain-suffix, domain-keyword or domain-regex)"},
+		{"dport, DIRECT", "condition 'dport' has no ':' (expected TYPE:VALUE)"},
+		{"dport:, DIRECT", "dport: empty value"},
+		{"dport:80|, DIRECT", "dport: empty alternative (stray '|'?)"},
+		{"dport:|80, DIRECT", "dport: empty alternative (stray '|'?)"},
+		{"dport:0, DIRECT", "dport: port 0 in '0' is not valid (ports are 1-65535)"},
+		{"sport:0-10, DIRECT", "sport: port 0 in '0-10' is not valid (ports are 1-65535)"},
+		{"dport:65536, DIRECT", "dport: invalid port '65536' (expected 1-65535 or LO-HI)"},
+		{"dport:080000, DIRECT",
+		 "dport: invalid port '080000' (expected 1-65535 or LO-HI)"},
+		{"dport:+80, DIRECT", "dport: invalid port '+80' (expected 1-65535 or LO-HI)"},
+		{"dport:-80, DIRECT", "dport: invalid port '-80' (expected 1-65535 or LO-HI)"},
+		{"dport:80-, DIRECT", "dport: invalid port '80-' (expected 1-65535 or LO-HI)"},
+		{"dport:1-2-3, DIRECT", "dport: invalid port '1-2-3' (expected 1-65535 or LO-HI)"},
+		{"dport:http, DIRECT", "dport: invalid port 'http' (expected 1-65535 or LO-HI)"},
+		{"dport:90-80, DIRECT", "dport: range '90-80' has its low end above its high end"},
+		{"dport:80 & dport:81, DIRECT",
+		 "condition type 'dport' appears twice in one rule; use alternatives (dport:A|B) "
+		 "or two rules"},
+		{"dst-cidr:10.0.0.0/8 & !dst-cidr:10.1.0.0/16, DIRECT",
+		 "condition type 'dst-cidr' appears twice in one rule; use alternatives "
+		 "(dst-cidr:A|B) or two rules"},
+		{"!!dport:80, DIRECT", "double negation in '!!dport:80'"},
+		{"proto:sctp, DIRECT", "proto: invalid value 'sctp' (expected tcp, udp or icmp)"},
+		{"ipv:5, DIRECT", "ipv: invalid value '5' (expected 4 or 6)"},
+		{"!ipv:4|6, DIRECT", "'!ipv:4|6' can never match"},
+		{"dst-cidr:10.0.0.1/8, DIRECT",
+		 "dst-cidr: '10.0.0.1/8': host bits set, did you mean 10.0.0.0/8?"},
+		{"src-cidr:2001:db8::1/32, DIRECT",
+		 "src-cidr: '2001:db8::1/32': host bits set, did you mean 2001:db8::/32?"},
+		{"dst-cidr:10.0.0.0/33, DIRECT",
+		 "dst-cidr: invalid prefix length in '10.0.0.0/33' (0-32 for IPv4)"},
+		{"dst-cidr:::/129, DIRECT",
+		 "dst-cidr: invalid prefix length in '::/129' (0-128 for IPv6)"},
+		{"dst-cidr:10.0.0.0/, DIRECT",
+		 "dst-cidr: invalid prefix length in '10.0.0.0/' (0-32 for IPv4)"},
+		{"dst-cidr:10.0.0.0/-8, DIRECT",
+		 "dst-cidr: invalid prefix length in '10.0.0.0/-8' (0-32 for IPv4)"},
+		{"dst-cidr:10.0.0.0/8x, DIRECT",
+		 "dst-cidr: invalid prefix length in '10.0.0.0/8x' (0-32 for IPv4)"},
+		{"dst-cidr:1.2.3, DIRECT", "dst-cidr: invalid address '1.2.3'"},
+		{"dst-cidr:1.2.3.256, DIRECT", "dst-cidr: invalid address '1.2.3.256'"},
+		{"dst-cidr:fe80::1%eth0, DIRECT", "dst-cidr: invalid address 'fe80::1%eth0'"},
+		{"dst-cidr:::ffff:1.2.3.0/120, DIRECT",
+		 "dst-cidr: '::ffff:1.2.3.0/120' is IPv4-mapped: write IPv4 prefixes as IPv4 "
+		 "(1.2.3.0/24)"},
+		{"dst-cidr:@, DIRECT", "dst-cidr: '@' needs a file name"},
+		{"domain:exa mple.com, DIRECT",
+		 "domain: 'exa mple.com': character ' ' is not allowed"},
+		{"domain-suffix:*.example.com, DIRECT",
+		 "domain-suffix: '*.example.com': '*' is not allowed (domain-suffix matches a name "
+		 "and all its subdomains)"},
+		{"domain:a..b, DIRECT", "domain: 'a..b' has an empty label"},
+		{"domain:.a, DIRECT", "domain: '.a' has an empty label"},
+		{"domain:., DIRECT", "domain: '.' has an empty label"},
+		{"domain-keyword:a/b, DIRECT",
+		 "domain-keyword: 'a/b': character '/' is not allowed"},
+		{"domain-regex:(, DIRECT", NULL}, /* regerror text checked below */
+		{"domain-regex:((a{1,50}){1,50}){1,50}, DIRECT",
+		 "domain-regex: '((a{1,50}){1,50}){1,50}' has back-references or repetition "
+		 "bounds that are too large (names are at most 253 characters)"},
+		{"domain-regex:a{1,1000}, DIRECT",
+		 "domain-regex: 'a{1,1000}' has back-references or repetition bounds that are too "
+		 "large (names are at most 253 characters)"},
+		{"domain-regex:(a*)*\\1, DIRECT",
+		 "domain-regex: '(a*)*\\1' has back-references or repetition bounds that are too "
+		 "large (names are at most 253 characters)"},
+		{"dport:80, REJECT",
+		 "target 'REJECT' is reserved (use DIRECT, BLOCK or an outbound "
+		 "name)"},
+		{"dport:80, dns", "target 'dns' is reserved (use DIRECT, BLOCK or an outbound "
+				  "name)"},
+		{"dport:80, Inspect", "target 'Inspect' is reserved (use DIRECT, BLOCK or an "
+				      "outbound name)"},
+		{"dport:80, bad name",
+		 "invalid target 'bad name' (expected DIRECT, BLOCK or an outbound name of 1-31 "
+		 "characters A-Z a-z 0-9 _ -)"},
+		{"dport:80, a23456789012345678901234567890123",
+		 "invalid target 'a23456789012345678901234567890123' (expected DIRECT, BLOCK or an "
+		 "outbound name of 1-31 characters A-Z a-z 0-9 _ -)"},
 	};
 	char err[512];
 	struct rule r;
@@ -414,7 +416,9 @@ static void test_parse_errors(void **state)
 		expect_err(text, want);
 		memset(name, 0, sizeof(name));
 		for (int i = 0; i < 4; i++)
-			memcpy(name + i * 64, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.", 64);
+			memcpy(name + i * 64,
+			       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.",
+			       64);
 		name[253] = '\0'; /* 253 characters, ends in a full label */
 		snprintf(text, sizeof(text), "domain-suffix:%s, DIRECT", name);
 		parse_ok(text, &r);
@@ -423,8 +427,9 @@ static void test_parse_errors(void **state)
 		name[254] = '\0';
 		snprintf(text, sizeof(text), "domain-suffix:%s, DIRECT", name);
 		expect_err_prefix(text, "domain-suffix: '");
-		snprintf(want, sizeof(want), "domain-suffix: '%.64s...' is not a valid name (1-253 "
-					     "characters)",
+		snprintf(want, sizeof(want),
+			 "domain-suffix: '%.64s...' is not a valid name (1-253 "
+			 "characters)",
 			 name);
 		expect_err(text, want);
 	}
@@ -528,15 +533,14 @@ static void test_parse_file(void **state)
 
 		for (const char *s = err; *s; s++)
 			shown += *s == '\n';
-		assert_int_equal(sscanf(last + 1 + strlen(p), ": %lu more bad lines not shown",
-					&more),
-				 1);
+		assert_int_equal(
+			sscanf(last + 1 + strlen(p), ": %lu more bad lines not shown", &more), 1);
 		assert_int_equal(shown + more, n); /* every line accounted for */
 	}
 
 	/* missing, empty, NUL bytes, overlong lines */
-	snprintf(want, sizeof(want), "dst-cidr: cannot open '%s/nope.txt': No such file or directory",
-		 tmpdir);
+	snprintf(want, sizeof(want),
+		 "dst-cidr: cannot open '%s/nope.txt': No such file or directory", tmpdir);
 	expect_err("dst-cidr:@nope.txt, DIRECT", want);
 	p = write_file("empty.txt", "# nothing\n\n", 11);
 	snprintf(want, sizeof(want), "dst-cidr: '%s' has no entries", p);
@@ -1040,8 +1044,8 @@ static void test_compile_merge_cidr(void **state)
 	rule_list_free(&rl);
 
 	/* a plain (take = RULE) set gets the hole too */
-	static const char *const rules3[] = { "dst-cidr:::/0 & proto:tcp, BLOCK",
-					      "!dst-cidr:::/64 & proto:udp, o1" };
+	static const char *const rules3[] = {"dst-cidr:::/0 & proto:tcp, BLOCK",
+					     "!dst-cidr:::/64 & proto:udp, o1"};
 	list_from(&rl, rules3, 2, NULL);
 	compile_ok(&rl, 0, &img);
 	assert_int_equal(find_mapped96(&img, 1)->val.verdict, XP_V_NONE);
@@ -1059,13 +1063,9 @@ static void test_compile_merge_cidr(void **state)
 static void test_compile_merge_ports(void **state)
 {
 	static const char *const rules[] = {
-		"dport:100-200, o1",
-		"dport:150-300|50, BLOCK",
-		"dport:1-65535, DIRECT",
+		"dport:100-200, o1", "dport:150-300|50, BLOCK", "dport:1-65535, DIRECT",
 		"domain:x.com, o2", /* skipped: the runs on both sides join */
-		"dport:22, o3",
-		"proto:tcp, o2",
-		"dport:53, o1", /* a run of one */
+		"dport:22, o3",	     "proto:tcp, o2",		"dport:53, o1", /* a run of one */
 	};
 	struct rule_list rl;
 	struct rule_image img;
@@ -1080,8 +1080,7 @@ static void test_compile_merge_ports(void **state)
 		uint16_t lo, hi;
 		uint32_t rule;
 	} want[] = {
-		{ 1, 49, 3 },	  { 50, 50, 2 },     { 51, 99, 3 },	 { 100, 200, 1 },
-		{ 201, 300, 2 }, { 301, 65535, 3 },
+		{1, 49, 3}, {50, 50, 2}, {51, 99, 3}, {100, 200, 1}, {201, 300, 2}, {301, 65535, 3},
 	};
 	assert_int_equal(img.rules[0].prange_count, 6);
 	for (size_t i = 0; i < 6; i++) {
@@ -1126,8 +1125,8 @@ static void test_compile_gen_bits(void **state)
 	compile_ok(&rl, 1, &img1);
 	assert_int_equal(img0.n_rules, img1.n_rules);
 	for (size_t i = 0; i < img0.n_rules; i++) {
-		uint32_t s0[2] = { img0.rules[i].dst_set, img0.rules[i].src_set };
-		uint32_t s1[2] = { img1.rules[i].dst_set, img1.rules[i].src_set };
+		uint32_t s0[2] = {img0.rules[i].dst_set, img0.rules[i].src_set};
+		uint32_t s1[2] = {img1.rules[i].dst_set, img1.rules[i].src_set};
 
 		for (int k = 0; k < 2; k++) {
 			if (!s0[k])
@@ -1163,7 +1162,7 @@ static void test_compile_limits(void **state)
 	memset(&rl, 0, sizeof(rl));
 	rl.rules = calloc(1000, sizeof(*rl.rules));
 	for (n = 0; n < 1000; n++) {
-		static const char *const tg[] = { "o1", "DIRECT", "BLOCK" };
+		static const char *const tg[] = {"o1", "DIRECT", "BLOCK"};
 		char text[64];
 
 		if (n % 3 == 0)
@@ -1271,7 +1270,7 @@ static void test_compile_limits(void **state)
 	}
 
 	/* unknown outbounds, in a rule and in the fallback */
-	static const char *const rules[] = { "dport:1, nosuch" };
+	static const char *const rules[] = {"dport:1, nosuch"};
 	list_from(&rl, rules, 1, NULL);
 	assert_int_equal(rules_compile(&rl, 0, ob_id, NULL, &img, err, sizeof(err)), -ENOENT);
 	assert_string_equal(err, "unknown outbound 'nosuch' (rule 1)");
@@ -1293,14 +1292,23 @@ static void test_compile_limits(void **state)
 /* Reference check: random rule lists, random flows, model vs matcher                          */
 
 static const char *const v4pool[] = {
-	"0.0.0.0/0",   "10.0.0.0/8",   "10.1.0.0/16",	 "10.1.2.0/24", "10.1.2.3",
-	"10.1.2.128/25", "192.168.0.0/16", "192.168.1.0/24", "1.0.0.0/8",	 "1.2.3.0/24",
-	"128.0.0.0/1", "172.16.0.0/12",
+	"0.0.0.0/0", "10.0.0.0/8",    "10.1.0.0/16",	"10.1.2.0/24",
+	"10.1.2.3",  "10.1.2.128/25", "192.168.0.0/16", "192.168.1.0/24",
+	"1.0.0.0/8", "1.2.3.0/24",    "128.0.0.0/1",	"172.16.0.0/12",
 };
 static const char *const v6pool[] = {
-	"::/0",		  "::/64",	     "::/80",	      "::/95",	    "::/96",
-	"2001:db8::/32", "2001:db8:1::/48", "2001:db8:1:2::/64", "2001:db8:1:2::5", "fd00::/8",
-	"8000::/1",	  "::ffff:0:0:0/96", /* bitwise next to the mapped block, not in it */
+	"::/0",
+	"::/64",
+	"::/80",
+	"::/95",
+	"::/96",
+	"2001:db8::/32",
+	"2001:db8:1::/48",
+	"2001:db8:1:2::/64",
+	"2001:db8:1:2::5",
+	"fd00::/8",
+	"8000::/1",
+	"::ffff:0:0:0/96", /* bitwise next to the mapped block, not in it */
 };
 
 static void rand_cidr(char *buf, size_t len)
@@ -1324,7 +1332,7 @@ static void rand_cidr(char *buf, size_t len)
 			a[0] = 10;
 		plen = rn(33);
 		for (unsigned b = plen; b < 32; b++)
-			a[b / 8] &= (uint8_t)~(0x80 >> (b % 8));
+			a[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
 		inet_ntop(AF_INET, a, s, sizeof(s));
 		snprintf(buf, len, "%s/%u", s, plen);
 		return;
@@ -1336,7 +1344,7 @@ static void rand_cidr(char *buf, size_t len)
 		}
 		plen = rn(129);
 		for (unsigned b = plen; b < 128; b++)
-			a[b / 8] &= (uint8_t)~(0x80 >> (b % 8));
+			a[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
 		if (!memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) && plen >= 96)
 			a[0] = 0x20; /* an IPv4-mapped literal is refused by design */
 		inet_ntop(AF_INET6, a, s, sizeof(s));
@@ -1347,7 +1355,7 @@ static void rand_cidr(char *buf, size_t len)
 
 static void rand_port(char *buf, size_t len)
 {
-	static const uint16_t common[] = { 1, 22, 53, 80, 443, 1024, 8080, 65535 };
+	static const uint16_t common[] = {1, 22, 53, 80, 443, 1024, 8080, 65535};
 	uint32_t lo, hi;
 
 	switch (rn(3)) {
@@ -1369,9 +1377,9 @@ static void rand_port(char *buf, size_t len)
 /* Append one condition of `type` (0..6) to buf. */
 static void rand_cond(char *buf, size_t len, int type, bool neg)
 {
-	static const char *const names[] = { "dst-cidr", "src-cidr", "dport",
-					     "sport",	 "proto",    "ipv" };
-	static const char *const protos[] = { "tcp", "udp", "icmp" };
+	static const char *const names[] = {"dst-cidr", "src-cidr", "dport",
+					    "sport",	"proto",    "ipv"};
+	static const char *const protos[] = {"tcp", "udp", "icmp"};
 	size_t n = 1 + (rn(3) ? 0 : rn(4));
 	size_t pos = strlen(buf);
 
@@ -1399,7 +1407,7 @@ static void rand_cond(char *buf, size_t len, int type, bool neg)
 
 static void rand_rule(char *buf, size_t len)
 {
-	static const char *const targets[] = { "DIRECT", "BLOCK", "o1", "o2", "o3" };
+	static const char *const targets[] = {"DIRECT", "BLOCK", "o1", "o2", "o3"};
 
 	buf[0] = '\0';
 	if (rn(2)) {
@@ -1427,8 +1435,8 @@ static void rand_rule(char *buf, size_t len)
 
 static void rand_addr(uint8_t out[16], bool v4)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	struct rule_cidr c = { .plen = 0 };
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct rule_cidr c = {.plen = 0};
 
 	/* mostly inside a prefix the rules use, so that rules match */
 	if (rn(4)) {
@@ -1451,8 +1459,8 @@ static void rand_addr(uint8_t out[16], bool v4)
 
 static void rand_flow(struct rule_flow *f)
 {
-	static const uint8_t protos[] = { 6, 6, 17, 17, 1, 58, 47, 132 };
-	static const uint16_t ports[] = { 1, 22, 53, 80, 443, 1024, 1500, 8080, 65535 };
+	static const uint8_t protos[] = {6, 6, 17, 17, 1, 58, 47, 132};
+	static const uint16_t ports[] = {1, 22, 53, 80, 443, 1024, 1500, 8080, 65535};
 	bool v4 = rn(2);
 
 	memset(f, 0, sizeof(*f));
@@ -1490,7 +1498,7 @@ static void test_compile_reference(void **state)
 			rl.n++;
 		}
 		snprintf(text, sizeof(text), "%s",
-			 (const char *[]){ "DIRECT", "BLOCK", "o1", "o2", "o3" }[rn(5)]);
+			 (const char *[]){"DIRECT", "BLOCK", "o1", "o2", "o3"}[rn(5)]);
 		assert_int_equal(rule_parse(text, true, NULL, &rl.fallback, NULL, 0), 0);
 
 		uint32_t gen = rn(2);
@@ -1515,8 +1523,10 @@ static void test_compile_reference(void **state)
 
 				inet_ntop(AF_INET6, f.saddr, sa, sizeof(sa));
 				inet_ntop(AF_INET6, f.daddr, da, sizeof(da));
-				fail_msg("list %zu (XP_TEST_SEED=0x%llx to replay from here, gen %u), "
-					 "flow %s:%u -> %s:%u proto %u: model says rule %u verdict %u "
+				fail_msg("list %zu (XP_TEST_SEED=0x%llx to replay from here, gen "
+					 "%u), "
+					 "flow %s:%u -> %s:%u proto %u: model says rule %u verdict "
+					 "%u "
 					 "ob %u, matcher says rule %u verdict %u ob %u",
 					 l, (unsigned long long)list_seed, gen, sa, f.sport, da,
 					 f.dport, f.l4proto, mv.rule_id, mv.verdict, mv.outbound_id,
