@@ -41,6 +41,7 @@
 #define IFNAME_MAX	  15 /* IFNAMSIZ - 1 */
 #define VETH_MAX	  13 /* "<veth>p" must fit IFNAMSIZ - 1 */
 #define OUTBOUND_NAME_MAX 31
+#define OUTBOUNDS_MAX	  4096 /* ids are 16 bits; far more than any router needs */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Value parsers (shared with the plugin option filler): strict, whole string, no sign.       */
@@ -312,6 +313,7 @@ struct parser {
 	size_t cap_sections, cap_outbounds, cap_rules;
 	size_t *ob_section; /* outbound i -> index of its section (sections move while growing) */
 	long cur;	    /* current section index, or SEC_* */
+	long cur_ob;	    /* current outbound index, or -1 */
 	long sec_global, sec_route;
 
 	int gseen[G__COUNT]; /* line of each [global] key, 0 = not set */
@@ -479,6 +481,7 @@ static void open_section(struct parser *ps, const char *name)
 	int line = ps->lineno;
 
 	ps->cur = SEC_IGNORE;
+	ps->cur_ob = -1;
 	if (!strcmp(name, "global") || !strcmp(name, "route")) {
 		long idx = !strcmp(name, "global") ? ps->sec_global : ps->sec_route;
 
@@ -513,6 +516,10 @@ static void open_section(struct parser *ps, const char *name)
 				  ob);
 			return;
 		}
+		if (cfg->n_outbounds >= OUTBOUNDS_MAX) {
+			add_error(ps, line, "more than %d outbounds", OUTBOUNDS_MAX);
+			return;
+		}
 		for (size_t i = 0; i < cfg->n_outbounds; i++) {
 			if (!strcmp(cfg->outbounds[i].name, ob)) {
 				add_error(ps, line, "duplicate section [%s] (first at line %d)",
@@ -542,7 +549,8 @@ static void open_section(struct parser *ps, const char *name)
 		if (!o->name)
 			return;
 		o->line = line;
-		ps->ob_section[cfg->n_outbounds++] = (size_t)idx;
+		ps->ob_section[cfg->n_outbounds] = (size_t)idx;
+		ps->cur_ob = (long)cfg->n_outbounds++;
 		ps->cur = idx;
 		return;
 	}
@@ -934,9 +942,12 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 	if (ps->cur == SEC_IGNORE)
 		return 1;
 	s = &cfg->sections[ps->cur];
-	for (size_t i = 0; i < s->n_kv; i++)
-		if (!first_line && !strcmp(s->kv[i].key, name))
-			first_line = s->kv[i].line;
+	/* only "plugin" is non-repeatable in an outbound; [global] keeps its own record, and
+	 * scanning every key would be quadratic for long [route] sections */
+	if (ps->cur_ob >= 0 && !strcmp(name, "plugin"))
+		for (size_t i = 0; i < s->n_kv && !first_line; i++)
+			if (!strcmp(s->kv[i].key, name))
+				first_line = s->kv[i].line;
 	struct cfg_kv *kv = realloc(s->kv, (s->n_kv + 1) * sizeof(*kv));
 
 	if (!kv) {
@@ -955,10 +966,8 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 		handle_global(ps, name, value);
 	} else if (ps->cur == ps->sec_route) {
 		handle_route(ps, name, value);
-	} else {
-		for (size_t i = 0; i < cfg->n_outbounds; i++)
-			if (ps->ob_section[i] == (size_t)ps->cur)
-				handle_outbound(ps, &cfg->outbounds[i], name, value, first_line);
+	} else if (ps->cur_ob >= 0) {
+		handle_outbound(ps, &cfg->outbounds[ps->cur_ob], name, value, first_line);
 	}
 	return 1;
 }
@@ -985,6 +994,7 @@ static bool check_line(struct parser *ps, char *line)
 		if (!close) {
 			add_error(ps, ps->lineno, "section header without a closing ']'");
 			ps->cur = SEC_IGNORE;
+			ps->cur_ob = -1;
 			return false;
 		}
 		*close = '\0';
@@ -994,6 +1004,7 @@ static bool check_line(struct parser *ps, char *line)
 		if (*rest && *rest != ';' && *rest != '#') {
 			add_error(ps, ps->lineno, "unexpected text '%.64s' after ']'", rest);
 			ps->cur = SEC_IGNORE;
+			ps->cur_ob = -1;
 			return false;
 		}
 		name = p + 1;
@@ -1194,6 +1205,7 @@ int cfg_parse(const char *path, const char *text, size_t len, struct cfg **out, 
 	ps.text = text ? text : "";
 	ps.len = len;
 	ps.cur = SEC_NONE;
+	ps.cur_ob = -1;
 	ps.cfg = calloc(1, sizeof(*ps.cfg));
 	ps.dir = dir_of(ps.path);
 	if (!ps.cfg || !ps.dir) {

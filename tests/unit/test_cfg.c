@@ -796,6 +796,45 @@ static void test_error_cap(void **state)
 	free(t);
 }
 
+static void test_big_configs(void **state)
+{
+	/* 50,000 rule lines (domain lists get long) and 4,096 outbounds: linear, not quadratic */
+	size_t cap = 50000 * 64 + 4097 * 48 + 64, n = 0;
+	char *t = xmalloc(cap), *q = t;
+	struct cfg *c;
+
+	q += sprintf(q, BASE);
+	for (int i = 0; i < 4096; i++)
+		q += sprintf(q, "[outbound.o%d]\nplugin = direct\n", i);
+	q += sprintf(q, "[route]\n");
+	for (int i = 0; i < 50000; i++)
+		q += sprintf(q, "rule = domain-suffix:d%d.example.com, o%d\n", i, i % 4096);
+	c = parse_ok_len(t, (size_t)(q - t));
+	assert_int_equal(c->route.n, 50000);
+	assert_int_equal(c->route.rules[49999].id, 50000);
+	assert_int_equal(c->n_outbounds, 4096);
+	assert_string_equal(cfg_outbound_find(c, "o4095")->plugin, "direct");
+	cfg_free(c);
+
+	/* one outbound more is an error */
+	q = t + sprintf(t, BASE);
+	for (int i = 0; i <= 4096; i++)
+		q += sprintf(q, "[outbound.o%d]\nplugin = direct\n", i);
+	char *errs = NULL;
+
+	c = NULL;
+	assert_int_equal(cfg_parse("t.ini", t, (size_t)(q - t), &c, &errs), -EINVAL);
+	n = 3 + 2 * 4096;
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "t.ini:%zu: more than 4096 outbounds\n", n);
+		assert_string_equal(errs, want);
+	}
+	free(errs);
+	free(t);
+}
+
 static void test_garbage(void **state)
 {
 	size_t len = strlen(cfg_default_text);
@@ -1143,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_lexical),
 		cmocka_unit_test(test_error_cap),
+		cmocka_unit_test(test_big_configs),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_value_parsers),
 		cmocka_unit_test(test_log),
