@@ -312,6 +312,7 @@ struct parser {
 	struct cfg *cfg;
 	size_t cap_sections, cap_outbounds, cap_rules;
 	size_t *ob_section; /* outbound i -> index of its section (sections move while growing) */
+	size_t *kv_cap;	    /* allocated kv entries of section i */
 	long cur;	    /* current section index, or SEC_* */
 	long cur_ob;	    /* current outbound index, or -1 */
 	long sec_global, sec_route;
@@ -441,9 +442,21 @@ static long add_section(struct parser *ps, const char *name, int line)
 	struct cfg *cfg = ps->cfg;
 	struct cfg_section *s;
 
+	size_t cap = ps->cap_sections;
+
 	if (grow(&cfg->sections, &ps->cap_sections, cfg->n_sections + 1, sizeof(*s))) {
 		ps->nomem = true;
 		return SEC_IGNORE;
+	}
+	if (ps->cap_sections != cap) {
+		size_t *kc = realloc(ps->kv_cap, ps->cap_sections * sizeof(*kc));
+
+		if (!kc) {
+			ps->nomem = true;
+			return SEC_IGNORE;
+		}
+		memset(kc + cap, 0, (ps->cap_sections - cap) * sizeof(*kc));
+		ps->kv_cap = kc;
 	}
 	s = &cfg->sections[cfg->n_sections];
 	s->name = xstrdup(ps, name);
@@ -948,13 +961,13 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 		for (size_t i = 0; i < s->n_kv && !first_line; i++)
 			if (!strcmp(s->kv[i].key, name))
 				first_line = s->kv[i].line;
-	struct cfg_kv *kv = realloc(s->kv, (s->n_kv + 1) * sizeof(*kv));
-
-	if (!kv) {
+	/* geometric growth: [route] may hold tens of thousands of lines */
+	if (grow(&s->kv, &ps->kv_cap[ps->cur], s->n_kv + 1, sizeof(*s->kv))) {
 		ps->nomem = true;
 		return 1;
 	}
-	s->kv = kv;
+	struct cfg_kv *kv = s->kv;
+
 	kv[s->n_kv].key = xstrdup(ps, name);
 	kv[s->n_kv].value = xstrdup(ps, value);
 	kv[s->n_kv].line = ps->lineno;
@@ -1109,9 +1122,20 @@ static bool in_list(char **v, size_t n, const char *s)
 	return false;
 }
 
-static void check_target(struct parser *ps, const struct rule *r, const char *what)
+static int cmp_name(const void *a, const void *b)
 {
-	if (r->kind != RT_OUTBOUND || cfg_outbound_find(ps->cfg, r->target))
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* names: the outbound names, sorted (NULL when that allocation failed: search linearly) */
+static void check_target(struct parser *ps, const struct rule *r, const char *what,
+			 const char **names)
+{
+	if (r->kind != RT_OUTBOUND)
+		return;
+	if (names ? bsearch(&r->target, names, ps->cfg->n_outbounds, sizeof(*names), cmp_name) !=
+			    NULL
+		  : cfg_outbound_find(ps->cfg, r->target) != NULL)
 		return;
 	add_error(ps, r->line, "%s target '%s' has no [outbound.%s] section", what, r->target,
 		  r->target);
@@ -1128,9 +1152,17 @@ static void finish(struct parser *ps)
 			add_error(ps, cfg->outbounds[i].line, "[outbound.%s] has no 'plugin' key",
 				  cfg->outbounds[i].name);
 	}
+	/* sorted names: thousands of rules times thousands of outbounds stays cheap */
+	const char **names = cfg->n_outbounds ? malloc(cfg->n_outbounds * sizeof(*names)) : NULL;
+
+	for (size_t i = 0; names && i < cfg->n_outbounds; i++)
+		names[i] = cfg->outbounds[i].name;
+	if (names)
+		qsort(names, cfg->n_outbounds, sizeof(*names), cmp_name);
 	for (size_t i = 0; i < cfg->route.n; i++)
-		check_target(ps, &cfg->route.rules[i], "rule");
-	check_target(ps, &cfg->route.fallback, "fallback");
+		check_target(ps, &cfg->route.rules[i], "rule", names);
+	check_target(ps, &cfg->route.fallback, "fallback", names);
+	free(names);
 
 	if (!g->n_lan && !g->n_wan && !ps->gseen[G_LAN] && !ps->gseen[G_WAN])
 		add_error(ps, cfg->sections[ps->sec_global].line,
@@ -1237,6 +1269,7 @@ int cfg_parse(const char *path, const char *text, size_t len, struct cfg **out, 
 	}
 	free_errors(&ps);
 	free(ps.ob_section);
+	free(ps.kv_cap);
 	free(ps.dir);
 	*out = ps.cfg;
 	return 0;
@@ -1251,6 +1284,7 @@ err_cfg:
 	free_errors(&ps);
 	cfg_free(ps.cfg);
 	free(ps.ob_section);
+	free(ps.kv_cap);
 	free(ps.dir);
 	return rc;
 }
