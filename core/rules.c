@@ -37,7 +37,8 @@
 #define DOMAIN_MAX	      253
 #define LABEL_MAX	      63
 #define REGEX_MAX	      256  /* pattern length */
-#define REGEX_REPEAT_BUDGET   4096 /* product of {m,n} bounds: keeps regcomp's expansion small */
+#define REGEX_EXPANDED_MAX    4096 /* atoms after regcomp expands repetitions */
+#define REGEX_DEPTH_MAX	      32   /* nested groups */
 #define TARGET_NAME_MAX	      31
 
 /* ------------------------------------------------------------------------------------------ */
@@ -370,43 +371,116 @@ empty_label:
 	return -EINVAL;
 }
 
-/* glibc's regcomp expands bounded repetitions into copies of the sub-expression: a pattern
- * such as "((a{1,200}){1,200}){1,200}" takes gigabytes. Names are at most 253 characters, so
- * large bounds are never needed; refuse them before regcomp sees them. The product ignores
- * nesting, which only over-estimates. Back-references are refused too (see below). */
+/*
+ * glibc's regcomp expands repetitions into copies of the sub-expression: "x+" becomes "xx*",
+ * "x{m,n}" n copies, so "a++++...+" or "((a{1,50}){1,50}){1,50}" needs memory exponential in
+ * the pattern length (the rule fuzzer found the first). Estimate the expanded size the way
+ * regcomp builds it (atoms count 1; '+' doubles the preceding atom or group; {m,n} multiplies
+ * it by max(n, m + 1)) and refuse patterns above a budget no name pattern needs. Repetition
+ * bounds above the length of a name are refused outright. Back-references are refused too:
+ * glibc accepts them in EREs and matching them can take exponential time.
+ */
 static bool regex_too_big(const char *p)
 {
-	unsigned long budget = 1;
+	unsigned long outer_total[REGEX_DEPTH_MAX];
+	unsigned long total = 0, last = 0;
+	int depth = 0;
 
 	for (; *p; p++) {
-		if (*p == '\\') {
-			/* glibc accepts back-references in EREs; matching them can take exponential
-			 * time, and names never need them */
+		unsigned long copies = 1;
+
+		switch (*p) {
+		case '\\':
 			if (p[1] >= '1' && p[1] <= '9')
 				return true;
 			if (p[1])
 				p++;
-			continue;
-		}
-		if (*p != '{')
-			continue;
-		unsigned long m = 0, n = 0, hi;
-		const char *q = p + 1;
+			last = 1;
+			total += 1;
+			break;
+		case '[':
+			/* a bracket expression is one atom; ']' first (after an optional '^') is
+			 * a member, and [:class:] [.x.] [=x=] may contain ']' */
+			p++;
+			if (*p == '^')
+				p++;
+			if (*p == ']')
+				p++;
+			while (*p && *p != ']') {
+				if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+					char close = p[1];
 
-		while (*q >= '0' && *q <= '9' && m <= 100000)
-			m = m * 10 + (unsigned long)(*q++ - '0');
-		hi = m;
-		if (*q == ',') {
-			q++;
-			while (*q >= '0' && *q <= '9' && n <= 100000)
-				n = n * 10 + (unsigned long)(*q++ - '0');
-			if (n > hi)
-				hi = n;
+					p += 2;
+					while (*p && !(*p == close && p[1] == ']'))
+						p++;
+					if (*p)
+						p++;
+				}
+				if (*p)
+					p++;
+			}
+			if (!*p)
+				return false; /* unterminated: regcomp reports it */
+			last = 1;
+			total += 1;
+			break;
+		case '(':
+			if (depth == REGEX_DEPTH_MAX)
+				return true;
+			outer_total[depth] = total;
+			depth++;
+			total = last = 0;
+			break;
+		case ')':
+			if (depth == 0) {
+				last = 1; /* an unmatched ')' is an ordinary character */
+				total += 1;
+				break;
+			}
+			depth--;
+			last = total ? total : 1;
+			total = outer_total[depth] + last;
+			break;
+		case '|':
+			last = 0;
+			break;
+		case '+':
+			copies = 2;
+			break;
+		case '{': {
+			unsigned long m = 0, n = 0;
+			bool comma = false, has_n = false;
+			const char *q = p + 1;
+
+			while (*q >= '0' && *q <= '9' && m <= DOMAIN_MAX)
+				m = m * 10 + (unsigned long)(*q++ - '0');
+			if (*q == ',') {
+				comma = true;
+				q++;
+				while (*q >= '0' && *q <= '9' && n <= DOMAIN_MAX) {
+					n = n * 10 + (unsigned long)(*q++ - '0');
+					has_n = true;
+				}
+			}
+			if (m > DOMAIN_MAX || n > DOMAIN_MAX)
+				return true;
+			copies = has_n ? n : comma ? m + 1 : m;
+			if (copies == 0)
+				copies = 1;
+			break;
 		}
-		if (hi > DOMAIN_MAX)
-			return true;
-		budget *= hi + 1;
-		if (budget > REGEX_REPEAT_BUDGET)
+		default: /* '*', '?', anchors, '.', ordinary characters */
+			if (*p != '*' && *p != '?') {
+				last = 1;
+				total += 1;
+			}
+			break;
+		}
+		if (copies > 1) {
+			total += last * (copies - 1);
+			last *= copies;
+		}
+		if (total > REGEX_EXPANDED_MAX || last > REGEX_EXPANDED_MAX)
 			return true;
 	}
 	return false;
@@ -755,8 +829,8 @@ static int parse_cond(char *text, const char *base_dir, struct rule_cond *c, cha
 		}
 		if (regex_too_big(value)) {
 			seterr(err, errlen,
-			       "%s: '%s' has back-references or repetition bounds that are too "
-			       "large (names are at most %d characters)",
+			       "%s: '%s' is too complex (back-references, or repetitions that "
+			       "expand too far; names are at most %d characters)",
 			       tname, value, DOMAIN_MAX);
 			return -EINVAL;
 		}

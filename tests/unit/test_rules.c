@@ -259,6 +259,19 @@ static void test_parse_valid(void **state)
 	assert_string_equal(r.conds[1].names[1], "b_c.org");
 	rule_free(&r);
 
+	/* realistic patterns stay well within the expansion budget */
+	static const char *const fine[] = {
+		"domain-regex:^[a-z0-9-]{1,63}(\\.[a-z0-9-]{1,63}){1,4}$, DIRECT",
+		"domain-regex:(a|b){1,253}, DIRECT",
+		"domain-regex:^(www\\.)?ex+ample\\.(com|net|org)$, DIRECT",
+		"domain-regex:[]a-z]+x{2,}y{,3}, DIRECT",
+		"domain-regex:a)b, DIRECT", /* an unmatched ')' is an ordinary character */
+	};
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		parse_ok(fine[i], &r);
+		rule_free(&r);
+	}
+
 	/* a regex keeps its '|' and ',' (the target is after the LAST comma) */
 	parse_ok("domain-regex:^(ads|track)[0-9]{1,3}\\.example\\.(com|net)$, o1", &r);
 	assert_int_equal(r.conds[0].n, 1);
@@ -362,15 +375,24 @@ static void test_parse_errors(void **state)
 		{"domain-keyword:a/b, DIRECT",
 		 "domain-keyword: 'a/b': character '/' is not allowed"},
 		{"domain-regex:(, DIRECT", NULL}, /* regerror text checked below */
-		{"domain-regex:((a{1,50}){1,50}){1,50}, DIRECT",
-		 "domain-regex: '((a{1,50}){1,50}){1,50}' has back-references or repetition "
-		 "bounds that are too large (names are at most 253 characters)"},
-		{"domain-regex:a{1,1000}, DIRECT",
-		 "domain-regex: 'a{1,1000}' has back-references or repetition bounds that are too "
-		 "large (names are at most 253 characters)"},
-		{"domain-regex:(a*)*\\1, DIRECT",
-		 "domain-regex: '(a*)*\\1' has back-references or repetition bounds that are too "
-		 "large (names are at most 253 characters)"},
+#define TOO_COMPLEX(re)                                                                            \
+	{"domain-regex:" re ", DIRECT",                                                            \
+	 "domain-regex: '" re "' is too complex (back-references, or repetitions that expand too " \
+	 "far; names are at most 253 characters)"}
+		TOO_COMPLEX("((a{1,50}){1,50}){1,50}"),
+		TOO_COMPLEX("a{1,1000}"),
+		TOO_COMPLEX("a{254}"),
+		TOO_COMPLEX("(a*)*\\1"),
+		/* found by fuzz_rules: each '+' doubles what regcomp builds */
+		TOO_COMPLEX(
+			"DIRMproto++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++"),
+		TOO_COMPLEX("((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+"),
+		TOO_COMPLEX(
+			"[]a]{200}[a-z]{200}x{200}y{200}z{200}[[:alpha:]]{200}w{200}v{200}"
+			"u{200}t{200}s{200}r{200}q{200}p{200}o{200}n{200}m{200}l{200}k{200}j{200}"
+			"i{200}"),
+		TOO_COMPLEX("(((((((((((((((((((((((((((((((((a)))))))))))))))))))))))))))))))))"),
+#undef TOO_COMPLEX
 		{"dport:80, REJECT",
 		 "target 'REJECT' is reserved (use DIRECT, BLOCK or an outbound "
 		 "name)"},
