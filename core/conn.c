@@ -26,11 +26,11 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define ACCEPT_BATCH 64		/* accepts per callback, so one busy listener cannot starve relays */
-#define ACCEPT_PAUSE_S 0.1	/* after EMFILE/ENFILE */
+#define ACCEPT_BATCH	    64 /* accepts per callback, so one busy listener cannot starve relays */
+#define ACCEPT_PAUSE_S	    0.1 /* after EMFILE/ENFILE */
 #define EMFILE_LOG_EVERY_MS 10000
-#define DEFAULT_BUFFER 65536
-#define LISTEN_BACKLOG 4096
+#define DEFAULT_BUFFER	    65536
+#define LISTEN_BACKLOG	    4096
 
 struct conn_stats conn_stats;
 static atomic_uint_fast64_t conn_next_id;
@@ -68,13 +68,13 @@ struct xp_conn {
 		const struct xp_stream_ops *ops;
 		void *stream;
 	} res;
-	bool ob_busy; /* tcp_connect() returned 0 and no result came yet: tcp_abort owed */
+	bool ob_busy;  /* tcp_connect() returned 0 and no result came yet: tcp_abort owed */
 	bool relay_on; /* relay initialised: it owns the server side */
 	struct relay relay;
 	ev_io cio; /* client socket */
 	ev_io sio; /* server socket (fd relay) */
 	ev_timer timer;
-	ev_idle kick; /* never started: only fed, see the top of this file */
+	ev_idle kick;	/* never started: only fed, see the top of this file */
 	ev_timer again; /* RELAY_MORE: the stream's turn again after the others' (next iteration) */
 	unsigned kick_what;
 	ev_tstamp start, last, half; /* accept, last bytes moved, first direction ended */
@@ -92,7 +92,7 @@ static struct ev_loop *conn_ev(struct xp_conn *c)
 /* SO_LINGER {1, 0}: close() sends a RST instead of a FIN. */
 static void reset_close(int fd)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	if (fd < 0)
 		return;
@@ -286,7 +286,8 @@ static void relay_update_io(struct xp_conn *c)
 	struct ev_loop *ev = conn_ev(c);
 
 	io_want(ev, &c->cio,
-		(want & RELAY_CLIENT_READ ? EV_READ : 0) | (want & RELAY_CLIENT_WRITE ? EV_WRITE : 0));
+		(want & RELAY_CLIENT_READ ? EV_READ : 0) |
+			(want & RELAY_CLIENT_WRITE ? EV_WRITE : 0));
 	if (!c->relay.ops)
 		io_want(ev, &c->sio,
 			(want & RELAY_SERVER_READ ? EV_READ : 0) |
@@ -566,7 +567,7 @@ static void conn_connect(struct xp_conn *c)
 static void conn_route_step(struct xp_conn *c)
 {
 	struct worker *w = c->w;
-	struct conn_route rt = { 0 };
+	struct conn_route rt = {0};
 	int err = -ENOENT;
 
 	c->state = CONN_ROUTE;
@@ -581,8 +582,7 @@ static void conn_route_step(struct xp_conn *c)
 		/* A deliberate refusal is routine; a router error is worth seeing. */
 		if (err < 0 || log_enabled(XP_LOG_DEBUG))
 			log_msg(err < 0 ? XP_LOG_INFO : XP_LOG_DEBUG, w->loop.name,
-				"conn %llu %s -> %s: no route: %s",
-				(unsigned long long)c->info.id,
+				"conn %llu %s -> %s: no route: %s", (unsigned long long)c->info.id,
 				addr_str(&c->info.client, cs, sizeof(cs)),
 				addr_str(&c->info.dst, ds, sizeof(ds)),
 				err < 0 ? strerror(-err) : (rt.why ? rt.why : "refused"));
@@ -764,7 +764,7 @@ static void worker_accept_timer_cb(struct ev_loop *ev, ev_timer *t, int revents)
 
 int conn_listen_tcp(int fd)
 {
-	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
 	int one = 1, zero = 0;
 
 	/* Transparent: accept connections to any address (bpf_sk_assign hands them over), and

@@ -230,7 +230,8 @@ static unsigned to_ev(unsigned events)
 static void io_ready_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
 	struct xp_io *io = container_of(w, struct xp_io, w);
-	unsigned events = (revents & EV_READ ? XP_IO_READ : 0) | (revents & EV_WRITE ? XP_IO_WRITE : 0);
+	unsigned events =
+		(revents & EV_READ ? XP_IO_READ : 0) | (revents & EV_WRITE ? XP_IO_WRITE : 0);
 
 	io->cb(io, w->fd, events, io->arg);
 }

@@ -318,7 +318,8 @@ int outbounds_apply(const struct cfg *cfg, struct plug_registry *reg, const stru
 
 		for (size_t j = 0; j < i && !dup; j++) {
 			if (!strcmp(cfg->outbounds[j].name, o->name)) {
-				errors_add(errs, "%s:%d: [outbound.%s] defined twice (first on line %d)",
+				errors_add(errs,
+					   "%s:%d: [outbound.%s] defined twice (first on line %d)",
 					   cfg->path ? cfg->path : "<config>", o->line, o->name,
 					   cfg->outbounds[j].line);
 				dup = true;

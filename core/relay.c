@@ -21,7 +21,7 @@
 #define SPLICE_FLAGS (SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
 /* Full-sized reads a direction may do in one round before yielding to other connections. */
 #define ROUND_READS 4
-#define PIPE_CACHE 32
+#define PIPE_CACHE  32
 
 /* Empty pipes kept for the next connection: saves pipe2 + F_SETPIPE_SZ + two closes per
  * direction on short connections. Per thread, so no locking; one thread = one worker. */

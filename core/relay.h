@@ -39,23 +39,23 @@ struct relay {
 	int sfd; /* fd mode: server socket; -1 in stream mode */
 	const struct xp_stream_ops *ops;
 	void *stream;
-	uint32_t size; /* per direction */
+	uint32_t size;	       /* per direction */
 	struct relay_dir up;   /* client -> server */
 	struct relay_dir down; /* server -> client */
 };
 
 /* relay_run() `what`: who can make progress. */
-#define RELAY_CLIENT_READ 0x01
+#define RELAY_CLIENT_READ  0x01
 #define RELAY_CLIENT_WRITE 0x02
-#define RELAY_SERVER_READ 0x04 /* fd: readable; stream: XP_WAKE_RECV */
+#define RELAY_SERVER_READ  0x04 /* fd: readable; stream: XP_WAKE_RECV */
 #define RELAY_SERVER_WRITE 0x08 /* fd: writable; stream: XP_WAKE_SEND */
-#define RELAY_ALL 0x0f
+#define RELAY_ALL	   0x0f
 
 /* relay_run() result bits (>= 0) */
 #define RELAY_MOVED 0x1 /* bytes moved (activity, for the idle timeout) */
-#define RELAY_HALF 0x2	/* at least one direction has forwarded its EOF */
-#define RELAY_DONE 0x4	/* both have */
-#define RELAY_MORE 0x8	/* stream mode: recv() stopped for fairness; run SERVER_READ again soon */
+#define RELAY_HALF  0x2 /* at least one direction has forwarded its EOF */
+#define RELAY_DONE  0x4 /* both have */
+#define RELAY_MORE  0x8 /* stream mode: recv() stopped for fairness; run SERVER_READ again soon */
 
 void relay_init_fd(struct relay *r, int cfd, int sfd, uint32_t size);
 /* 0 or -ENOMEM (buffers). */

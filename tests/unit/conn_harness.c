@@ -44,7 +44,7 @@ void h_nonblock(int fd)
 
 void h_reset_close(int fd)
 {
-	struct linger lg = { 1, 0 };
+	struct linger lg = {1, 0};
 
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
@@ -113,7 +113,7 @@ size_t h_read_until_end(int fd, uint8_t *buf, size_t cap, int timeout_ms, int *e
 	size_t got = 0;
 
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int64_t left = (int64_t)(deadline - now_ms());
 		ssize_t n;
 
@@ -174,7 +174,7 @@ static uint32_t rnd(uint32_t *x)
 
 static int upstream_connect(struct harness *h, bool nonblock)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)h->srv_port) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->srv_port)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
 
 	if (fd < 0)
@@ -525,7 +525,7 @@ static int local_port(int fd)
 
 void h_start(struct harness *h, enum fake_mode mode, const struct conn_opts *opts, int rcvbuf)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in a = {.sin_family = AF_INET};
 	socklen_t len = sizeof(a);
 	int fd, err;
 
@@ -587,7 +587,7 @@ void h_stop(struct harness *h)
 
 int h_client_buf(struct harness *h, int sndbuf, int rcvbuf)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)h->port) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->port)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
@@ -607,7 +607,7 @@ int h_client(struct harness *h)
 
 int h_accept(struct harness *h, int timeout_ms)
 {
-	struct pollfd p = { .fd = h->srv_fd, .events = POLLIN };
+	struct pollfd p = {.fd = h->srv_fd, .events = POLLIN};
 
 	if (poll(&p, 1, timeout_ms) <= 0)
 		return -1;
@@ -673,8 +673,8 @@ void h_exchange(int cfd, int sfd, size_t up, size_t down, uint8_t xor)
 {
 	uint8_t *cup = malloc(up + 1), *sup = malloc(up + 1);
 	uint8_t *sdown = malloc(down + 1), *cdown = malloc(down + 1);
-	struct side c = { .fd = cfd, .out = cup, .out_len = up, .in = cdown, .in_len = down };
-	struct side s = { .fd = sfd, .out = sdown, .out_len = down, .in = sup, .in_len = up };
+	struct side c = {.fd = cfd, .out = cup, .out_len = up, .in = cdown, .in_len = down};
+	struct side s = {.fd = sfd, .out = sdown, .out_len = down, .in = sup, .in_len = up};
 	uint64_t deadline = now_ms() + 20000;
 
 	assert_non_null(cup);
@@ -685,8 +685,8 @@ void h_exchange(int cfd, int sfd, size_t up, size_t down, uint8_t xor)
 	h_fill(sdown, down, 2);
 	while (!(c.eof && s.eof)) {
 		struct pollfd p[2] = {
-			{ .fd = cfd, .events = (short)(POLLIN | (c.sent < up ? POLLOUT : 0)) },
-			{ .fd = sfd, .events = (short)(POLLIN | (s.sent < down ? POLLOUT : 0)) },
+			{.fd = cfd, .events = (short)(POLLIN | (c.sent < up ? POLLOUT : 0))},
+			{.fd = sfd, .events = (short)(POLLIN | (s.sent < down ? POLLOUT : 0))},
 		};
 
 		assert_true(now_ms() < deadline);

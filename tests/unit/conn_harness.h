@@ -35,23 +35,23 @@ enum fake_mode {
 struct harness {
 	struct worker w;
 	bool started;
-	int port;     /* the worker's listener */
-	int srv_fd;   /* the "server" listener */
+	int port;   /* the worker's listener */
+	int srv_fd; /* the "server" listener */
 	int srv_port;
-	int fd_base;  /* open fds before start */
+	int fd_base;		 /* open fds before start */
 	uint64_t stats_base[10]; /* conn_stats at start, in struct order */
 
 	/* route */
-	int route_err;	   /* returned by the route function */
-	bool route_refuse; /* ob = NULL */
+	atomic_int route_err;	   /* returned by the route function */
+	atomic_bool route_refuse; /* ob = NULL */
 	atomic_int routes;
 
 	/* fake outbound */
-	enum fake_mode mode;
+	_Atomic enum fake_mode mode; /* read on the worker, changed by tests */
 	int fail_err;
 	int upstream_sndbuf; /* SO_SNDBUF on the upstream socket, 0 = default */
-	bool stream_stall;   /* stream send() says -EAGAIN without waking until cleared */
-	bool stream_noise;   /* random -EAGAIN and wake styles */
+	atomic_bool stream_stall;   /* stream send() says -EAGAIN without waking until cleared */
+	atomic_bool stream_noise;   /* random -EAGAIN and wake styles */
 	struct plugin plugin;
 	struct outbound ob;
 	atomic_int connects, aborts, stream_closes, stream_aborts, stream_shutdowns;
@@ -69,9 +69,9 @@ void h_stop(struct harness *h);
 uint64_t h_stat(struct harness *h, size_t offset); /* conn_stats field delta since start */
 #define H_STAT(h, field) h_stat((h), offsetof(struct conn_stats, field))
 
-int h_client(struct harness *h);			 /* connected, blocking */
+int h_client(struct harness *h);			     /* connected, blocking */
 int h_client_buf(struct harness *h, int sndbuf, int rcvbuf); /* with socket buffer sizes */
-int h_accept(struct harness *h, int timeout_ms);	 /* the upstream side, or -1 */
+int h_accept(struct harness *h, int timeout_ms);	     /* the upstream side, or -1 */
 void h_nonblock(int fd);
 
 /* Wait for a condition polled every millisecond; false on timeout. */

@@ -17,7 +17,7 @@
 /* ------------------------------------------------------------------------------------------ */
 /* Posts                                                                                        */
 
-#define POSTERS 4
+#define POSTERS	   4
 #define POSTS_EACH 20000
 
 struct post_state {
@@ -101,7 +101,7 @@ static void noop_fn(void *arg)
 static void test_post_threads(void **state)
 {
 	struct xp_loop l;
-	struct post_state st = { .l = &l };
+	struct post_state st = {.l = &l};
 	struct poster_arg pa[POSTERS];
 	pthread_t th[POSTERS];
 	int ran = 0;
@@ -113,7 +113,7 @@ static void test_post_threads(void **state)
 	assert_true(l.has_thread);
 
 	for (unsigned i = 0; i < POSTERS; i++) {
-		pa[i] = (struct poster_arg){ .st = &st, .idx = i };
+		pa[i] = (struct poster_arg){.st = &st, .idx = i};
 		assert_int_equal(pthread_create(&th[i], NULL, poster, &pa[i]), 0);
 	}
 	for (unsigned i = 0; i < POSTERS; i++) {
@@ -271,7 +271,7 @@ static void check_cb(xp_timer_t *t, void *arg)
 static void test_io_and_timers(void **state)
 {
 	struct xp_loop l;
-	struct io_state s = { .l = &l };
+	struct io_state s = {.l = &l};
 
 	assert_int_equal(loop_init(&l, 0, true, NULL), 0);
 	assert_ptr_equal(loop_main(), &l);

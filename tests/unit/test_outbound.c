@@ -32,7 +32,7 @@ struct fake_inst {
 
 static int n_init, n_new, n_free, n_new_fail;
 static pthread_t freed_on;
-static const struct xp_host fake_host = { .size = sizeof(struct xp_host) };
+static const struct xp_host fake_host = {.size = sizeof(struct xp_host)};
 
 static int fake_init(const struct xp_host *host, xp_handle_t *self, void **state)
 {
@@ -76,14 +76,16 @@ static int fake_connect(void *inst, xp_conn_t *conn, const struct xp_target *t, 
 }
 
 static struct xp_option fake_options[] = {
-	{ .name = "level", .type = XP_OPT_INT, .offset = offsetof(struct fake_config, level),
-	  .def = "1" },
-	{ .name = "tag", .type = XP_OPT_STRING, .offset = offsetof(struct fake_config, tag) },
+	{.name = "level",
+	 .type = XP_OPT_INT,
+	 .offset = offsetof(struct fake_config, level),
+	 .def = "1"},
+	{.name = "tag", .type = XP_OPT_STRING, .offset = offsetof(struct fake_config, tag)},
 };
 
 static struct plugin fake_plugin, sniff_plugin;
-static struct plugin *plugins[2] = { &fake_plugin, &sniff_plugin };
-static struct plug_registry reg = { .v = plugins, .n = 2 };
+static struct plugin *plugins[2] = {&fake_plugin, &sniff_plugin};
+static struct plug_registry reg = {.v = plugins, .n = 2};
 
 static int group_setup(void **state)
 {
@@ -139,12 +141,12 @@ static void add(struct conf *c, const char *name, const char *plugin, const char
 	snprintf(s->name, 64, "outbound.%s", name);
 	s->line = line;
 	s->kv = c->kv[i];
-	s->kv[s->n_kv++] = (struct cfg_kv){ "plugin", (char *)plugin, line + 1 };
+	s->kv[s->n_kv++] = (struct cfg_kv){"plugin", (char *)plugin, line + 1};
 	if (level)
-		s->kv[s->n_kv++] = (struct cfg_kv){ "level", (char *)level, line + 2 };
+		s->kv[s->n_kv++] = (struct cfg_kv){"level", (char *)level, line + 2};
 	if (tag)
-		s->kv[s->n_kv++] = (struct cfg_kv){ "tag", (char *)tag, line + 3 };
-	c->ob[i] = (struct cfg_outbound){ (char *)name, (char *)plugin, line, s };
+		s->kv[s->n_kv++] = (struct cfg_kv){"tag", (char *)tag, line + 3};
+	c->ob[i] = (struct cfg_outbound){(char *)name, (char *)plugin, line, s};
 }
 
 static void conf_free(struct conf *c)
@@ -191,7 +193,7 @@ static void test_ids(void **state)
 
 static void test_apply_keep_change_retire(void **state)
 {
-	struct conf c1 = { 0 }, c2 = { 0 }, c3 = { 0 };
+	struct conf c1 = {0}, c2 = {0}, c3 = {0};
 	struct outbound *a, *b, *old_b, *b2;
 	int id_a, id_b, frees;
 	char *errors = NULL;
@@ -236,7 +238,7 @@ static void test_apply_keep_change_retire(void **state)
 	add(&c2, "b", "fake", "7", NULL);
 	assert_int_equal(apply(&c2, &errors), 0);
 	assert_int_equal(n_new, 3);
-	assert_int_equal(n_free, 0); /* old b lives on for its connection */
+	assert_int_equal(n_free, 0);			 /* old b lives on for its connection */
 	assert_int_equal(outbound_id_lookup("b"), id_b); /* the id stays */
 	b2 = outbound_get((uint16_t)id_b);
 	assert_ptr_not_equal(b2, old_b);
@@ -281,7 +283,7 @@ static void test_apply_keep_change_retire(void **state)
 /* Any error: nothing changes, every error is reported with file:line, nothing leaks. */
 static void test_apply_errors_change_nothing(void **state)
 {
-	struct conf good = { 0 }, bad = { 0 };
+	struct conf good = {0}, bad = {0};
 	struct fake_inst *a, *b;
 	char *errors = NULL;
 	int news;
@@ -294,16 +296,17 @@ static void test_apply_errors_change_nothing(void **state)
 	b = inst_of("b");
 	news = n_new;
 
-	add(&bad, "a", "fake", "3", NULL);	   /* would change: built, then thrown away */
-	add(&bad, "b", "nosuch", NULL, NULL);	   /* unknown plugin */
-	add(&bad, "c", "sniffy", NULL, NULL);	   /* not an outbound plugin */
+	add(&bad, "a", "fake", "3", NULL);	      /* would change: built, then thrown away */
+	add(&bad, "b", "nosuch", NULL, NULL);	      /* unknown plugin */
+	add(&bad, "c", "sniffy", NULL, NULL);	      /* not an outbound plugin */
 	add(&bad, "d", "fake", "not-a-number", NULL); /* option error (plug.c's message) */
-	add(&bad, "e", "fake", "666", NULL);	   /* instance_new fails */
-	add(&bad, "a", "fake", "1", NULL);	   /* defined twice */
+	add(&bad, "e", "fake", "666", NULL);	      /* instance_new fails */
+	add(&bad, "a", "fake", "1", NULL);	      /* defined twice */
 	assert_int_equal(apply(&bad, &errors), -EINVAL);
 	assert_non_null(errors);
 	assert_non_null(strstr(errors, "test.ini:20: [outbound.b] plugin nosuch"));
-	assert_non_null(strstr(errors, "test.ini:30: [outbound.c] plugin sniffy is not an outbound"));
+	assert_non_null(
+		strstr(errors, "test.ini:30: [outbound.c] plugin sniffy is not an outbound"));
 	assert_non_null(strstr(errors, "test.ini:42: [outbound.d] level"));
 	assert_non_null(strstr(errors, "test.ini:50: [outbound.e] fake"));
 	assert_non_null(strstr(errors, "test.ini:60: [outbound.a] defined twice"));
@@ -341,7 +344,7 @@ static void stop_fn(void *arg)
 /* The last reference dropped on a worker thread: instance_free runs on the main loop. */
 static void test_last_put_on_worker_frees_on_main(void **state)
 {
-	struct conf c = { 0 }, empty = { 0 };
+	struct conf c = {0}, empty = {0};
 	struct put_arg pa;
 	struct xp_loop main_loop;
 	pthread_t th;

@@ -34,7 +34,7 @@ static uint8_t xor_for(enum fake_mode m)
 
 static void run_exchange(enum fake_mode mode, bool noise, uint32_t buffer)
 {
-	struct harness h = { .stream_noise = noise };
+	struct harness h = {.stream_noise = noise};
 	struct conn_opts o = base_opts;
 	int cfd, sfd;
 
@@ -82,7 +82,7 @@ static void test_stream_sync_small_buffer(void **state)
 /* One side ends its writing; the other keeps sending, then ends too. */
 static void half_close(enum fake_mode mode, bool client_first)
 {
-	struct harness h = { .stream_noise = true };
+	struct harness h = {.stream_noise = true};
 	uint8_t buf[300000], want[200000];
 	int cfd, sfd, end, a, b;
 	size_t n;
@@ -150,7 +150,7 @@ static void test_half_close_server_first_stream(void **state)
 /* A reset on one side arrives as a reset on the other. */
 static void rst(enum fake_mode mode, bool client_resets)
 {
-	struct harness h = { 0 };
+	struct harness h = {0};
 	uint8_t buf[16];
 	int cfd, sfd;
 
@@ -219,7 +219,7 @@ static size_t write_until_stalled(int cfd, int quiet_ms)
 
 	h_nonblock(cfd);
 	for (;;) {
-		struct pollfd p = { .fd = cfd, .events = POLLOUT };
+		struct pollfd p = {.fd = cfd, .events = POLLOUT};
 		ssize_t n;
 
 		if (poll(&p, 1, quiet_ms) == 0)
@@ -237,7 +237,7 @@ static size_t write_until_stalled(int cfd, int quiet_ms)
  * buffers plus one pipe (the relay's share), with slack for skb overhead accounting. */
 static void test_backpressure_fd(void **state)
 {
-	struct harness h = { .upstream_sndbuf = 65536 };
+	struct harness h = {.upstream_sndbuf = 65536};
 	struct conn_opts o = base_opts;
 	size_t total, bound, got;
 	int cfd, sfd, small = 65536, end;
@@ -273,7 +273,7 @@ static void test_backpressure_fd(void **state)
 /* A stream that takes nothing: the relay holds at most one buffer. */
 static void test_backpressure_stream(void **state)
 {
-	struct harness h = { .stream_stall = true };
+	struct harness h = {.stream_stall = true};
 	struct conn_opts o = base_opts;
 	size_t total, bound, got;
 	int cfd, sfd, small = 65536, end;
@@ -306,7 +306,7 @@ static void test_backpressure_stream(void **state)
 /* No bytes either way for idle_timeout: both sides closed (FIN: nothing was in flight). */
 static void idle(enum fake_mode mode)
 {
-	struct harness h = { 0 };
+	struct harness h = {0};
 	struct conn_opts o = base_opts;
 	uint8_t buf[4];
 	int cfd, sfd;
@@ -349,7 +349,7 @@ static void test_idle_timeout_stream(void **state)
 /* One direction ended, the other never does: closed after halfclose_timeout. */
 static void test_halfclose_timeout(void **state)
 {
-	struct harness h = { 0 };
+	struct harness h = {0};
 	struct conn_opts o = base_opts;
 	int cfd, sfd;
 
