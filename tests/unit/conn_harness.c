@@ -387,12 +387,19 @@ static bool info_ok(struct harness *h, xp_conn_t *conn)
 		return false;
 	if (ci->size != sizeof(*ci) || ci->l4proto != IPPROTO_TCP || ci->id == 0)
 		return false;
-	/* Clients connect to 127.0.0.1: IPv4-mapped addresses must come out as AF_INET. */
-	if (ci->client.sa.sa_family != AF_INET || ci->dst.sa.sa_family != AF_INET)
-		return false;
-	if (ci->dst.in.sin_addr.s_addr != htonl(INADDR_LOOPBACK) ||
-	    ntohs(ci->dst.in.sin_port) != h->port)
-		return false;
+	if (atomic_load(&h->v6)) {
+		/* A real IPv6 client stays AF_INET6. */
+		if (ci->client.sa.sa_family != AF_INET6 || ci->dst.sa.sa_family != AF_INET6 ||
+		    !IN6_IS_ADDR_LOOPBACK(&ci->dst.in6.sin6_addr) ||
+		    ntohs(ci->dst.in6.sin6_port) != h->port)
+			return false;
+	} else {
+		/* 127.0.0.1 arrives IPv4-mapped on the dual-stack listener: must be AF_INET. */
+		if (ci->client.sa.sa_family != AF_INET || ci->dst.sa.sa_family != AF_INET ||
+		    ci->dst.in.sin_addr.s_addr != htonl(INADDR_LOOPBACK) ||
+		    ntohs(ci->dst.in.sin_port) != h->port)
+			return false;
+	}
 	if (!ci->outbound || strcmp(ci->outbound, "fake") || ci->route != XP_ROUTE_PROXY ||
 	    ci->rule_id != 7)
 		return false;
@@ -412,7 +419,8 @@ static int fake_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target 
 
 	atomic_fetch_add(&h->connects, 1);
 	if (!info_ok(h, conn) || target->size != sizeof(*target) ||
-	    target->l4proto != IPPROTO_TCP || target->addr.sa.sa_family != AF_INET)
+	    target->l4proto != IPPROTO_TCP ||
+	    target->addr.sa.sa_family != conn_info(conn)->dst.sa.sa_family)
 		atomic_fetch_add(&h->info_bad, 1);
 
 	switch (h->mode) {
@@ -588,7 +596,11 @@ void h_stop(struct harness *h)
 int h_client_buf(struct harness *h, int sndbuf, int rcvbuf)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->port)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+				  .sin6_port = htons((uint16_t)h->port),
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	bool v6 = atomic_load(&h->v6);
+	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
 	if (sndbuf)
@@ -596,7 +608,10 @@ int h_client_buf(struct harness *h, int sndbuf, int rcvbuf)
 	if (rcvbuf)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	if (v6)
+		assert_int_equal(connect(fd, (struct sockaddr *)&a6, sizeof(a6)), 0);
+	else
+		assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	return fd;
 }
 

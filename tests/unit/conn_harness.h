@@ -42,16 +42,17 @@ struct harness {
 	uint64_t stats_base[10]; /* conn_stats at start, in struct order */
 
 	/* route */
-	atomic_int route_err;	   /* returned by the route function */
+	atomic_int route_err;	  /* returned by the route function */
 	atomic_bool route_refuse; /* ob = NULL */
+	atomic_bool v6;		  /* clients connect to [::1] instead of 127.0.0.1 */
 	atomic_int routes;
 
 	/* fake outbound */
 	_Atomic enum fake_mode mode; /* read on the worker, changed by tests */
 	int fail_err;
-	int upstream_sndbuf; /* SO_SNDBUF on the upstream socket, 0 = default */
-	atomic_bool stream_stall;   /* stream send() says -EAGAIN without waking until cleared */
-	atomic_bool stream_noise;   /* random -EAGAIN and wake styles */
+	int upstream_sndbuf;	  /* SO_SNDBUF on the upstream socket, 0 = default */
+	atomic_bool stream_stall; /* stream send() says -EAGAIN without waking until cleared */
+	atomic_bool stream_noise; /* random -EAGAIN and wake styles */
 	struct plugin plugin;
 	struct outbound ob;
 	atomic_int connects, aborts, stream_closes, stream_aborts, stream_shutdowns;

@@ -402,6 +402,57 @@ static void test_set_opts(void **state)
 	h_stop(&h);
 }
 
+/* An IPv6 client: conn_info keeps AF_INET6 (the IPv4 tests check the mapped case). */
+static void test_ipv6_client(void **state)
+{
+	struct harness h = {.v6 = true};
+	int cfd, sfd;
+
+	h_start(&h, FAKE_FD_SYNC, &base_opts, 0);
+	cfd = h_client(&h);
+	sfd = h_accept(&h, 2000);
+	assert_true(sfd >= 0);
+	ping(cfd, sfd);
+	close(cfd);
+	assert_int_equal(h_wait_end(sfd, 2000), 0);
+	close(sfd);
+	assert_true(h_wait(h_idle, &h, 2000));
+	h_stop(&h); /* checks info_bad == 0 */
+}
+
+/* Many short connections, 32 at a time: ids, the connection list, the pipe cache and the
+ * counters stay consistent, and nothing leaks. */
+static void test_many_short_connections(void **state)
+{
+	struct harness h = {0};
+	enum { BATCH = 32, ROUNDS = 10 };
+	int c[BATCH], s[BATCH];
+
+	h_start(&h, FAKE_FD_SYNC, &base_opts, 0);
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < BATCH; i++) {
+			c[i] = h_client(&h);
+			s[i] = h_accept(&h, 2000);
+			assert_true(s[i] >= 0);
+		}
+		for (int i = 0; i < BATCH; i++)
+			ping(c[i], s[i]);
+		for (int i = 0; i < BATCH; i++) {
+			close(c[i]);
+			assert_int_equal(h_wait_end(s[i], 2000), 0);
+			close(s[i]);
+		}
+	}
+	assert_true(h_wait(h_idle, &h, 2000));
+	assert_int_equal(atomic_load(&h.connects), BATCH * ROUNDS);
+	assert_int_equal(H_STAT(&h, accepted), BATCH * ROUNDS);
+	assert_int_equal(H_STAT(&h, bytes_up), 4 * BATCH * ROUNDS);
+	assert_int_equal(H_STAT(&h, bytes_down), 4 * BATCH * ROUNDS);
+	assert_int_equal(H_STAT(&h, resets), 0);
+	assert_int_equal(atomic_load(&h.ob.conns), BATCH * ROUNDS);
+	h_stop(&h);
+}
+
 static bool one_accepted(struct harness *h)
 {
 	return H_STAT(h, accepted) >= 1;
@@ -479,6 +530,8 @@ int main(void)
 		cmocka_unit_test(test_client_gone_while_connecting),
 		cmocka_unit_test(test_worker_stop_live),
 		cmocka_unit_test(test_set_opts),
+		cmocka_unit_test(test_ipv6_client),
+		cmocka_unit_test(test_many_short_connections),
 		cmocka_unit_test(test_emfile_pauses),
 	};
 
