@@ -287,8 +287,9 @@ static void flow_put(struct inst *in, const struct pkt_spec *s, uint8_t verdict,
 		     uint8_t origin, unsigned int ifindex, uint16_t outbound)
 {
 	struct xp_flow f = {
-		.first_ns = now_ns() - 1000000,
-		.last_ns = now_ns() - 1000000,
+		/* older than a tick: the datapath's clock has tick resolution */
+		.first_ns = now_ns() - 100000000,
+		.last_ns = now_ns() - 100000000,
 		.rule_id = 4,
 		.ifindex = ifindex,
 		.outbound_id = outbound,
@@ -574,7 +575,7 @@ static void test_dst_map(void **state)
 {
 	struct pkt_spec s = PKT_TCP4("192.168.1.10", 40002, "203.0.113.5", 443, TH_SYN);
 	struct inst *in = reset(&I_plain);
-	uint64_t now = now_ns();
+	uint64_t now = now_ns(), past = now - 100000000; /* expired more than a tick ago */
 	struct run r;
 
 	ruleset(in, 0, 0, XP_V_DIRECT, 0, 0);
@@ -594,13 +595,13 @@ static void test_dst_map(void **state)
 	check_flow(in, &s, XP_V_PROXY, XP_SRC_DSTMAP, 0, 2, XP_ORIGIN_LAN, if_lan, 0);
 
 	/* expired port key: fall back to the address key */
-	dst_put(in, "203.0.113.5", 0, 8443, IPPROTO_TCP, XP_V_BLOCK, 0, 3, now - 1);
+	dst_put(in, "203.0.113.5", 0, 8443, IPPROTO_TCP, XP_V_BLOCK, 0, 3, past);
 	s.sport = 40004;
 	assert_int_equal(send_spec(in, P_LAN, &s, if_lan, &r), TC_ACT_REDIRECT);
 	check_flow(in, &s, XP_V_PROXY, XP_SRC_DSTMAP, 0, 2, XP_ORIGIN_LAN, if_lan, 0);
 
 	/* both expired: the rules (fallback DIRECT) decide */
-	dst_put(in, "203.0.113.5", 0, 0, 0, XP_V_PROXY, 2, 2, now - 1);
+	dst_put(in, "203.0.113.5", 0, 0, 0, XP_V_PROXY, 2, 2, past);
 	s.sport = 40005;
 	assert_int_equal(send_spec(in, P_LAN, &s, if_lan, &r), TC_ACT_OK);
 	check_flow(in, &s, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0, XP_ORIGIN_LAN, if_lan, 0);
