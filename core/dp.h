@@ -62,6 +62,9 @@ void dp_destroy(struct dp *dp); /* NULL-safe; never fails half-way: logs what it
 
 enum xp_redirect_mode dp_redirect_mode(const struct dp *dp);
 const char *dp_redirect_mode_why(const struct dp *dp); /* "kernel 6.18 >= 6.8", "forced by config" */
+/* Listeners per protocol the datapath shards over: [global] workers, or the online CPUs when
+ * that is 0, capped at XP_MAX_WORKERS. The daemon starts this many workers. */
+unsigned dp_n_workers(const struct dp *dp);
 
 /* Sockets inside the private netns (for listeners). fd or -errno. */
 int dp_netns_socket(struct dp *dp, int domain, int type, int protocol);
