@@ -36,9 +36,9 @@
 #define RULE_FILE_LINE_MAX    256 /* a CIDR is at most ~50 chars; longer lines are garbage */
 #define DOMAIN_MAX	      253
 #define LABEL_MAX	      63
-#define REGEX_MAX	      256  /* pattern length */
-#define REGEX_EXPANDED_MAX    4096 /* atoms after regcomp expands repetitions */
-#define REGEX_DEPTH_MAX	      32   /* nested groups */
+#define REGEX_MAX	      256 /* pattern length */
+#define REGEX_EXPANDED_MAX    512 /* atoms after regcomp expands repetitions; bounds match time */
+#define REGEX_DEPTH_MAX	      32  /* nested groups */
 #define TARGET_NAME_MAX	      31
 
 /* ------------------------------------------------------------------------------------------ */
@@ -376,7 +376,8 @@ empty_label:
  * "x{m,n}" n copies, so "a++++...+" or "((a{1,50}){1,50}){1,50}" needs memory exponential in
  * the pattern length (the rule fuzzer found the first). Estimate the expanded size the way
  * regcomp builds it (atoms count 1; '+' doubles the preceding atom or group; {m,n} multiplies
- * it by max(n, m + 1)) and refuse patterns above a budget no name pattern needs. Repetition
+ * it by max(n, m + 1)) and refuse patterns above a budget no name pattern needs; the budget
+ * also bounds matching, whose cost grows with the square of the expanded size. Repetition
  * bounds above the length of a name are refused outright. Back-references are refused too:
  * glibc accepts them in EREs and matching them can take exponential time.
  */
@@ -464,6 +465,12 @@ static bool regex_too_big(const char *p)
 			}
 			if (m > DOMAIN_MAX || n > DOMAIN_MAX)
 				return true;
+			if (*q != '}') { /* not a bound: an ordinary character to regcomp */
+				last = 1;
+				total += 1;
+				break;
+			}
+			p = q;
 			copies = has_n ? n : comma ? m + 1 : m;
 			if (copies == 0)
 				copies = 1;

@@ -266,6 +266,7 @@ static void test_parse_valid(void **state)
 		"domain-regex:^(www\\.)?ex+ample\\.(com|net|org)$, DIRECT",
 		"domain-regex:[]a-z]+x{2,}y{,3}, DIRECT",
 		"domain-regex:a)b, DIRECT", /* an unmatched ')' is an ordinary character */
+		"domain-regex:(a|aa){1,170}$, DIRECT", /* 511 atoms: just within 512 */
 	};
 	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
 		parse_ok(fine[i], &r);
@@ -392,6 +393,7 @@ static void test_parse_errors(void **state)
 			"u{200}t{200}s{200}r{200}q{200}p{200}o{200}n{200}m{200}l{200}k{200}j{200}"
 			"i{200}"),
 		TOO_COMPLEX("(((((((((((((((((((((((((((((((((a)))))))))))))))))))))))))))))))))"),
+		TOO_COMPLEX("(a|aa){1,171}$"), /* 3 * 171 + 1 atoms: one over 512 */
 #undef TOO_COMPLEX
 		{"dport:80, REJECT",
 		 "target 'REJECT' is reserved (use DIRECT, BLOCK or an outbound "
