@@ -35,9 +35,10 @@ static __always_inline int lan_ingress(struct __sk_buff *skb, const int l3, cons
 			if (p.t.l4proto == XP_IPPROTO_TCP && p.frag != XP_FRAG_LATER &&
 			    (p.tcp_flags & (XP_TH_SYN | XP_TH_ACK)) == XP_TH_SYN)
 				/* the RST path counts its own drop */
-				return xp_finish(skb, hook,
-						 xp_reject(skb, &p, hook | (l3 ? XP_PARSE_L3 : 0) << 8),
-						 &p, &d);
+				return xp_finish(
+					skb, hook,
+					xp_reject(skb, &p, hook | (l3 ? XP_PARSE_L3 : 0) << 8), &p,
+					&d);
 			rc = XP_DROP_CODE(XP_DROP_BLOCKED);
 		} else {
 			rc = to_proxy(skb, &p, l3, xp_cfg.redirect_mode == XP_REDIRECT_PEER);

@@ -32,16 +32,16 @@
 #ifndef __noinline
 #define __noinline __attribute__((noinline))
 #endif
-#define likely(x) __builtin_expect(!!(x), 1)
+#define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* Internal: "not finished, go on". Far from every TC_ACT_* and from the drop codes. */
 #define XP_NEXT 0x1000
 /* parse.h results besides XP_NEXT (the entry point counts them, then passes the packet). */
 #define XP_PASS_NON_IP 0x1001
-#define XP_PASS_ND 0x1002
+#define XP_PASS_ND     0x1002
 
-#define XP_ETH_HLEN 14
+#define XP_ETH_HLEN  14
 #define XP_VLAN_HLEN 4
 
 #ifndef ETH_P_8021Q
@@ -51,16 +51,16 @@
 #define ETH_P_8021AD 0x88A8
 #endif
 
-#define XP_IPPROTO_HOPOPTS 0
-#define XP_IPPROTO_ICMP 1
-#define XP_IPPROTO_TCP 6
-#define XP_IPPROTO_UDP 17
-#define XP_IPPROTO_ROUTING 43
+#define XP_IPPROTO_HOPOPTS  0
+#define XP_IPPROTO_ICMP	    1
+#define XP_IPPROTO_TCP	    6
+#define XP_IPPROTO_UDP	    17
+#define XP_IPPROTO_ROUTING  43
 #define XP_IPPROTO_FRAGMENT 44
-#define XP_IPPROTO_AH 51
-#define XP_IPPROTO_ICMPV6 58
-#define XP_IPPROTO_NONE 59
-#define XP_IPPROTO_DSTOPTS 60
+#define XP_IPPROTO_AH	    51
+#define XP_IPPROTO_ICMPV6   58
+#define XP_IPPROTO_NONE	    59
+#define XP_IPPROTO_DSTOPTS  60
 
 /* TCP flag bits in byte 13 of the TCP header. */
 #define XP_TH_FIN 0x01
@@ -69,7 +69,7 @@
 #define XP_TH_ACK 0x10
 
 /* xp_pkt.frag */
-#define XP_FRAG_NONE 0
+#define XP_FRAG_NONE  0
 #define XP_FRAG_FIRST 1 /* offset 0, more fragments follow: carries the L4 header */
 #define XP_FRAG_LATER 2 /* offset != 0: no L4 header */
 

@@ -61,8 +61,7 @@ static __always_inline void ev_flow(__u16 type, __u8 hook, const struct xp_tuple
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline void ev_drop(__u8 hook, const struct xp_pkt *p, __u32 ifindex,
-				    __u32 reason)
+static __always_inline void ev_drop(__u8 hook, const struct xp_pkt *p, __u32 ifindex, __u32 reason)
 {
 	struct xp_ev_drop *e;
 

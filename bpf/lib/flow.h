@@ -389,8 +389,8 @@ __noinline int xp_track_server(struct __sk_buff *skb, struct xp_pkt *p, __u32 ho
 	return TC_ACT_OK;
 }
 
-__noinline int xp_reply_lookup(struct __sk_buff *skb, struct xp_pkt *p,
-			       struct xp_reply_target *r, __u32 hook)
+__noinline int xp_reply_lookup(struct __sk_buff *skb, struct xp_pkt *p, struct xp_reply_target *r,
+			       __u32 hook)
 {
 	struct xp_tuple k __attribute__((aligned(8)));
 	const struct xp_tuple *key = &k;
@@ -409,7 +409,8 @@ __noinline int xp_reply_lookup(struct __sk_buff *skb, struct xp_pkt *p,
 	}
 	f = bpf_map_lookup_elem(&xp_flows, key);
 	if (!f)
-		return XP_DROP_CODE(p->frag == XP_FRAG_LATER ? XP_DROP_FRAG_ORPHAN : XP_DROP_NO_FLOW);
+		return XP_DROP_CODE(p->frag == XP_FRAG_LATER ? XP_DROP_FRAG_ORPHAN
+							     : XP_DROP_NO_FLOW);
 	f->last_ns = xp_now();
 	r->ifindex = f->ifindex;
 	r->origin = f->origin;

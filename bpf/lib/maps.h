@@ -14,7 +14,7 @@
 
 #include "common.h"
 
-const volatile struct xp_bpf_config xp_cfg = { .abi_version = XP_BPF_ABI_VERSION };
+const volatile struct xp_bpf_config xp_cfg = {.abi_version = XP_BPF_ABI_VERSION};
 struct xp_ctl xp_ctl = {};
 
 struct {

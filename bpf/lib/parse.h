@@ -66,7 +66,7 @@ static __always_inline void *xp_ctx_ptr(const struct __sk_buff *skb, const int o
  * within 0xffff; an L4 header further in than this cannot be read directly. */
 #define XP_MAX_L4OFF 0xff00
 
-#define XP_DATA(skb) xp_ctx_ptr(skb, __builtin_offsetof(struct __sk_buff, data))
+#define XP_DATA(skb)	 xp_ctx_ptr(skb, __builtin_offsetof(struct __sk_buff, data))
 #define XP_DATA_END(skb) xp_ctx_ptr(skb, __builtin_offsetof(struct __sk_buff, data_end))
 
 /* Make the first `end` bytes directly accessible. 0, or a drop code: MALFORMED when the

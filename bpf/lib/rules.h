@@ -103,8 +103,7 @@ static long prange_step(__u32 i, void *data)
 
 /* Is port inside one of the sorted disjoint intervals xp_pranges[first, first + count)?
  * c->found, and c->verdict/rule_id/outbound_id of that interval. */
-static __always_inline void prange_find(struct prange_ctx *c, __u32 first, __u32 count,
-					__u16 port)
+static __always_inline void prange_find(struct prange_ctx *c, __u32 first, __u32 count, __u16 port)
 {
 	c->first = first;
 	c->lo = 0;

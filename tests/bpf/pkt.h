@@ -28,15 +28,15 @@
 
 #define PKT_MAX 1600
 
-static const uint8_t pkt_mac_client[6] = { 0x02, 0xc1, 0x1e, 0x47, 0x00, 0x01 };
-static const uint8_t pkt_mac_router[6] = { 0x02, 0x70, 0x07, 0xe7, 0x00, 0x01 };
+static const uint8_t pkt_mac_client[6] = {0x02, 0xc1, 0x1e, 0x47, 0x00, 0x01};
+static const uint8_t pkt_mac_router[6] = {0x02, 0x70, 0x07, 0xe7, 0x00, 0x01};
 
 struct pkt_spec {
 	int v6;
-	int l3;		 /* no link-layer header */
-	int vlan;	 /* one 802.1Q tag (VLAN 42) in the data */
+	int l3;		    /* no link-layer header */
+	int vlan;	    /* one 802.1Q tag (VLAN 42) in the data */
 	uint16_t ethertype; /* non-zero: a non-IP frame of this type (ARP: 0x0806) */
-	uint8_t proto;	 /* IPPROTO_* */
+	uint8_t proto;	    /* IPPROTO_* */
 	const char *src, *dst;
 	uint16_t sport, dport;
 	uint8_t tcp_flags;
@@ -59,18 +59,34 @@ struct pkt {
 	size_t l3off, l4off;
 };
 
-#define PKT_TCP4(s, sp, d, dp, fl)                                                             \
-	((struct pkt_spec){ .proto = 6, .src = (s), .sport = (sp), .dst = (d), .dport = (dp),    \
-			    .tcp_flags = (fl), .seq = 1000 })
-#define PKT_TCP6(s, sp, d, dp, fl)                                                             \
-	((struct pkt_spec){ .v6 = 1, .proto = 6, .src = (s), .sport = (sp), .dst = (d),          \
-			    .dport = (dp), .tcp_flags = (fl), .seq = 1000 })
-#define PKT_UDP4(s, sp, d, dp)                                                                 \
-	((struct pkt_spec){ .proto = 17, .src = (s), .sport = (sp), .dst = (d), .dport = (dp),   \
-			    .payload = 32 })
-#define PKT_UDP6(s, sp, d, dp)                                                                 \
-	((struct pkt_spec){ .v6 = 1, .proto = 17, .src = (s), .sport = (sp), .dst = (d),         \
-			    .dport = (dp), .payload = 32 })
+#define PKT_TCP4(s, sp, d, dp, fl)                                                                 \
+	((struct pkt_spec){.proto = 6,                                                             \
+			   .src = (s),                                                             \
+			   .sport = (sp),                                                          \
+			   .dst = (d),                                                             \
+			   .dport = (dp),                                                          \
+			   .tcp_flags = (fl),                                                      \
+			   .seq = 1000})
+#define PKT_TCP6(s, sp, d, dp, fl)                                                                 \
+	((struct pkt_spec){.v6 = 1,                                                                \
+			   .proto = 6,                                                             \
+			   .src = (s),                                                             \
+			   .sport = (sp),                                                          \
+			   .dst = (d),                                                             \
+			   .dport = (dp),                                                          \
+			   .tcp_flags = (fl),                                                      \
+			   .seq = 1000})
+#define PKT_UDP4(s, sp, d, dp)                                                                     \
+	((struct pkt_spec){                                                                        \
+		.proto = 17, .src = (s), .sport = (sp), .dst = (d), .dport = (dp), .payload = 32})
+#define PKT_UDP6(s, sp, d, dp)                                                                     \
+	((struct pkt_spec){.v6 = 1,                                                                \
+			   .proto = 17,                                                            \
+			   .src = (s),                                                             \
+			   .sport = (sp),                                                          \
+			   .dst = (d),                                                             \
+			   .dport = (dp),                                                          \
+			   .payload = 32})
 
 static inline void pkt_put16(uint8_t *b, uint16_t v)
 {
@@ -207,14 +223,14 @@ static inline void pkt_build(const struct pkt_spec *s, struct pkt *p)
 		first_nh = s->n_ext ? s->ext[0] : (s->frag || s->v6_atomic_frag) ? 44 : s->proto;
 		l3[6] = first_nh;
 		for (n = 0; n < s->n_ext; n++) {
-			uint8_t next = n + 1 < s->n_ext ? s->ext[n + 1]
+			uint8_t next = n + 1 < s->n_ext			? s->ext[n + 1]
 				       : (s->frag || s->v6_atomic_frag) ? 44
-									 : s->proto;
+									: s->proto;
 			size_t hl;
 
 			h[0] = next;
 			if (s->ext[n] == 51) { /* AH: length in 4-byte units minus 2 */
-				h[1] = 4; /* 24 bytes */
+				h[1] = 4;      /* 24 bytes */
 				hl = 24;
 			} else {
 				h[1] = (uint8_t)s->ext_len8;

@@ -46,11 +46,11 @@
 
 enum { P_LAN, P_LAN_L3, P_WAN_EG, P_WAN_EG_L3, P_WAN_IN, P_PX_IN, P_PX_REPLY, P__N };
 
-static const uint8_t mac_xp0p[6] = { 0x02, 0x58, 0x50, 0x00, 0x00, 0x02 };
-static const uint8_t mac_xp0[6] = { 0x02, 0x58, 0x50, 0x00, 0x00, 0x01 };
-static const uint8_t mac_wan[6] = { 0x02, 0x77, 0x41, 0x4e, 0x00, 0x01 };
+static const uint8_t mac_xp0p[6] = {0x02, 0x58, 0x50, 0x00, 0x00, 0x02};
+static const uint8_t mac_xp0[6] = {0x02, 0x58, 0x50, 0x00, 0x00, 0x01};
+static const uint8_t mac_wan[6] = {0x02, 0x77, 0x41, 0x4e, 0x00, 0x01};
 
-#define MARK 0x5870
+#define MARK	0x5870
 #define OUT_ANY 0
 
 struct inst {
@@ -64,8 +64,8 @@ struct inst {
 	int flows, dst, rules, cidrs, pranges, listeners, local, ifaces, frags, stats;
 };
 
-static struct inst I_plain = { .name = "plain" }, I_peer = { .name = "peer" },
-		   I_bare = { .name = "bare" };
+static struct inst I_plain = {.name = "plain"}, I_peer = {.name = "peer"},
+		   I_bare = {.name = "bare"};
 static unsigned int if_lan, if_wan, if_xp0;
 static int ncpu;
 
@@ -244,7 +244,7 @@ struct run {
 static int run_raw(struct inst *in, int prog, const void *data, size_t len, unsigned int ifindex,
 		   uint32_t mark, struct run *r)
 {
-	struct __sk_buff ctx = { .ifindex = ifindex, .mark = mark };
+	struct __sk_buff ctx = {.ifindex = ifindex, .mark = mark};
 	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = data, .data_size_in = (uint32_t)len,
 		    .data_out = r->out, .data_size_out = sizeof(r->out), .ctx_in = &ctx,
 		    .ctx_size_in = sizeof(ctx), .repeat = 1);
@@ -266,8 +266,8 @@ static uint32_t run(struct inst *in, int prog, const struct pkt *p, unsigned int
 	return r->retval;
 }
 
-static uint32_t send_spec(struct inst *in, int prog, const struct pkt_spec *s,
-			  unsigned int ifindex, struct run *r)
+static uint32_t send_spec(struct inst *in, int prog, const struct pkt_spec *s, unsigned int ifindex,
+			  struct run *r)
 {
 	struct pkt p;
 
@@ -308,10 +308,9 @@ static void flow_put(struct inst *in, const struct pkt_spec *s, uint8_t verdict,
 static void dst_put(struct inst *in, const char *addr, int v6, uint16_t port, uint8_t proto,
 		    uint8_t verdict, uint16_t outbound, uint32_t tag, uint64_t expires)
 {
-	struct xp_dst_key k = { .port = port, .l4proto = proto };
+	struct xp_dst_key k = {.port = port, .l4proto = proto};
 	struct xp_dst_verdict v = {
-		.expires_ns = expires, .tag = tag, .outbound_id = outbound, .verdict = verdict
-	};
+		.expires_ns = expires, .tag = tag, .outbound_id = outbound, .verdict = verdict};
 
 	pkt_addr16(addr, v6, k.addr);
 	assert_int_equal(bpf_map_update_elem(in->dst, &k, &v, BPF_ANY), 0);
@@ -327,7 +326,7 @@ static void local_put(struct inst *in, const char *addr, int v6)
 
 static void iface_put(struct inst *in, unsigned int ifindex, const uint8_t *mac, uint8_t flags)
 {
-	struct xp_iface v = { .flags = flags };
+	struct xp_iface v = {.flags = flags};
 
 	if (mac)
 		memcpy(v.mac, mac, 6);
@@ -362,8 +361,8 @@ static void ruleset(struct inst *in, uint32_t gen, uint32_t count, uint8_t fb_ve
 static void cidr_put(struct inst *in, uint32_t set, const char *cidr, uint8_t verdict,
 		     uint32_t rule_id, uint16_t outbound)
 {
-	struct xp_cidr_key k = { .set_id = htonl(set) };
-	struct xp_cidr_val v = { .rule_id = rule_id, .outbound_id = outbound, .verdict = verdict };
+	struct xp_cidr_key k = {.set_id = htonl(set)};
+	struct xp_cidr_val v = {.rule_id = rule_id, .outbound_id = outbound, .verdict = verdict};
 	char buf[64], *slash;
 	int v6, plen, i;
 
@@ -377,7 +376,7 @@ static void cidr_put(struct inst *in, uint32_t set, const char *cidr, uint8_t ve
 	if (!v6)
 		plen += 96;
 	for (i = plen; i < 128; i++) /* masked, as the compiler stores them */
-		k.addr[i / 8] &= (uint8_t)~(0x80 >> (i % 8));
+		k.addr[i / 8] &= (uint8_t) ~(0x80 >> (i % 8));
 	k.prefixlen = 32 + plen;
 	assert_int_equal(bpf_map_update_elem(in->cidrs, &k, &v, BPF_ANY), 0);
 }
@@ -385,9 +384,11 @@ static void cidr_put(struct inst *in, uint32_t set, const char *cidr, uint8_t ve
 static void prange_put(struct inst *in, uint32_t idx, uint16_t lo, uint16_t hi, uint8_t verdict,
 		       uint32_t rule_id, uint16_t outbound)
 {
-	struct xp_prange v = {
-		.lo = lo, .hi = hi, .rule_id = rule_id, .outbound_id = outbound, .verdict = verdict
-	};
+	struct xp_prange v = {.lo = lo,
+			      .hi = hi,
+			      .rule_id = rule_id,
+			      .outbound_id = outbound,
+			      .verdict = verdict};
 
 	assert_int_equal(bpf_map_update_elem(in->pranges, &idx, &v, BPF_ANY), 0);
 }
@@ -465,8 +466,8 @@ static void check_to_proxy_plain(const struct run *r, const struct pkt *p)
 static void test_matrix(void **state)
 {
 	enum { SRC_FLOW, SRC_DST, SRC_RULE, SRC_FALLBACK, SRC__N };
-	static const uint8_t exp_vsrc[SRC__N] = { XP_SRC_FLOW, XP_SRC_DSTMAP, XP_SRC_RULE,
-						  XP_SRC_FALLBACK };
+	static const uint8_t exp_vsrc[SRC__N] = {XP_SRC_FLOW, XP_SRC_DSTMAP, XP_SRC_RULE,
+						 XP_SRC_FALLBACK};
 	int v6, udp, src;
 
 	for (v6 = 0; v6 < 2; v6++)
@@ -484,7 +485,8 @@ static void test_matrix(void **state)
 				uint16_t ob = 0;
 
 				if (udp) {
-					s1 = v6 ? PKT_UDP6(c, 5353, d, 443) : PKT_UDP4(c, 5353, d, 443);
+					s1 = v6 ? PKT_UDP6(c, 5353, d, 443)
+						: PKT_UDP4(c, 5353, d, 443);
 					s2 = s1;
 				} else {
 					s1 = v6 ? PKT_TCP6(c, 40001, d, 443, TH_SYN)
@@ -521,8 +523,11 @@ static void test_matrix(void **state)
 					ob = 3;
 					break;
 				case SRC_RULE: {
-					struct xp_rule ru = { .rule_id = 2, .dst_set = 5, .outbound_id = 5,
-							      .verdict = XP_V_PROXY, RULE_ANY_PORTS };
+					struct xp_rule ru = {.rule_id = 2,
+							     .dst_set = 5,
+							     .outbound_id = 5,
+							     .verdict = XP_V_PROXY,
+							     RULE_ANY_PORTS};
 
 					cidr_put(in, 5, v6 ? "2001:db8:99::/48" : "198.51.100.0/24",
 						 XP_V_PROXY, 2, 0);
@@ -637,81 +642,83 @@ struct rule_case {
 /* R(...): a PROXY rule 1 matching anything, with the case's conditions written over those
  * defaults (designated initializers overriding the defaults on purpose). */
 #pragma GCC diagnostic ignored "-Woverride-init"
-#define R(...) ((struct xp_rule){ .verdict = XP_V_PROXY, .rule_id = 1, RULE_ANY_PORTS, __VA_ARGS__ })
+#define R(...) ((struct xp_rule){.verdict = XP_V_PROXY, .rule_id = 1, RULE_ANY_PORTS, __VA_ARGS__})
 #define T4(dp) PKT_TCP4("192.168.1.10", 40000, "198.51.100.7", dp, TH_SYN)
 #define T6(dp) PKT_TCP6("2001:db8:1::10", 40000, "2001:db8:99::7", dp, TH_SYN)
 #define U4(dp) PKT_UDP4("192.168.1.10", 5000, "198.51.100.7", dp)
-#define ICMP4 ((struct pkt_spec){ .proto = 1, .src = "192.168.1.10", .dst = "198.51.100.7" })
-#define ICMP6                                                                                  \
-	((struct pkt_spec){ .v6 = 1, .proto = 58, .src = "2001:db8:1::10", .dst = "2001:db8:99::7" })
-#define GRE4 ((struct pkt_spec){ .proto = 47, .src = "192.168.1.10", .dst = "198.51.100.7", .payload = 8 })
+#define ICMP4  ((struct pkt_spec){.proto = 1, .src = "192.168.1.10", .dst = "198.51.100.7"})
+#define ICMP6                                                                                      \
+	((struct pkt_spec){.v6 = 1, .proto = 58, .src = "2001:db8:1::10", .dst = "2001:db8:99::7"})
+#define GRE4                                                                                       \
+	((struct pkt_spec){.proto = 47, .src = "192.168.1.10", .dst = "198.51.100.7", .payload = 8})
 
 static void test_rule_conditions(void **state)
 {
 	struct inst *in = &I_plain;
 	struct rule_case cases[] = {
-		{ "ipmask v4 / v4", R(.ipmask = XP_IP_V4), T4(443), 1 },
-		{ "ipmask v4 / v6", R(.ipmask = XP_IP_V4), T6(443), 0 },
-		{ "ipmask v6 / v6", R(.ipmask = XP_IP_V6), T6(443), 1 },
-		{ "ipmask both", R(.ipmask = XP_IP_V4 | XP_IP_V6), T6(443), 1 },
-		{ "l4 tcp / tcp", R(.l4mask = XP_L4_TCP), T4(443), 1 },
-		{ "l4 tcp / udp", R(.l4mask = XP_L4_TCP), U4(443), 0 },
-		{ "l4 udp / udp", R(.l4mask = XP_L4_UDP), U4(443), 1 },
-		{ "l4 icmp / icmp", R(.l4mask = XP_L4_ICMP), ICMP4, 1 },
-		{ "l4 icmp / icmpv6", R(.l4mask = XP_L4_ICMP), ICMP6, 1 },
-		{ "l4 icmp / tcp", R(.l4mask = XP_L4_ICMP), T4(443), 0 },
-		{ "l4 other / gre", R(.l4mask = XP_L4_OTHER), GRE4, 1 },
-		{ "l4 tcp|udp / gre", R(.l4mask = XP_L4_TCP | XP_L4_UDP), GRE4, 0 },
-		{ "dport in", R(.dport_lo = 80, .dport_hi = 90), T4(85), 1 },
-		{ "dport lo edge", R(.dport_lo = 80, .dport_hi = 90), T4(80), 1 },
-		{ "dport hi edge", R(.dport_lo = 80, .dport_hi = 90), T4(90), 1 },
-		{ "dport above", R(.dport_lo = 80, .dport_hi = 90), T4(91), 0 },
-		{ "dport below", R(.dport_lo = 80, .dport_hi = 90), T4(79), 0 },
-		{ "!dport in", R(.dport_lo = 80, .dport_hi = 90, .flags = XP_RULE_F_NOT_DPORT),
-		  T4(85), 0 },
-		{ "!dport out", R(.dport_lo = 80, .dport_hi = 90, .flags = XP_RULE_F_NOT_DPORT),
-		  T4(443), 1 },
-		{ "dport 0 / icmp", R(.dport_lo = 0, .dport_hi = 0), ICMP4, 1 },
-		{ "dport 1-65535 / icmp", R(.dport_lo = 1, .dport_hi = 65535), ICMP4, 0 },
-		{ "sport in", R(.sport_lo = 40000, .sport_hi = 40000), T4(443), 1 },
-		{ "sport out", R(.sport_lo = 1, .sport_hi = 1024), T4(443), 0 },
-		{ "!sport", R(.sport_lo = 1, .sport_hi = 1024, .flags = XP_RULE_F_NOT_SPORT),
-		  T4(443), 1 },
-		{ "port set in", R(.prange_first = 0, .prange_count = 3), T4(85), 1 },
-		{ "port set first", R(.prange_first = 0, .prange_count = 3), T4(22), 1 },
-		{ "port set last", R(.prange_first = 0, .prange_count = 3), T4(443), 1 },
-		{ "port set gap", R(.prange_first = 0, .prange_count = 3), T4(100), 0 },
-		{ "port set below", R(.prange_first = 0, .prange_count = 3), T4(21), 0 },
-		{ "port set above", R(.prange_first = 0, .prange_count = 3), T4(444), 0 },
-		{ "!port set in",
-		  R(.prange_first = 0, .prange_count = 3, .flags = XP_RULE_F_NOT_PRANGE), T4(85), 0 },
-		{ "!port set out",
-		  R(.prange_first = 0, .prange_count = 3, .flags = XP_RULE_F_NOT_PRANGE), T4(100),
-		  1 },
-		{ "dst set in", R(.dst_set = 10), T4(443), 1 },
-		{ "dst set out", R(.dst_set = 11), T4(443), 0 },
-		{ "!dst set in", R(.dst_set = 10, .flags = XP_RULE_F_NOT_DST), T4(443), 0 },
-		{ "!dst set out", R(.dst_set = 11, .flags = XP_RULE_F_NOT_DST), T4(443), 1 },
-		{ "dst set v6 in", R(.dst_set = 12), T6(443), 1 },
-		{ "dst set ::/0 / v4 (hole)", R(.dst_set = 12), T4(443), 0 },
-		{ "!dst set ::/0 / v4 (hole)", R(.dst_set = 12, .flags = XP_RULE_F_NOT_DST),
-		  T4(443), 1 },
-		{ "src set in", R(.src_set = 13), T4(443), 1 },
-		{ "src set out", R(.src_set = 11), T4(443), 0 },
-		{ "!src set", R(.src_set = 13, .flags = XP_RULE_F_NOT_SRC), T4(443), 0 },
-		{ "all of them", R(.ipmask = XP_IP_V4, .l4mask = XP_L4_TCP, .dst_set = 10,
-				   .src_set = 13, .dport_lo = 400, .dport_hi = 500, .sport_lo = 40000,
-				   .sport_hi = 40000, .prange_first = 0, .prange_count = 3),
-		  T4(443), 1 },
-		{ "all but one (sport)",
-		  R(.ipmask = XP_IP_V4, .l4mask = XP_L4_TCP, .dst_set = 10, .src_set = 13,
-		    .dport_lo = 400, .dport_hi = 500, .sport_lo = 1, .sport_hi = 2,
-		    .prange_first = 0, .prange_count = 3),
-		  T4(443), 0 },
-		{ "take dst set without a dst set", R(.take = XP_TAKE_DST_SET), T4(443), 0 },
-		{ "take src set without a src set", R(.take = XP_TAKE_SRC_SET), T4(443), 0 },
-		{ "take ports without intervals", R(.take = XP_TAKE_PORTS), T4(443), 0 },
-		{ "unknown take", R(.take = 9), T4(443), 0 },
+		{"ipmask v4 / v4", R(.ipmask = XP_IP_V4), T4(443), 1},
+		{"ipmask v4 / v6", R(.ipmask = XP_IP_V4), T6(443), 0},
+		{"ipmask v6 / v6", R(.ipmask = XP_IP_V6), T6(443), 1},
+		{"ipmask both", R(.ipmask = XP_IP_V4 | XP_IP_V6), T6(443), 1},
+		{"l4 tcp / tcp", R(.l4mask = XP_L4_TCP), T4(443), 1},
+		{"l4 tcp / udp", R(.l4mask = XP_L4_TCP), U4(443), 0},
+		{"l4 udp / udp", R(.l4mask = XP_L4_UDP), U4(443), 1},
+		{"l4 icmp / icmp", R(.l4mask = XP_L4_ICMP), ICMP4, 1},
+		{"l4 icmp / icmpv6", R(.l4mask = XP_L4_ICMP), ICMP6, 1},
+		{"l4 icmp / tcp", R(.l4mask = XP_L4_ICMP), T4(443), 0},
+		{"l4 other / gre", R(.l4mask = XP_L4_OTHER), GRE4, 1},
+		{"l4 tcp|udp / gre", R(.l4mask = XP_L4_TCP | XP_L4_UDP), GRE4, 0},
+		{"dport in", R(.dport_lo = 80, .dport_hi = 90), T4(85), 1},
+		{"dport lo edge", R(.dport_lo = 80, .dport_hi = 90), T4(80), 1},
+		{"dport hi edge", R(.dport_lo = 80, .dport_hi = 90), T4(90), 1},
+		{"dport above", R(.dport_lo = 80, .dport_hi = 90), T4(91), 0},
+		{"dport below", R(.dport_lo = 80, .dport_hi = 90), T4(79), 0},
+		{"!dport in", R(.dport_lo = 80, .dport_hi = 90, .flags = XP_RULE_F_NOT_DPORT),
+		 T4(85), 0},
+		{"!dport out", R(.dport_lo = 80, .dport_hi = 90, .flags = XP_RULE_F_NOT_DPORT),
+		 T4(443), 1},
+		{"dport 0 / icmp", R(.dport_lo = 0, .dport_hi = 0), ICMP4, 1},
+		{"dport 1-65535 / icmp", R(.dport_lo = 1, .dport_hi = 65535), ICMP4, 0},
+		{"sport in", R(.sport_lo = 40000, .sport_hi = 40000), T4(443), 1},
+		{"sport out", R(.sport_lo = 1, .sport_hi = 1024), T4(443), 0},
+		{"!sport", R(.sport_lo = 1, .sport_hi = 1024, .flags = XP_RULE_F_NOT_SPORT),
+		 T4(443), 1},
+		{"port set in", R(.prange_first = 0, .prange_count = 3), T4(85), 1},
+		{"port set first", R(.prange_first = 0, .prange_count = 3), T4(22), 1},
+		{"port set last", R(.prange_first = 0, .prange_count = 3), T4(443), 1},
+		{"port set gap", R(.prange_first = 0, .prange_count = 3), T4(100), 0},
+		{"port set below", R(.prange_first = 0, .prange_count = 3), T4(21), 0},
+		{"port set above", R(.prange_first = 0, .prange_count = 3), T4(444), 0},
+		{"!port set in",
+		 R(.prange_first = 0, .prange_count = 3, .flags = XP_RULE_F_NOT_PRANGE), T4(85), 0},
+		{"!port set out",
+		 R(.prange_first = 0, .prange_count = 3, .flags = XP_RULE_F_NOT_PRANGE), T4(100),
+		 1},
+		{"dst set in", R(.dst_set = 10), T4(443), 1},
+		{"dst set out", R(.dst_set = 11), T4(443), 0},
+		{"!dst set in", R(.dst_set = 10, .flags = XP_RULE_F_NOT_DST), T4(443), 0},
+		{"!dst set out", R(.dst_set = 11, .flags = XP_RULE_F_NOT_DST), T4(443), 1},
+		{"dst set v6 in", R(.dst_set = 12), T6(443), 1},
+		{"dst set ::/0 / v4 (hole)", R(.dst_set = 12), T4(443), 0},
+		{"!dst set ::/0 / v4 (hole)", R(.dst_set = 12, .flags = XP_RULE_F_NOT_DST), T4(443),
+		 1},
+		{"src set in", R(.src_set = 13), T4(443), 1},
+		{"src set out", R(.src_set = 11), T4(443), 0},
+		{"!src set", R(.src_set = 13, .flags = XP_RULE_F_NOT_SRC), T4(443), 0},
+		{"all of them",
+		 R(.ipmask = XP_IP_V4, .l4mask = XP_L4_TCP, .dst_set = 10, .src_set = 13,
+		   .dport_lo = 400, .dport_hi = 500, .sport_lo = 40000, .sport_hi = 40000,
+		   .prange_first = 0, .prange_count = 3),
+		 T4(443), 1},
+		{"all but one (sport)",
+		 R(.ipmask = XP_IP_V4, .l4mask = XP_L4_TCP, .dst_set = 10, .src_set = 13,
+		   .dport_lo = 400, .dport_hi = 500, .sport_lo = 1, .sport_hi = 2,
+		   .prange_first = 0, .prange_count = 3),
+		 T4(443), 0},
+		{"take dst set without a dst set", R(.take = XP_TAKE_DST_SET), T4(443), 0},
+		{"take src set without a src set", R(.take = XP_TAKE_SRC_SET), T4(443), 0},
+		{"take ports without intervals", R(.take = XP_TAKE_PORTS), T4(443), 0},
+		{"unknown take", R(.take = 9), T4(443), 0},
 	};
 	size_t i;
 
@@ -738,8 +745,9 @@ static void test_rule_conditions(void **state)
 			assert_int_equal(flow_get(in, &cases[i].pkt, &f), 0);
 			got = f.vsrc == XP_SRC_RULE || f.vsrc == XP_SRC_NOPROXY;
 			if (got != cases[i].match)
-				fail_msg("rule case '%s': matched %d, expected %d (vsrc %u rule %u)",
-					 cases[i].name, got, cases[i].match, f.vsrc, f.rule_id);
+				fail_msg(
+					"rule case '%s': matched %d, expected %d (vsrc %u rule %u)",
+					cases[i].name, got, cases[i].match, f.vsrc, f.rule_id);
 			if (got)
 				assert_int_equal(f.rule_id, 1);
 			else
@@ -753,12 +761,22 @@ static void test_rule_conditions(void **state)
 static void test_rule_take(void **state)
 {
 	struct inst *in = reset(&I_plain);
-	struct xp_rule dst = { .rule_id = 100, .dst_set = 20, .take = XP_TAKE_DST_SET,
-			       .verdict = XP_V_BLOCK, RULE_ANY_PORTS };
-	struct xp_rule srcr = { .rule_id = 200, .src_set = 21, .take = XP_TAKE_SRC_SET,
-				.verdict = XP_V_BLOCK, RULE_ANY_PORTS };
-	struct xp_rule ports = { .rule_id = 300, .prange_first = 0, .prange_count = 100,
-				 .take = XP_TAKE_PORTS, .verdict = XP_V_BLOCK, RULE_ANY_PORTS };
+	struct xp_rule dst = {.rule_id = 100,
+			      .dst_set = 20,
+			      .take = XP_TAKE_DST_SET,
+			      .verdict = XP_V_BLOCK,
+			      RULE_ANY_PORTS};
+	struct xp_rule srcr = {.rule_id = 200,
+			       .src_set = 21,
+			       .take = XP_TAKE_SRC_SET,
+			       .verdict = XP_V_BLOCK,
+			       RULE_ANY_PORTS};
+	struct xp_rule ports = {.rule_id = 300,
+				.prange_first = 0,
+				.prange_count = 100,
+				.take = XP_TAKE_PORTS,
+				.verdict = XP_V_BLOCK,
+				RULE_ANY_PORTS};
 	struct {
 		const char *src, *dst;
 		uint16_t dport;
@@ -768,34 +786,35 @@ static void test_rule_take(void **state)
 	} c[] = {
 		/* dst block: [route] 1: dst 10.1.0.0/16 DIRECT, 2: dst 10.1.2.0/24 -> ob 2 (never
 		 * reached inside 10.1/16, so stored as rule 1), 3: dst 10.0.0.0/8 -> ob 3 */
-		{ "192.168.1.10", "10.1.2.3", 0, XP_V_DIRECT, XP_SRC_RULE, 1, 0 },
-		{ "192.168.1.10", "10.1.9.9", 0, XP_V_DIRECT, XP_SRC_RULE, 1, 0 },
-		{ "192.168.1.10", "10.2.0.1", 0, XP_V_PROXY, XP_SRC_RULE, 3, 3 },
-		{ "192.168.1.10", "2001:db8:aa::1", 0, XP_V_INSPECT, XP_SRC_RULE, 4, 4 },
-		{ "192.168.1.10", "2001:db8:bb::1", 0, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0 },
+		{"192.168.1.10", "10.1.2.3", 0, XP_V_DIRECT, XP_SRC_RULE, 1, 0},
+		{"192.168.1.10", "10.1.9.9", 0, XP_V_DIRECT, XP_SRC_RULE, 1, 0},
+		{"192.168.1.10", "10.2.0.1", 0, XP_V_PROXY, XP_SRC_RULE, 3, 3},
+		{"192.168.1.10", "2001:db8:aa::1", 0, XP_V_INSPECT, XP_SRC_RULE, 4, 4},
+		{"192.168.1.10", "2001:db8:bb::1", 0, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0},
 		/* not in the dst block: the src block (172.16/12 -> rule 5) */
-		{ "172.16.5.5", "198.51.100.1", 0, XP_V_PROXY, XP_SRC_RULE, 5, 9 },
+		{"172.16.5.5", "198.51.100.1", 0, XP_V_PROXY, XP_SRC_RULE, 5, 9},
 		/* neither: the port block, 100 intervals [600k + 1, 600k + 10] -> rule 10 + k,
 		 * the last one (k = 99) a hole */
-		{ "192.168.1.10", "198.51.100.1", 0, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0 },
-		{ "192.168.1.10", "198.51.100.1", 601, XP_V_PROXY, XP_SRC_RULE, 11, 11 },
-		{ "192.168.1.10", "198.51.100.1", 610, XP_V_PROXY, XP_SRC_RULE, 11, 11 },
-		{ "192.168.1.10", "198.51.100.1", 611, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0 },
-		{ "192.168.1.10", "198.51.100.1", 600, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0 },
-		{ "192.168.1.10", "198.51.100.1", 1, XP_V_PROXY, XP_SRC_RULE, 10, 10 },
-		{ "192.168.1.10", "198.51.100.1", 10, XP_V_PROXY, XP_SRC_RULE, 10, 10 },
-		{ "192.168.1.10", "198.51.100.1", 30005, XP_V_PROXY, XP_SRC_RULE, 60, 60 },
-		{ "192.168.1.10", "198.51.100.1", 21606, XP_V_PROXY, XP_SRC_RULE, 46, 46 },
-		{ "192.168.1.10", "198.51.100.1", 58805, XP_V_PROXY, XP_SRC_RULE, 108, 108 },
-		{ "192.168.1.10", "198.51.100.1", 59405, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0 },
-		{ "192.168.1.10", "198.51.100.1", 65535, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0 },
+		{"192.168.1.10", "198.51.100.1", 0, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0},
+		{"192.168.1.10", "198.51.100.1", 601, XP_V_PROXY, XP_SRC_RULE, 11, 11},
+		{"192.168.1.10", "198.51.100.1", 610, XP_V_PROXY, XP_SRC_RULE, 11, 11},
+		{"192.168.1.10", "198.51.100.1", 611, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0},
+		{"192.168.1.10", "198.51.100.1", 600, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0},
+		{"192.168.1.10", "198.51.100.1", 1, XP_V_PROXY, XP_SRC_RULE, 10, 10},
+		{"192.168.1.10", "198.51.100.1", 10, XP_V_PROXY, XP_SRC_RULE, 10, 10},
+		{"192.168.1.10", "198.51.100.1", 30005, XP_V_PROXY, XP_SRC_RULE, 60, 60},
+		{"192.168.1.10", "198.51.100.1", 21606, XP_V_PROXY, XP_SRC_RULE, 46, 46},
+		{"192.168.1.10", "198.51.100.1", 58805, XP_V_PROXY, XP_SRC_RULE, 108, 108},
+		{"192.168.1.10", "198.51.100.1", 59405, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0},
+		{"192.168.1.10", "198.51.100.1", 65535, XP_V_DIRECT, XP_SRC_FALLBACK, 0, 0},
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
 		int v6 = strchr(c[i].dst, ':') != NULL;
-		struct pkt_spec s = v6 ? PKT_TCP6("2001:db8:1::10", 40000, c[i].dst, c[i].dport, TH_SYN)
-				       : PKT_TCP4(c[i].src, 40000, c[i].dst, c[i].dport, TH_SYN);
+		struct pkt_spec s =
+			v6 ? PKT_TCP6("2001:db8:1::10", 40000, c[i].dst, c[i].dport, TH_SYN)
+			   : PKT_TCP4(c[i].src, 40000, c[i].dst, c[i].dport, TH_SYN);
 		struct xp_flow f;
 		struct run r;
 		int k;
@@ -818,9 +837,10 @@ static void test_rule_take(void **state)
 		assert_int_equal(flow_get(in, &s, &f), 0);
 		if (f.verdict != c[i].verdict || f.vsrc != c[i].vsrc || f.rule_id != c[i].rule ||
 		    f.outbound_id != c[i].ob)
-			fail_msg("take case %zu (%s -> %s:%u): got verdict %u vsrc %u rule %u ob %u",
-				 i, c[i].src, c[i].dst, s.dport, f.verdict, f.vsrc, f.rule_id,
-				 f.outbound_id);
+			fail_msg(
+				"take case %zu (%s -> %s:%u): got verdict %u vsrc %u rule %u ob %u",
+				i, c[i].src, c[i].dst, s.dport, f.verdict, f.vsrc, f.rule_id,
+				f.outbound_id);
 	}
 }
 
@@ -829,11 +849,18 @@ static void test_rule_take(void **state)
 static void test_rule_order_and_fallback(void **state)
 {
 	struct inst *in = reset(&I_plain);
-	struct xp_rule r443 = { .rule_id = 1, .verdict = XP_V_DIRECT, .dport_lo = 443,
-				.dport_hi = 443, .sport_lo = 0, .sport_hi = 65535 };
-	struct xp_rule rnet = { .rule_id = 2, .dst_set = 30, .verdict = XP_V_PROXY,
-				.outbound_id = 8, RULE_ANY_PORTS };
-	struct xp_rule bad = { .rule_id = 3, .verdict = 9, RULE_ANY_PORTS };
+	struct xp_rule r443 = {.rule_id = 1,
+			       .verdict = XP_V_DIRECT,
+			       .dport_lo = 443,
+			       .dport_hi = 443,
+			       .sport_lo = 0,
+			       .sport_hi = 65535};
+	struct xp_rule rnet = {.rule_id = 2,
+			       .dst_set = 30,
+			       .verdict = XP_V_PROXY,
+			       .outbound_id = 8,
+			       RULE_ANY_PORTS};
+	struct xp_rule bad = {.rule_id = 3, .verdict = 9, RULE_ANY_PORTS};
 	struct pkt_spec s = T4(443);
 	struct run r;
 
@@ -907,10 +934,10 @@ static void test_local(void **state)
 		const char *dst;
 		int v6;
 	} c[] = {
-		{ "192.168.1.1", 0 },	  { "2001:db8:1::1", 1 },  { "224.0.0.251", 0 },
-		{ "239.255.255.250", 0 }, { "255.255.255.255", 0 }, { "169.254.10.1", 0 },
-		{ "ff02::fb", 1 },	  { "ff0e::1", 1 },	    { "fe80::1", 1 },
-		{ "febf::1", 1 },
+		{"192.168.1.1", 0},	{"2001:db8:1::1", 1},	{"224.0.0.251", 0},
+		{"239.255.255.250", 0}, {"255.255.255.255", 0}, {"169.254.10.1", 0},
+		{"ff02::fb", 1},	{"ff0e::1", 1},		{"fe80::1", 1},
+		{"febf::1", 1},
 	};
 	size_t i;
 
@@ -1008,7 +1035,7 @@ static void test_failsafe(void **state)
 {
 	struct pkt_spec s = PKT_TCP4("192.168.1.10", 41000, "198.51.100.7", 443, TH_SYN);
 	struct pkt_spec est = s;
-	uint64_t stale[] = { 0, 1 /* set below */ };
+	uint64_t stale[] = {0, 1 /* set below */};
 	struct xp_stats st;
 	struct xp_flow f;
 	struct run r;
@@ -1124,7 +1151,8 @@ static void test_wan_egress(void **state)
 	/* L3 WAN device (wireguard, ppp): Ethernet pushed, xp0p <- xp0, ethertype by version */
 	ruleset(in, 0, 0, XP_V_PROXY, 2, 6);
 	{
-		struct pkt_spec s6 = PKT_TCP6("2001:db8:ff::2", 42003, "2001:db8:99::7", 443, TH_SYN);
+		struct pkt_spec s6 =
+			PKT_TCP6("2001:db8:ff::2", 42003, "2001:db8:99::7", 443, TH_SYN);
 
 		s6.l3 = 1;
 		s6.payload = 10;
@@ -1210,10 +1238,10 @@ static void test_vlan(void **state)
 	for (peer = 0; peer < 2; peer++)
 		for (v6 = 0; v6 < 2; v6++) {
 			struct inst *in = reset(peer ? &I_peer : &I_plain);
-			struct pkt_spec s = v6 ? PKT_TCP6("2001:db8:1::10", 44000, "2001:db8:99::7",
-							  443, TH_SYN)
-					       : PKT_TCP4("192.168.1.10", 44000, "198.51.100.7",
-							  443, TH_SYN);
+			struct pkt_spec s =
+				v6 ? PKT_TCP6("2001:db8:1::10", 44000, "2001:db8:99::7", 443,
+					      TH_SYN)
+				   : PKT_TCP4("192.168.1.10", 44000, "198.51.100.7", 443, TH_SYN);
 			struct pkt tagged, plain;
 			struct run r;
 
@@ -1240,7 +1268,7 @@ static void test_vlan(void **state)
 	/* a tag in front of ARP: still not IP */
 	{
 		struct inst *in = reset(&I_plain);
-		struct pkt_spec arp = { .ethertype = 0x0806, .vlan = 1 };
+		struct pkt_spec arp = {.ethertype = 0x0806, .vlan = 1};
 		struct xp_stats st;
 		struct run r;
 
@@ -1287,8 +1315,9 @@ static void check_rst(const struct run *r, const struct pkt_spec *s, const struc
 	}
 	assert_int_equal(th[0] << 8 | th[1], s->dport);
 	assert_int_equal(th[2] << 8 | th[3], s->sport);
-	assert_int_equal(th[4] | th[5] | th[6] | th[7], 0);					/* seq */
-	assert_int_equal((uint32_t)th[8] << 24 | th[9] << 16 | th[10] << 8 | th[11], s->seq + 1); /* ack */
+	assert_int_equal(th[4] | th[5] | th[6] | th[7], 0); /* seq */
+	assert_int_equal((uint32_t)th[8] << 24 | th[9] << 16 | th[10] << 8 | th[11],
+			 s->seq + 1); /* ack */
 	assert_int_equal(th[12], 5 << 4);
 	assert_int_equal(th[13], TH_RST | TH_ACK);
 	assert_int_equal(pkt_l4_csum_check(ip, s->v6, th, 20, IPPROTO_TCP), 0);
@@ -1379,7 +1408,7 @@ static void test_fragments(void **state)
 		struct pkt_spec first = v6 ? PKT_UDP6("2001:db8:1::10", 6000, "2001:db8:99::7", 443)
 					   : PKT_UDP4("192.168.1.10", 6000, "198.51.100.7", 443);
 		struct pkt_spec later = first, orphan, tolocal;
-		struct xp_frag_key fk = { .id = 0x1234, .l4proto = IPPROTO_UDP };
+		struct xp_frag_key fk = {.id = 0x1234, .l4proto = IPPROTO_UDP};
 		struct xp_tuple t, ft;
 		struct xp_stats st;
 		struct pkt p;
@@ -1430,10 +1459,9 @@ static void test_fragments(void **state)
 
 		/* TCP: a later fragment follows the first one's verdict (here DIRECT) */
 		{
-			struct pkt_spec tf = v6 ? PKT_TCP6("2001:db8:1::10", 6001, "2001:db8:99::8",
-							   80, TH_SYN)
-						: PKT_TCP4("192.168.1.10", 6001, "198.51.100.8", 80,
-							   TH_SYN);
+			struct pkt_spec tf =
+				v6 ? PKT_TCP6("2001:db8:1::10", 6001, "2001:db8:99::8", 80, TH_SYN)
+				   : PKT_TCP4("192.168.1.10", 6001, "198.51.100.8", 80, TH_SYN);
 			struct pkt_spec tl;
 
 			ruleset(in, 0, 0, XP_V_DIRECT, 3, 0);
@@ -1450,7 +1478,8 @@ static void test_fragments(void **state)
 			/* RFC 1858: TCP at offset 8 would overwrite the flags the rules saw */
 			if (!v6) {
 				tl.frag_off8 = 1;
-				assert_int_equal(send_spec(in, P_LAN, &tl, if_lan, &r), TC_ACT_SHOT);
+				assert_int_equal(send_spec(in, P_LAN, &tl, if_lan, &r),
+						 TC_ACT_SHOT);
 				stats_get(in, &st);
 				assert_int_equal(st.drops[XP_DROP_MALFORMED], 1);
 			}
@@ -1477,14 +1506,19 @@ static void test_fragments(void **state)
  * is dropped, never passed unclassified. IPv4 options: the TCP header behind them. */
 static void test_exthdr_and_options(void **state)
 {
-	static const uint8_t kinds[] = { 0, 60, 43, 51, 60, 43, 60, 51, 60 };
-	struct xp_rule ru = { .rule_id = 1, .verdict = XP_V_PROXY, .dport_lo = 8443,
-			      .dport_hi = 8443, .sport_lo = 0, .sport_hi = 65535 };
+	static const uint8_t kinds[] = {0, 60, 43, 51, 60, 43, 60, 51, 60};
+	struct xp_rule ru = {.rule_id = 1,
+			     .verdict = XP_V_PROXY,
+			     .dport_lo = 8443,
+			     .dport_hi = 8443,
+			     .sport_lo = 0,
+			     .sport_hi = 65535};
 	int n;
 
 	for (n = 0; n <= 9; n++) {
 		struct inst *in = reset(&I_plain);
-		struct pkt_spec s = PKT_TCP6("2001:db8:1::10", 46000, "2001:db8:99::7", 8443, TH_SYN);
+		struct pkt_spec s =
+			PKT_TCP6("2001:db8:1::10", 46000, "2001:db8:99::7", 8443, TH_SYN);
 		struct xp_stats st;
 		struct run r;
 
@@ -1534,9 +1568,9 @@ static void test_exthdr_and_options(void **state)
 /* Not IP, or IP that is neighbour discovery: passed untouched and counted. */
 static void test_non_ip_and_nd(void **state)
 {
-	static const uint16_t types[] = { 0x0806, 0x88cc, 0x8035, 0x88e5 };
-	static const uint8_t nd[] = { 133, 134, 135, 136, 137 };
-	int prog[] = { P_LAN, P_WAN_EG, P_WAN_IN, P_PX_IN, P_PX_REPLY };
+	static const uint16_t types[] = {0x0806, 0x88cc, 0x8035, 0x88e5};
+	static const uint8_t nd[] = {133, 134, 135, 136, 137};
+	int prog[] = {P_LAN, P_WAN_EG, P_WAN_IN, P_PX_IN, P_PX_REPLY};
 	size_t i, j;
 
 	for (j = 0; j < sizeof(prog) / sizeof(prog[0]); j++) {
@@ -1546,7 +1580,7 @@ static void test_non_ip_and_nd(void **state)
 
 		ruleset(in, 0, 0, XP_V_PROXY, 0, 0);
 		for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-			struct pkt_spec s = { .ethertype = types[i] };
+			struct pkt_spec s = {.ethertype = types[i]};
 			struct pkt p;
 
 			pkt_build(&s, &p);
@@ -1605,8 +1639,8 @@ static void test_flow_end(void **state)
 	assert_int_equal(send_spec(in, P_LAN, &fin, if_lan, &r), TC_ACT_REDIRECT);
 	assert_int_equal(send_spec(in, P_LAN, &rst, if_lan, &r), TC_ACT_REDIRECT);
 	assert_int_equal(flow_get(in, &syn, &f), 0);
-	assert_int_equal(f.tcp_state, XP_TCP_SYN_SEEN | XP_TCP_FIN_CLIENT | XP_TCP_RST |
-					      XP_TCP_END_SENT);
+	assert_int_equal(f.tcp_state,
+			 XP_TCP_SYN_SEEN | XP_TCP_FIN_CLIENT | XP_TCP_RST | XP_TCP_END_SENT);
 	assert_int_equal(f.packets, 4);
 	ev_collect(in);
 	assert_int_equal(ev_count(XP_EV_FLOW_NEW), 1);
@@ -1674,8 +1708,8 @@ static void test_wan_ingress(void **state)
 	out.tcp_flags = TH_FIN | TH_ACK;
 	assert_int_equal(send_spec(in, P_WAN_EG, &out, if_wan, &r), TC_ACT_OK);
 	assert_int_equal(flow_get(in, &out, &f), 0);
-	assert_int_equal(f.tcp_state, XP_TCP_SYN_SEEN | XP_TCP_FIN_SERVER | XP_TCP_FIN_CLIENT |
-					      XP_TCP_END_SENT);
+	assert_int_equal(f.tcp_state,
+			 XP_TCP_SYN_SEEN | XP_TCP_FIN_SERVER | XP_TCP_FIN_CLIENT | XP_TCP_END_SENT);
 	ev_collect(in);
 	assert_int_equal(ev_count(XP_EV_FLOW_END), 0);
 	/* a RST from the server of another flow */
@@ -1741,7 +1775,8 @@ static void test_proxy_ingress(void **state)
 	 * the counted ASSIGN_FAILED drop, never a pass without a socket. */
 	{
 		int fd = socket(AF_INET, SOCK_STREAM, 0), i;
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(0x7f000001)};
 		uint32_t ret;
 
 		assert_true(fd >= 0);
@@ -1890,18 +1925,18 @@ static void test_malformed_headers(void **state)
 		int l4;
 		uint8_t val;
 	} c[] = {
-		{ "TCP doff 4", T4(443), 12, 1, 4 << 4 },
-		{ "TCP doff 0", T6(443), 12, 1, 0 },
-		{ "TCP doff past the segment", T4(443), 12, 1, 15 << 4 },
-		{ "IPv4 ethertype, version 6", T4(443), 0, 0, 0x65 },
-		{ "IPv6 ethertype, version 4", T6(443), 0, 0, 0x40 },
-		{ "IPv4 ihl 4", T4(443), 0, 0, 0x44 },
-		{ "IPv4 tot_len below ihl", T4(443), 3, 0, 16 },
-		{ "IPv4 tot_len past the frame", U4(53), 3, 0, 200 },
-		{ "IPv6 payload_len past the frame", T6(443), 5, 0, 200 },
-		{ "IPv6 hop-by-hop past the payload", T6(443), 41, 0, 9 },
+		{"TCP doff 4", T4(443), 12, 1, 4 << 4},
+		{"TCP doff 0", T6(443), 12, 1, 0},
+		{"TCP doff past the segment", T4(443), 12, 1, 15 << 4},
+		{"IPv4 ethertype, version 6", T4(443), 0, 0, 0x65},
+		{"IPv6 ethertype, version 4", T6(443), 0, 0, 0x40},
+		{"IPv4 ihl 4", T4(443), 0, 0, 0x44},
+		{"IPv4 tot_len below ihl", T4(443), 3, 0, 16},
+		{"IPv4 tot_len past the frame", U4(53), 3, 0, 200},
+		{"IPv6 payload_len past the frame", T6(443), 5, 0, 200},
+		{"IPv6 hop-by-hop past the payload", T6(443), 41, 0, 9},
 	};
-	int progs[] = { P_LAN, P_WAN_EG, P_PX_IN, P_PX_REPLY };
+	int progs[] = {P_LAN, P_WAN_EG, P_PX_IN, P_PX_REPLY};
 	size_t i, j;
 
 	c[9].s.n_ext = 1;
@@ -1917,7 +1952,8 @@ static void test_malformed_headers(void **state)
 			pkt_build(&c[i].s, &p);
 			p.b[(c[i].l4 ? p.l4off : p.l3off) + c[i].off] = c[i].val;
 			if (run(in, progs[j], &p, if_lan, &r) != TC_ACT_SHOT)
-				fail_msg("%s: program %d returned %u", c[i].what, progs[j], r.retval);
+				fail_msg("%s: program %d returned %u", c[i].what, progs[j],
+					 r.retval);
 			stats_get(in, &st);
 			assert_int_equal(st.drops[XP_DROP_MALFORMED], 1);
 			check_no_flow(in, &c[i].s);
@@ -1969,7 +2005,7 @@ static int corpus(struct pkt_spec *out)
 	out[n] = T6(443);
 	out[n].n_ext = 4;
 	for (i = 0; i < 4; i++)
-		out[n].ext[i] = (uint8_t[]){ 0, 60, 43, 51 }[i];
+		out[n].ext[i] = (uint8_t[]){0, 60, 43, 51}[i];
 	n++;
 	out[n] = U4(53);
 	out[n].frag = 1;
@@ -1988,7 +2024,7 @@ static int corpus(struct pkt_spec *out)
 	out[n++].l3 = 1;
 	out[n] = T6(443);
 	out[n++].l3 = 1;
-	out[n] = (struct pkt_spec){ .ethertype = 0x0806 };
+	out[n] = (struct pkt_spec){.ethertype = 0x0806};
 	n++;
 	return n;
 }
@@ -2019,8 +2055,8 @@ static void test_truncation(void **state)
 
 	for (consistent = 0; consistent < 2; consistent++)
 		for (i = 0; i < n; i++) {
-			int progs_l2[] = { P_LAN, P_WAN_EG, P_WAN_IN, P_PX_IN, P_PX_REPLY };
-			int progs_l3[] = { P_LAN_L3, P_WAN_EG_L3 };
+			int progs_l2[] = {P_LAN, P_WAN_EG, P_WAN_IN, P_PX_IN, P_PX_REPLY};
+			int progs_l3[] = {P_LAN_L3, P_WAN_EG_L3};
 			int *progs = c[i].l3 ? progs_l3 : progs_l2;
 			int nprogs = c[i].l3 ? 2 : 5, j;
 			size_t hdr_end, len;
@@ -2028,7 +2064,7 @@ static void test_truncation(void **state)
 
 			pkt_build(&c[i], &full);
 			/* where the headers the datapath must see end */
-			hdr_end = c[i].ethertype ? full.l3off
+			hdr_end = c[i].ethertype   ? full.l3off
 				  : c[i].frag == 2 ? full.l4off
 						   : full.l4off + pkt_l4hdr_len(c[i].proto);
 			for (j = 0; j < nprogs; j++)
@@ -2045,18 +2081,18 @@ static void test_truncation(void **state)
 						make_consistent(&c[i], &p, len);
 					err = run_raw(in, progs[j], p.b, len, if_lan, 0, &r);
 					/* test_run's own limits, not the program's: frames below
-					 * ETH_HLEN, and (on recent kernels) frames whose ethertype says
-					 * IPv4/IPv6 but that cannot hold that header. The same parser
-					 * checks run at those lengths for the tagged and L3 entries of
-					 * the corpus, where test_run does not look. */
+					 * ETH_HLEN, and (on recent kernels) frames whose ethertype
+					 * says IPv4/IPv6 but that cannot hold that header. The same
+					 * parser checks run at those lengths for the tagged and L3
+					 * entries of the corpus, where test_run does not look. */
 					if (err == -EINVAL &&
 					    (len < 14 ||
 					     (!c[i].vlan && !c[i].l3 && !c[i].ethertype &&
 					      len < full.l3off + (c[i].v6 ? 40 : 20))))
 						continue;
 					if (err)
-						fail_msg("corpus %d prog %d len %zu: test_run %d", i,
-							 progs[j], len, err);
+						fail_msg("corpus %d prog %d len %zu: test_run %d",
+							 i, progs[j], len, err);
 					stats_get(in, &st);
 					/* what the program must conclude */
 					if (c[i].ethertype)
@@ -2076,12 +2112,13 @@ static void test_truncation(void **state)
 					if (malformed) {
 						if (r.retval != TC_ACT_SHOT ||
 						    st.drops[XP_DROP_MALFORMED] != 1)
-							fail_msg("corpus %d prog %d len %zu/%zu consistent "
+							fail_msg("corpus %d prog %d len %zu/%zu "
+								 "consistent "
 								 "%d: ret %u malformed drops %llu",
-								 i, progs[j], len, full.len, consistent,
-								 r.retval,
-								 (unsigned long long)
-									 st.drops[XP_DROP_MALFORMED]);
+								 i, progs[j], len, full.len,
+								 consistent, r.retval,
+								 (unsigned long long)st
+									 .drops[XP_DROP_MALFORMED]);
 						check_no_flow(in, &c[i]);
 						ev_collect(in);
 						assert_int_equal(ev_count(XP_EV_FLOW_NEW), 0);
@@ -2100,7 +2137,7 @@ static void test_truncation(void **state)
 
 static int has_caps(void)
 {
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct d[2] = {};
 	uint64_t eff;
 

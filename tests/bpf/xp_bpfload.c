@@ -91,8 +91,8 @@ static int set_config(struct bpf_object *obj, const char *mode)
 		.redirect_mode = XP_REDIRECT_PLAIN,
 		.n_workers = 4,
 		.heartbeat_timeout_ns = 1500000000ull,
-		.xp0p_mac = { 0x02, 0, 0, 0, 0, 0x02 },
-		.xp0_mac = { 0x02, 0, 0, 0, 0, 0x01 },
+		.xp0p_mac = {0x02, 0, 0, 0, 0, 0x02},
+		.xp0_mac = {0x02, 0, 0, 0, 0, 0x01},
 	};
 	struct bpf_map *map;
 	size_t size;
@@ -178,7 +178,8 @@ int main(int argc, char **argv)
 		bpf_object__close(obj);
 		return err == -EPERM ? 77 : 1;
 	}
-	bpf_object__for_each_program(prog, obj) {
+	bpf_object__for_each_program(prog, obj)
+	{
 		struct bpf_prog_info info = {};
 		__u32 len = sizeof(info);
 
