@@ -357,7 +357,13 @@ static void add_error(struct parser *ps, int line, const char *fmt, ...)
 	if (e->n < 0) {
 		e->text = NULL;
 		ps->nomem = true;
+		return;
 	}
+	/* one error, one line: a stray CR or control byte quoted from the file must not break
+	 * the "file:line: message" format or reach a terminal raw */
+	for (int i = 0; i < e->n - 1; i++)
+		if ((unsigned char)e->text[i] < 0x20 && e->text[i] != '\t')
+			e->text[i] = '?';
 }
 
 /* In line order (whole-file errors last), each group in the order found. */

@@ -751,6 +751,11 @@ static void test_lexical(void **state)
 	assert_string_equal(cfg_get(c, "outbound.p", "user"), "");
 	cfg_free(c);
 
+	/* a lone CR or another control byte quoted in a message is replaced: one error, one line */
+	expect_errors(BASE "wan = a\rb\x1b\n",
+		      "t.ini:3: wan: invalid device name 'a?b?' (1-15 characters, no '/', ':' or "
+		      "spaces)\n");
+
 	/* a BOM anywhere but the start is just bytes */
 	expect_errors(BASE "\xef\xbb\xbf[route]\n",
 		      "t.ini:3: expected 'key = value', '[section]' or a comment\n");
