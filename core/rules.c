@@ -941,11 +941,11 @@ static int parse_cond(char *text, const char *base_dir, struct rule_cond *c, cha
 		for (size_t i = 0; i < n_alts; i++) {
 			const char *v = alts[i];
 
-			if (c->type == RC_PROTO && !strcasecmp(v, "tcp"))
+			if (c->type == RC_PROTO && !strcmp(v, "tcp"))
 				m[i] = XP_L4_TCP;
-			else if (c->type == RC_PROTO && !strcasecmp(v, "udp"))
+			else if (c->type == RC_PROTO && !strcmp(v, "udp"))
 				m[i] = XP_L4_UDP;
-			else if (c->type == RC_PROTO && !strcasecmp(v, "icmp"))
+			else if (c->type == RC_PROTO && !strcmp(v, "icmp"))
 				m[i] = XP_L4_ICMP;
 			else if (c->type == RC_IPVER && !strcmp(v, "4"))
 				m[i] = XP_IP_V4;

@@ -342,6 +342,7 @@ static void test_parse_errors(void **state)
 		 "(dst-cidr:A|B) or two rules"},
 		{"!!dport:80, DIRECT", "double negation in '!!dport:80'"},
 		{"proto:sctp, DIRECT", "proto: invalid value 'sctp' (expected tcp, udp or icmp)"},
+		{"proto:TCP, DIRECT", "proto: invalid value 'TCP' (expected tcp, udp or icmp)"},
 		{"ipv:5, DIRECT", "ipv: invalid value '5' (expected 4 or 6)"},
 		{"!ipv:4|6, DIRECT", "'!ipv:4|6' can never match"},
 		{"dst-cidr:10.0.0.1/8, DIRECT",
