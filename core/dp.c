@@ -43,13 +43,13 @@
 #endif
 
 #define DP_DEFAULT_VETH "xp0"
-#define DP_MAX_DEVS 32
+#define DP_MAX_DEVS	32
 
-#define NS_PER_MS 1000000ULL
-#define NS_PER_S 1000000000ULL
+#define NS_PER_MS	      1000000ULL
+#define NS_PER_S	      1000000000ULL
 #define JANITOR_TCP_CLOSED_NS (60 * NS_PER_S)
-#define JANITOR_DGRAM_NS (300 * NS_PER_S)
-#define JANITOR_ANY_NS (24 * 3600 * NS_PER_S)
+#define JANITOR_DGRAM_NS      (300 * NS_PER_S)
+#define JANITOR_ANY_NS	      (24 * 3600 * NS_PER_S)
 
 struct dp_hook {
 	enum bpf_tc_attach_point where;
@@ -61,8 +61,8 @@ struct dp_dev {
 	int ifindex;
 	unsigned type; /* ARPHRD_* */
 	uint8_t mac[6];
-	uint8_t flags;	 /* XP_IFACE_* */
-	bool in_netns;	 /* xp0p: tc calls run inside the private netns */
+	uint8_t flags;	  /* XP_IFACE_* */
+	bool in_netns;	  /* xp0p: tc calls run inside the private netns */
 	bool qdisc_known; /* qdisc_owned below has been decided */
 	bool qdisc_owned; /* this run (or the crashed run it took over from) created clsact */
 	struct dp_hook ingress, egress;
@@ -90,8 +90,8 @@ struct dp {
 	struct bpf_program *prog_lan, *prog_lan_l3, *prog_wan_egress, *prog_wan_egress_l3,
 		*prog_wan_ingress, *prog_proxy_ingress, *prog_proxy_reply;
 
-	struct nl *nl;	    /* host netns */
-	struct nl *nl_sub;  /* host netns, address notifications */
+	struct nl *nl;	   /* host netns */
+	struct nl *nl_sub; /* host netns, address notifications */
 	struct netns *ns;
 	struct netns_pair pair;
 	bool pair_created;
@@ -181,8 +181,8 @@ static int libbpf_print_fn(enum libbpf_print_level level, const char *fmt, va_li
 
 static int check_caps(char *err, size_t errlen)
 {
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2] = { 0 };
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2] = {0};
 	uint64_t eff;
 	bool net_admin, sys_admin, bpf;
 
@@ -194,9 +194,10 @@ static int check_caps(char *err, size_t errlen)
 	bpf = eff & (1ULL << CAP_BPF);
 	/* CAP_SYS_ADMIN is needed anyway: unshare(CLONE_NEWNET) and setns() require it. */
 	if (!net_admin || !sys_admin)
-		return errf(err, errlen, -EPERM,
-			    "need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF (run as root); missing%s%s",
-			    net_admin ? "" : " CAP_NET_ADMIN", sys_admin ? "" : " CAP_SYS_ADMIN");
+		return errf(
+			err, errlen, -EPERM,
+			"need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF (run as root); missing%s%s",
+			net_admin ? "" : " CAP_NET_ADMIN", sys_admin ? "" : " CAP_SYS_ADMIN");
 	(void)bpf; /* CAP_SYS_ADMIN implies every BPF permission */
 	return 0;
 }
@@ -257,8 +258,8 @@ static int preflight(struct dp *dp, const struct cfg *cfg, const struct dp_opts 
 	int ret;
 
 	if (strlen(veth) == 0 || strlen(veth) > NL_IFNAMSIZ - 2)
-		return errf(err, errlen, -EINVAL, "veth name '%s' must be 1 to %d characters",
-			    veth, NL_IFNAMSIZ - 2);
+		return errf(err, errlen, -EINVAL, "veth name '%s' must be 1 to %d characters", veth,
+			    NL_IFNAMSIZ - 2);
 	if (!opts->no_lan_wan) {
 		if (!g->n_lan && !g->n_wan)
 			return errf(err, errlen, -EINVAL, "no lan or wan device configured");
@@ -312,8 +313,8 @@ static unsigned kernel_version(unsigned *major, unsigned *minor)
 static int choose_redirect(struct dp *dp, enum cfg_redirect want, char *err, size_t errlen)
 {
 	unsigned major, minor;
-	bool helper = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_peer,
-					      NULL) == 1;
+	bool helper =
+		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_peer, NULL) == 1;
 	bool recent = kernel_version(&major, &minor) >= 6008;
 
 	switch (want) {
@@ -386,25 +387,27 @@ static int find_maps_progs(struct dp *dp, char *err, size_t errlen)
 		const char *name;
 		size_t off;
 	} maps[] = {
-#define M(n, f) { n, offsetof(struct dp, f) }
-		M("xp_flows", flows),	       M("xp_dst_verdicts", dst_verdicts),
-		M("xp_rules", rules),	       M("xp_cidrs", cidrs),
-		M("xp_pranges", pranges),      M("xp_listeners", listeners),
-		M("xp_local_addrs", local_addrs), M("xp_ifaces", ifaces),
-		M("xp_events", events),	       M("xp_stats", stats),
+#define M(n, f) {n, offsetof(struct dp, f)}
+		M("xp_flows", flows),
+		M("xp_dst_verdicts", dst_verdicts),
+		M("xp_rules", rules),
+		M("xp_cidrs", cidrs),
+		M("xp_pranges", pranges),
+		M("xp_listeners", listeners),
+		M("xp_local_addrs", local_addrs),
+		M("xp_ifaces", ifaces),
+		M("xp_events", events),
+		M("xp_stats", stats),
 #undef M
 	};
 	static const struct {
 		const char *name;
 		size_t off;
 	} progs[] = {
-#define P(n, f) { n, offsetof(struct dp, f) }
-		P("xp_lan_ingress", prog_lan),
-		P("xp_lan_ingress_l3", prog_lan_l3),
-		P("xp_wan_egress", prog_wan_egress),
-		P("xp_wan_egress_l3", prog_wan_egress_l3),
-		P("xp_wan_ingress", prog_wan_ingress),
-		P("xp_proxy_ingress", prog_proxy_ingress),
+#define P(n, f) {n, offsetof(struct dp, f)}
+		P("xp_lan_ingress", prog_lan),	       P("xp_lan_ingress_l3", prog_lan_l3),
+		P("xp_wan_egress", prog_wan_egress),   P("xp_wan_egress_l3", prog_wan_egress_l3),
+		P("xp_wan_ingress", prog_wan_ingress), P("xp_proxy_ingress", prog_proxy_ingress),
 		P("xp_proxy_reply", prog_proxy_reply),
 #undef P
 	};
@@ -470,8 +473,8 @@ static unsigned effective_workers(unsigned want)
 	return (unsigned)n;
 }
 
-static int load_object(struct dp *dp, const struct cfg *cfg, const struct dp_opts *opts,
-		       char *err, size_t errlen)
+static int load_object(struct dp *dp, const struct cfg *cfg, const struct dp_opts *opts, char *err,
+		       size_t errlen)
 {
 	const struct cfg_global *g = &cfg->global;
 	struct xp_bpf_config *xc;
@@ -570,7 +573,7 @@ static int fill_ifaces(struct dp *dp, char *err, size_t errlen)
 	int fd = bpf_map__fd(dp->ifaces);
 
 	for (size_t i = 0; i < dp->n_lan + dp->n_wan; i++) {
-		struct xp_iface v = { .flags = dp->devs[i].flags };
+		struct xp_iface v = {.flags = dp->devs[i].flags};
 		uint32_t key = (uint32_t)dp->devs[i].ifindex;
 
 		memcpy(v.mac, dp->devs[i].mac, 6);
@@ -651,7 +654,7 @@ static int collect_addr(const struct nl_addr *a, void *ctx)
  * before stale ones are removed, so no current address is ever missing. */
 static int local_addrs_sync(struct dp *dp)
 {
-	struct dp_addr_set now = { 0 }, stale = { 0 };
+	struct dp_addr_set now = {0}, stale = {0};
 	int fd = bpf_map__fd(dp->local_addrs);
 	uint8_t key[16], next[16];
 	int ret = -EINTR;
@@ -766,7 +769,7 @@ int dp_create(const struct cfg *cfg, const struct dp_opts *opts, struct dp **out
 	      size_t errlen)
 {
 	static const struct dp_opts no_opts;
-	const unsigned groups[] = { RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR };
+	const unsigned groups[] = {RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR};
 	const char *veth;
 	struct dp *dp;
 	char why[200];
@@ -855,13 +858,13 @@ err_dp:
 /* tc attach / detach */
 
 /* libbpf refuses option structs with non-zero padding: always build them with LIBBPF_OPTS. */
-#define TC_HOOK(name, d, where)                                                                   \
+#define TC_HOOK(name, d, where)                                                                    \
 	LIBBPF_OPTS(bpf_tc_hook, name, .ifindex = (d)->ifindex, .attach_point = (where))
 
 /* Handle of a filter of ours (our priority, either handle) on that hook, or 0. */
 static uint32_t find_ours(const struct dp_dev *d, enum bpf_tc_attach_point where)
 {
-	static const uint32_t handles[] = { DP_TC_HANDLE_OWN_QDISC, DP_TC_HANDLE_FOREIGN_QDISC };
+	static const uint32_t handles[] = {DP_TC_HANDLE_OWN_QDISC, DP_TC_HANDLE_FOREIGN_QDISC};
 	uint32_t found = 0;
 	TC_HOOK(h, d, where);
 
@@ -948,7 +951,7 @@ static int count_filter(const struct nl_filter *f, void *ctx)
  * the device's netns (dp->nl is only used for host devices). */
 static void detach_dev(struct dp *dp, struct dp_dev *d)
 {
-	struct dp_hook *hooks[] = { &d->ingress, &d->egress };
+	struct dp_hook *hooks[] = {&d->ingress, &d->egress};
 	int ret, left = 0;
 
 	for (size_t i = 0; i < 2; i++) {
@@ -1010,7 +1013,7 @@ static void detach_all(struct dp *dp)
 		detach_dev(dp, &dp->devs[i]);
 	detach_dev(dp, &dp->xp0);
 	if (dp->xp0p.ingress.handle || dp->xp0p.egress.handle) {
-		struct netns_attach a = { .d = &dp->xp0p };
+		struct netns_attach a = {.d = &dp->xp0p};
 		int ret = netns_run(dp->ns, detach_in_netns, &a);
 
 		if (ret)
@@ -1243,9 +1246,9 @@ static int check_image(const struct dp *dp, const struct rule_image *img)
 	for (size_t i = 0; i < img->n_rules; i++) {
 		const struct xp_rule *r = &img->rules[i];
 
-		if (r->prange_count &&
-		    (r->prange_first < gen * XP_MAX_PRANGES ||
-		     (size_t)r->prange_first + r->prange_count > gen * XP_MAX_PRANGES + img->n_pranges))
+		if (r->prange_count && (r->prange_first < gen * XP_MAX_PRANGES ||
+					(size_t)r->prange_first + r->prange_count >
+						gen * XP_MAX_PRANGES + img->n_pranges))
 			return -EINVAL;
 	}
 	for (size_t i = 0; i < img->n_cidrs; i++)
@@ -1355,8 +1358,8 @@ static int delete_keys(int fd, const struct key_list *l)
 
 int dp_janitor(struct dp *dp)
 {
-	struct key_list dead = { .size = sizeof(struct xp_tuple) };
-	struct key_list dead_dst = { .size = sizeof(struct xp_dst_key) };
+	struct key_list dead = {.size = sizeof(struct xp_tuple)};
+	struct key_list dead_dst = {.size = sizeof(struct xp_dst_key)};
 	int ffd = bpf_map__fd(dp->flows), dfd = bpf_map__fd(dp->dst_verdicts);
 	uint32_t max = bpf_map__max_entries(dp->flows);
 	struct xp_tuple key, next;

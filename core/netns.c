@@ -260,8 +260,7 @@ static int route_default_via(struct setup *s, int family, const char *gw)
 	if (err)
 		return fail(s, err, s->nl, "private netns: default via %s dev %s onlink", gw,
 			    s->p->peer);
-	err = nl_neigh_add_permanent(s->nl, family, s->p->peer_ifindex, r.gateway,
-				     s->p->host_mac);
+	err = nl_neigh_add_permanent(s->nl, family, s->p->peer_ifindex, r.gateway, s->p->host_mac);
 	if (err)
 		return fail(s, err, s->nl, "private netns: permanent neighbour %s dev %s", gw,
 			    s->p->peer);
@@ -349,11 +348,11 @@ out:
 	return err;
 }
 
-int netns_pair_setup(struct netns *ns, struct nl *host_nl, const char *name,
-		     struct netns_pair *out, char *err, size_t errlen)
+int netns_pair_setup(struct netns *ns, struct nl *host_nl, const char *name, struct netns_pair *out,
+		     char *err, size_t errlen)
 {
 	const uint8_t host_mac[6] = NETNS_HOST_MAC, peer_mac[6] = NETNS_PEER_MAC;
-	struct setup s = { .p = out, .err = err, .errlen = errlen };
+	struct setup s = {.p = out, .err = err, .errlen = errlen};
 	struct nl_link link;
 	int ret;
 

@@ -36,12 +36,18 @@ struct nl;
 struct netns;
 
 #define NETNS_PAIR_ALIAS "xproxy" /* IFLA_IFALIAS of the host side: marks the device as ours */
-#define NETNS_HOST_MAC { 0x02, 0x58, 0x50, 0x00, 0x00, 0x01 } /* xp0 */
-#define NETNS_PEER_MAC { 0x02, 0x58, 0x50, 0x00, 0x00, 0x02 } /* xp0p */
-#define NETNS_TABLE 100
+#define NETNS_HOST_MAC                                                                             \
+	{                                                                                          \
+		0x02, 0x58, 0x50, 0x00, 0x00, 0x01                                                 \
+	} /* xp0 */
+#define NETNS_PEER_MAC                                                                             \
+	{                                                                                          \
+		0x02, 0x58, 0x50, 0x00, 0x00, 0x02                                                 \
+	} /* xp0p */
+#define NETNS_TABLE	100
 #define NETNS_RULE_PRIO 100
-#define NETNS_GW4 "169.254.0.1"
-#define NETNS_GW6 "fe80::1"
+#define NETNS_GW4	"169.254.0.1"
+#define NETNS_GW6	"fe80::1"
 
 /* New anonymous netns; the calling thread is back in its own netns on return. NULL + errno. */
 struct netns *netns_create(void);
@@ -79,8 +85,8 @@ struct netns_pair {
 /* Create the pair (name must leave room for the "p": at most NL_IFNAMSIZ - 2 characters) and
  * set up both sides as described above. host_nl is a socket in the host netns. On failure
  * everything created is removed again, and err holds one line naming the step. 0 or -errno. */
-int netns_pair_setup(struct netns *ns, struct nl *host_nl, const char *name,
-		     struct netns_pair *out, char *err, size_t errlen);
+int netns_pair_setup(struct netns *ns, struct nl *host_nl, const char *name, struct netns_pair *out,
+		     char *err, size_t errlen);
 /* Delete the pair (the peer goes with it). 0, or -errno (-ENODEV: already gone). */
 int netns_pair_delete(struct nl *host_nl, const struct netns_pair *p);
 

@@ -41,7 +41,7 @@ struct nl {
 
 static struct nl *nl_new(int flags, const unsigned *groups, size_t n_groups)
 {
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
 	socklen_t salen = sizeof(sa);
 	struct nl *nl;
 	int one = 1;
@@ -280,7 +280,7 @@ static int ack_error(struct nl *nl, const struct nlmsghdr *nlh)
 static ssize_t recv_dgram(struct nl *nl, int flags)
 {
 	struct sockaddr_nl sa;
-	struct iovec iov = { nl->rbuf, NL_RBUF };
+	struct iovec iov = {nl->rbuf, NL_RBUF};
 	struct msghdr mh = {
 		.msg_name = &sa,
 		.msg_namelen = sizeof(sa),
@@ -306,7 +306,7 @@ static ssize_t recv_dgram(struct nl *nl, int flags)
 static int transact(struct nl *nl, struct nl_msg *m, nl_msg_fn fn, void *ctx)
 {
 	bool dump = m->nlh.nlmsg_flags & NLM_F_DUMP;
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	int cb_err = 0, intr = 0;
 	ssize_t n;
 
@@ -474,7 +474,7 @@ static int parse_link(const struct nlmsghdr *nlh, void *ctx)
 
 int nl_link_get(struct nl *nl, const char *name, struct nl_link *out)
 {
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
 	struct nl_msg m;
 	int err;
 
@@ -489,7 +489,7 @@ int nl_link_get(struct nl *nl, const char *name, struct nl_link *out)
 
 int nl_link_get_index(struct nl *nl, int ifindex, struct nl_link *out)
 {
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
 	struct nl_msg m;
 
 	if (ifindex <= 0)
@@ -502,7 +502,7 @@ int nl_link_get_index(struct nl *nl, int ifindex, struct nl_link *out)
 int nl_veth_create(struct nl *nl, const char *name, const uint8_t mac[6], const char *peer,
 		   const uint8_t peer_mac[6], int peer_netns_fd)
 {
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
 	struct nlattr *linkinfo, *data, *peer_nest;
 	struct nl_msg m;
 
@@ -528,7 +528,7 @@ int nl_veth_create(struct nl *nl, const char *name, const uint8_t mac[6], const 
 
 int nl_link_set_alias(struct nl *nl, int ifindex, const char *alias)
 {
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
 	struct nl_msg m;
 
 	nl_msg_init(&m, RTM_SETLINK, 0, &ifi, sizeof(ifi));
@@ -538,7 +538,7 @@ int nl_link_set_alias(struct nl *nl, int ifindex, const char *alias)
 
 int nl_link_set_addr_gen_mode(struct nl *nl, int ifindex, uint8_t mode)
 {
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
 	struct nlattr *spec, *inet6;
 	struct nl_msg m;
 
@@ -567,7 +567,7 @@ int nl_link_set_up(struct nl *nl, int ifindex)
 
 int nl_link_del(struct nl *nl, int ifindex)
 {
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
 	struct nl_msg m;
 
 	if (ifindex <= 0)
@@ -639,8 +639,8 @@ static int addr_dump_cb(const struct nlmsghdr *nlh, void *ctx)
 
 int nl_addr_dump(struct nl *nl, int family, nl_addr_fn fn, void *ctx)
 {
-	struct ifaddrmsg ifa = { .ifa_family = (uint8_t)family };
-	struct addr_dump_ctx c = { fn, ctx };
+	struct ifaddrmsg ifa = {.ifa_family = (uint8_t)family};
+	struct addr_dump_ctx c = {fn, ctx};
 	struct nl_msg m;
 
 	nl_msg_init(&m, RTM_GETADDR, 0, &ifa, sizeof(ifa));
@@ -677,8 +677,7 @@ int nl_route_add(struct nl *nl, const struct nl_route *r)
 	return nl_request(nl, &m);
 }
 
-int nl_rule_add(struct nl *nl, int family, const char *iifname, uint32_t table,
-		uint32_t priority)
+int nl_rule_add(struct nl *nl, int family, const char *iifname, uint32_t table, uint32_t priority)
 {
 	struct fib_rule_hdr frh = {
 		.family = (uint8_t)family,
@@ -726,7 +725,7 @@ static int filter_dump_cb(const struct nlmsghdr *nlh, void *ctx)
 	const struct tcmsg *tcm = NLMSG_DATA(nlh);
 	const struct nlattr *tb[TCA_MAX + 1];
 	struct filter_dump_ctx *c = ctx;
-	struct nl_filter f = { 0 };
+	struct nl_filter f = {0};
 
 	if (nlh->nlmsg_type != RTM_NEWTFILTER || nl_parse_msg(nlh, sizeof(*tcm), tb, TCA_MAX) < 0)
 		return -EBADMSG;
@@ -745,7 +744,7 @@ int nl_filter_dump(struct nl *nl, int ifindex, uint32_t parent, nl_filter_fn fn,
 		.tcm_ifindex = ifindex,
 		.tcm_parent = parent,
 	};
-	struct filter_dump_ctx c = { fn, ctx };
+	struct filter_dump_ctx c = {fn, ctx};
 	struct nl_msg m;
 
 	nl_msg_init(&m, RTM_GETTFILTER, 0, &tcm, sizeof(tcm));

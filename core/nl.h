@@ -73,8 +73,7 @@ int nl_recv_notifications(struct nl *nl, nl_msg_fn fn, void *ctx);
  * attributes above max are ignored. -EINVAL when an attribute runs past the end. */
 int nl_parse_attrs(const void *start, size_t len, const struct nlattr **tb, unsigned max);
 /* The attributes following a family header of hdrlen bytes. */
-int nl_parse_msg(const struct nlmsghdr *nlh, size_t hdrlen, const struct nlattr **tb,
-		 unsigned max);
+int nl_parse_msg(const struct nlmsghdr *nlh, size_t hdrlen, const struct nlattr **tb, unsigned max);
 static inline const void *nl_data(const struct nlattr *a)
 {
 	return (const char *)a + NLA_HDRLEN;
@@ -89,13 +88,13 @@ static inline size_t nl_len(const struct nlattr *a)
 
 struct nl_link {
 	int ifindex;
-	unsigned type;	     /* ARPHRD_* */
-	unsigned flags;	     /* IFF_* */
-	uint8_t mac[6];	     /* zero if the device has no 6-byte hardware address */
+	unsigned type;	/* ARPHRD_* */
+	unsigned flags; /* IFF_* */
+	uint8_t mac[6]; /* zero if the device has no 6-byte hardware address */
 	bool has_mac;
 	char name[NL_IFNAMSIZ];
-	char alias[64];	     /* IFLA_IFALIAS, "" if none (truncated to fit) */
-	char kind[16];	     /* IFLA_INFO_KIND ("veth"), "" for devices without one */
+	char alias[64]; /* IFLA_IFALIAS, "" if none (truncated to fit) */
+	char kind[16];	/* IFLA_INFO_KIND ("veth"), "" for devices without one */
 };
 
 /* -ENODEV when there is no such device. */
@@ -119,11 +118,11 @@ struct nl_addr {
 	int ifindex;
 	uint8_t prefixlen;
 	uint8_t scope;
-	uint32_t flags;	     /* IFA_F_* */
-	uint8_t local[16];   /* the device's own address (IFA_LOCAL, else IFA_ADDRESS) */
+	uint32_t flags;	   /* IFA_F_* */
+	uint8_t local[16]; /* the device's own address (IFA_LOCAL, else IFA_ADDRESS) */
 	uint8_t broadcast[16];
-	bool has_broadcast;  /* IPv4 only */
-	bool deleted;	     /* RTM_DELADDR */
+	bool has_broadcast; /* IPv4 only */
+	bool deleted;	    /* RTM_DELADDR */
 };
 
 /* Fills a from an RTM_NEWADDR/RTM_DELADDR message. -EINVAL if it is not one or is malformed;
@@ -150,8 +149,7 @@ struct nl_route {
 };
 int nl_route_add(struct nl *nl, const struct nl_route *r);
 /* Policy rule "iif <iifname> lookup <table>" at `priority`. */
-int nl_rule_add(struct nl *nl, int family, const char *iifname, uint32_t table,
-		uint32_t priority);
+int nl_rule_add(struct nl *nl, int family, const char *iifname, uint32_t table, uint32_t priority);
 /* Permanent neighbour entry (replaces an existing one). */
 int nl_neigh_add_permanent(struct nl *nl, int family, int ifindex, const uint8_t *addr,
 			   const uint8_t lladdr[6]);

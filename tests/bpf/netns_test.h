@@ -19,45 +19,45 @@
 static int t_failures;
 static int t_checks;
 
-#define CHECK(cond)                                                                               \
-	do {                                                                                      \
-		t_checks++;                                                                       \
-		if (!(cond)) {                                                                    \
-			t_failures++;                                                             \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-		}                                                                                 \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		t_checks++;                                                                        \
+		if (!(cond)) {                                                                     \
+			t_failures++;                                                              \
+			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
+		}                                                                                  \
 	} while (0)
 
 /* Same, with a printf-style explanation of what was seen. */
-#define CHECKF(cond, ...)                                                                         \
-	do {                                                                                      \
-		t_checks++;                                                                       \
-		if (!(cond)) {                                                                    \
-			t_failures++;                                                             \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);           \
-			fprintf(stderr, __VA_ARGS__);                                             \
-			fputc('\n', stderr);                                                      \
-		}                                                                                 \
+#define CHECKF(cond, ...)                                                                          \
+	do {                                                                                       \
+		t_checks++;                                                                        \
+		if (!(cond)) {                                                                     \
+			t_failures++;                                                              \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+		}                                                                                  \
 	} while (0)
 
 /* A check whose failure makes the rest of the test meaningless. */
-#define REQUIRE(cond, ...)                                                                        \
-	do {                                                                                      \
-		t_checks++;                                                                       \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "FATAL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
-			fprintf(stderr, __VA_ARGS__);                                             \
-			fputc('\n', stderr);                                                      \
-			exit(1);                                                                  \
-		}                                                                                 \
+#define REQUIRE(cond, ...)                                                                         \
+	do {                                                                                       \
+		t_checks++;                                                                        \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FATAL %s:%d: %s: ", __FILE__, __LINE__, #cond);           \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
-#define SKIP(...)                                                                                 \
-	do {                                                                                      \
-		fprintf(stderr, "SKIP: ");                                                        \
-		fprintf(stderr, __VA_ARGS__);                                                     \
-		fputc('\n', stderr);                                                              \
-		exit(77);                                                                         \
+#define SKIP(...)                                                                                  \
+	do {                                                                                       \
+		fprintf(stderr, "SKIP: ");                                                         \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		exit(77);                                                                          \
 	} while (0)
 
 static inline int t_done(const char *name)

@@ -56,10 +56,10 @@ struct fam {
 };
 
 static const struct fam fams[] = {
-	{ "IPv4", AF_INET, "10.9.1.2", "10.9.0.1", "10.9.2.1", "10.9.3.1", "10.9.4.1", "10.9.2.0",
-	  "10.9.3.0", "10.9.4.0", 24 },
-	{ "IPv6", AF_INET6, "fd00:9:1::2", "fd00:9::1", "fd00:9:2::1", "fd00:9:3::1",
-	  "fd00:9:4::1", "fd00:9:2::", "fd00:9:3::", "fd00:9:4::", 64 },
+	{"IPv4", AF_INET, "10.9.1.2", "10.9.0.1", "10.9.2.1", "10.9.3.1", "10.9.4.1", "10.9.2.0",
+	 "10.9.3.0", "10.9.4.0", 24},
+	{"IPv6", AF_INET6, "fd00:9:1::2", "fd00:9::1", "fd00:9:2::1", "fd00:9:3::1", "fd00:9:4::1",
+	 "fd00:9:2::", "fd00:9:3::", "fd00:9:4::", 64},
 };
 
 static int ns_router = -1, ns_client = -1, ns_server = -1;
@@ -133,7 +133,7 @@ static void sa16(const struct sockaddr_storage *ss, uint8_t out[16], int *port)
 static const char *fmt16(const uint8_t a[16], int port, char *buf, size_t len)
 {
 	char s[INET6_ADDRSTRLEN];
-	static const uint8_t pfx[12] = { [10] = 0xff, [11] = 0xff };
+	static const uint8_t pfx[12] = {[10] = 0xff, [11] = 0xff};
 
 	if (!memcmp(a, pfx, 12))
 		inet_ntop(AF_INET, a + 12, s, sizeof(s));
@@ -158,7 +158,7 @@ static int connect_start(int nsfd, int af, const char *dst)
 /* Wait for the connect to finish. 0, -errno from SO_ERROR, or -ETIMEDOUT. */
 static int connect_wait(int fd, int timeout_ms)
 {
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	int soerr = 0;
 	socklen_t l = sizeof(soerr);
 
@@ -175,7 +175,7 @@ static int accept_any(const int *fds, int n, int timeout_ms)
 	double end = t_now() + timeout_ms / 1000.0;
 
 	for (int i = 0; i < n; i++)
-		p[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+		p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
 	for (;;) {
 		int left = (int)((end - t_now()) * 1000);
 
@@ -209,8 +209,8 @@ static int drain(const int *fds, int n)
 
 static bool xfer(int from, int to, const char *msg)
 {
-	char buf[64] = { 0 };
-	struct pollfd p = { .fd = to, .events = POLLIN };
+	char buf[64] = {0};
+	struct pollfd p = {.fd = to, .events = POLLIN};
 	ssize_t n;
 
 	if (send(from, msg, strlen(msg), MSG_NOSIGNAL) != (ssize_t)strlen(msg))
@@ -269,7 +269,7 @@ static void on_event(void *ctx, const void *data, size_t len)
 
 static int make_listener(struct dp *dp)
 {
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6 };
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6};
 	int fd = dp_netns_socket(dp, AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	int one = 1, zero = 0;
 
@@ -297,8 +297,8 @@ static void cidr(struct rule_image_cidr *c, uint32_t gen, uint32_t set, const st
 static int apply_rules_gen(struct dp *dp, uint32_t gen)
 {
 	struct rule_image_cidr cidrs[6];
-	struct xp_rule rule = { 0 };
-	struct rule_image img = { 0 };
+	struct xp_rule rule = {0};
+	struct rule_image img = {0};
 
 	for (int i = 0; i < 2; i++) {
 		const struct fam *f = &fams[i];
@@ -336,7 +336,7 @@ static int tdp_up(struct tdp *t, enum cfg_redirect mode, bool attach)
 	memset(t, 0, sizeof(*t));
 	make_cfg(&cfg, mode);
 	{
-		struct dp_opts opts = { .bpf_obj = bpf_obj };
+		struct dp_opts opts = {.bpf_obj = bpf_obj};
 
 		ret = dp_create(&cfg, &opts, &t->dp, err, sizeof(err));
 	}
@@ -382,7 +382,7 @@ static void check_flow(struct tdp *t, const struct fam *f, int cfd, int sfd_is_r
 {
 	struct sockaddr_storage ss;
 	socklen_t l = sizeof(ss);
-	struct xp_tuple k = { 0 };
+	struct xp_tuple k = {0};
 	struct xp_flow fl;
 	int port, ret;
 
@@ -501,8 +501,10 @@ static void check_block(struct tdp *t, const struct fam *f)
 	t0 = t_now();
 	cfd = connect_start(ns_client, f->af, f->block);
 	ret = connect_wait(cfd, 1000);
-	CHECKF(ret == -ECONNREFUSED, "%s: BLOCK connect gave '%s' after %.2f s, want a refusal "
-	       "within 1 s", f->name, strerror(-ret), t_now() - t0);
+	CHECKF(ret == -ECONNREFUSED,
+	       "%s: BLOCK connect gave '%s' after %.2f s, want a refusal "
+	       "within 1 s",
+	       f->name, strerror(-ret), t_now() - t0);
 	CHECKF(accept_any(&srv_listener, 1, 100) < 0, "%s: the server got a BLOCKed connection",
 	       f->name);
 	CHECKF(drain(t->listeners, t->n) == 0, "%s: a BLOCKed connection reached our listener",
@@ -562,7 +564,8 @@ static void check_fail_safe(struct tdp *t)
 	dp_set_fail_closed(t->dp, true);
 	for (int i = 0; i < 2; i++) {
 		w = land(t, &fams[i], 1000);
-		CHECKF(w == '-', "%s fail-closed: PROXY went to '%c', want dropped", fams[i].name, w);
+		CHECKF(w == '-', "%s fail-closed: PROXY went to '%c', want dropped", fams[i].name,
+		       w);
 	}
 	dp_set_fail_closed(t->dp, false);
 	dp_heartbeat(t->dp);
@@ -599,8 +602,8 @@ static void check_clean(const char *when)
 static void run_mode(enum cfg_redirect mode)
 {
 	const char *name = mode == CFG_REDIRECT_PEER ? "peer" : "plain";
-	struct xp_dst_key dk = { .port = 1 };
-	struct xp_dst_verdict dv = { .verdict = XP_V_DIRECT };
+	struct xp_dst_key dk = {.port = 1};
+	struct xp_dst_verdict dv = {.verdict = XP_V_DIRECT};
 	struct xp_stats st;
 	struct tdp t;
 	int ret;
@@ -642,8 +645,7 @@ static void run_mode(enum cfg_redirect mode)
 	CHECK(dp_events_fd(t.dp) >= 0 && dp_netlink_fd(t.dp) >= 0);
 	CHECK(dp_netlink_process(t.dp) == 0);
 	CHECK(dp_stats(t.dp, &st) == 0);
-	CHECKF(st.flows[XP_V_PROXY] >= 4 && st.flows[XP_V_DIRECT] >= 2 &&
-	       st.flows[XP_V_BLOCK] >= 2,
+	CHECKF(st.flows[XP_V_PROXY] >= 4 && st.flows[XP_V_DIRECT] >= 2 && st.flows[XP_V_BLOCK] >= 2,
 	       "stats: new flows proxy %llu direct %llu block %llu",
 	       (unsigned long long)st.flows[XP_V_PROXY], (unsigned long long)st.flows[XP_V_DIRECT],
 	       (unsigned long long)st.flows[XP_V_BLOCK]);
@@ -711,8 +713,9 @@ static void check_takeover(void)
 
 	CHECK(tdp_up(&t, CFG_REDIRECT_AUTO, true) == 0);
 	if (t.dp) {
-		out = t_cmd("tc filter show dev %s ingress | grep -c 'pref 22640 bpf chain 0 handle'",
-			    lan_dev);
+		out = t_cmd(
+			"tc filter show dev %s ingress | grep -c 'pref 22640 bpf chain 0 handle'",
+			lan_dev);
 		CHECKF(atoi(out) == 1, "one filter of ours after takeover, not %s", out);
 		free(out);
 		check_tc(lan_dev, "ingress", "xp_lan_ingress", "handle 0x5871");
@@ -759,7 +762,7 @@ static void check_preflight(void)
 	struct cfg cfg;
 	struct dp *dp = NULL;
 	char err[256], *out;
-	char *bad[1] = { (char *)"nosuch0" };
+	char *bad[1] = {(char *)"nosuch0"};
 	int ret;
 
 	fprintf(stderr, "--- preflight errors\n");
@@ -794,7 +797,7 @@ static void check_preflight(void)
 	out = t_cmd("ip link set xpf0 alias xproxy");
 	free(out);
 	{
-		struct dp_opts opts = { .bpf_obj = bpf_obj };
+		struct dp_opts opts = {.bpf_obj = bpf_obj};
 
 		ret = dp_create(&cfg, &opts, &dp, err, sizeof(err));
 	}
@@ -806,7 +809,7 @@ static void check_preflight(void)
 
 	/* An object file that is not a BPF object. */
 	{
-		struct dp_opts opts = { .bpf_obj = "/proc/self/status" };
+		struct dp_opts opts = {.bpf_obj = "/proc/self/status"};
 
 		make_cfg(&cfg, CFG_REDIRECT_AUTO);
 		ret = dp_create(&cfg, &opts, &dp, err, sizeof(err));
@@ -821,7 +824,7 @@ static void check_preflight(void)
 static void check_rules(void)
 {
 	struct rule_image_cidr many[9], bad;
-	struct xp_rule rule = { .rule_id = 1, .dport_hi = 65535, .sport_hi = 65535 };
+	struct xp_rule rule = {.rule_id = 1, .dport_hi = 65535, .sport_hi = 65535};
 	struct rule_image img;
 	struct tdp t;
 	uint32_t gen;
@@ -833,7 +836,7 @@ static void check_rules(void)
 	cidr_entries = 1024;
 	REQUIRE(ret == 0, "datapath up: %s", strerror(-ret));
 	gen = dp_rules_next_gen(t.dp);
-	CHECK(gen == 0); /* the first apply went to 1 */
+	CHECK(gen == 0);				  /* the first apply went to 1 */
 	CHECK(apply_rules_gen(t.dp, gen ^ 1) == -EINVAL); /* the live one */
 	CHECK(apply_rules_gen(t.dp, 2) == -EINVAL);
 
@@ -879,6 +882,98 @@ static void check_rules(void)
 	tdp_down(&t);
 }
 
+/* Where does a client connection to addr land: 'r' the router's own listener, 'p' ours, 's'
+ * the real server, '-' nowhere. */
+static char land_addr(struct tdp *t, int rl, int af, const char *addr)
+{
+	int cfd = connect_start(ns_client, af, addr);
+	char where = '-';
+	int c;
+
+	dp_heartbeat(t->dp);
+	if (connect_wait(cfd, 1000) == 0) {
+		if ((c = accept_any(&rl, 1, 200)) >= 0)
+			where = 'r';
+		else if ((c = accept_any(t->listeners, t->n, 200)) >= 0)
+			where = 'p';
+		else if ((c = accept_any(&srv_listener, 1, 200)) >= 0)
+			where = 's';
+		if (c >= 0)
+			close(c);
+	}
+	close(cfd);
+	return where;
+}
+
+/* xp_local_addrs follows the router's addresses: an address of the router inside a PROXY
+ * range is the router's, not proxied; gone again, it is proxied. Also after an overrun of the
+ * rtnetlink socket (a burst of changes into a tiny receive buffer): the resync must catch up. */
+static void check_local_addrs(void)
+{
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(PORT)};
+	int rl, zero = 0, one = 1, rcvbuf = 1, ret;
+	struct tdp t;
+	char *out, w;
+
+	fprintf(stderr, "--- local addresses\n");
+	rl = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	REQUIRE(rl >= 0, "socket");
+	setsockopt(rl, SOL_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	setsockopt(rl, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	REQUIRE(bind(rl, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(rl, 64) == 0,
+		"router listener: %s", strerror(errno));
+
+	ret = tdp_up(&t, CFG_REDIRECT_AUTO, true);
+	REQUIRE(ret == 0, "datapath up: %s", strerror(-ret));
+	CHECKF((dp_redirect_mode(t.dp) == XP_REDIRECT_PEER) ==
+		       (strstr(dp_redirect_mode_why(t.dp), ">= 6.8") != NULL),
+	       "auto: mode %d because '%s'", dp_redirect_mode(t.dp), dp_redirect_mode_why(t.dp));
+	fprintf(stderr, "  auto chose %s: %s\n",
+		dp_redirect_mode(t.dp) == XP_REDIRECT_PEER ? "peer" : "plain",
+		dp_redirect_mode_why(t.dp));
+
+	/* The router's own LAN address is local from the start (initial dump). */
+	w = land_addr(&t, rl, AF_INET, "10.9.1.1");
+	CHECKF(w == 'r', "router LAN address went to '%c'", w);
+
+	w = land_addr(&t, rl, AF_INET, "10.9.2.77");
+	CHECKF(w == 'p', "10.9.2.77 before it is the router's: '%c'", w);
+	out = t_cmd("ip addr add 10.9.2.77/32 dev lo && ip addr add fd00:9:2::77/128 dev lo");
+	CHECKF(!out[0], "%s", out);
+	free(out);
+	CHECK(dp_netlink_process(t.dp) == 0);
+	w = land_addr(&t, rl, AF_INET, "10.9.2.77");
+	CHECKF(w == 'r', "10.9.2.77 as the router's address went to '%c'", w);
+	w = land_addr(&t, rl, AF_INET6, "fd00:9:2::77");
+	CHECKF(w == 'r', "fd00:9:2::77 as the router's address went to '%c'", w);
+	out = t_cmd("ip addr del 10.9.2.77/32 dev lo && ip addr del fd00:9:2::77/128 dev lo");
+	free(out);
+	CHECK(dp_netlink_process(t.dp) == 0);
+	w = land_addr(&t, rl, AF_INET, "10.9.2.77");
+	CHECKF(w == 'p', "10.9.2.77 after it was removed went to '%c'", w);
+
+	/* Overrun: the kernel drops notifications; dp_netlink_process() must resync. */
+	CHECK(setsockopt(dp_netlink_fd(t.dp), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
+	out = t_cmd("for i in $(seq 100 250); do echo addr add 10.9.2.$i/32 dev lo; done | "
+		    "ip -batch -");
+	CHECKF(!out[0], "%s", out);
+	free(out);
+	CHECK(dp_netlink_process(t.dp) == 0);
+	w = land_addr(&t, rl, AF_INET, "10.9.2.250");
+	CHECKF(w == 'r', "after an overrun, the last new address went to '%c'", w);
+	w = land_addr(&t, rl, AF_INET, "10.9.2.100");
+	CHECKF(w == 'r', "after an overrun, the first new address went to '%c'", w);
+	out = t_cmd("for i in $(seq 100 250); do echo addr del 10.9.2.$i/32 dev lo; done | "
+		    "ip -batch -");
+	free(out);
+	CHECK(dp_netlink_process(t.dp) == 0);
+	w = land_addr(&t, rl, AF_INET, "10.9.2.180");
+	CHECKF(w == 'p', "after the burst of deletions, 10.9.2.180 went to '%c'", w);
+
+	tdp_down(&t);
+	close(rl);
+}
+
 static int open_ns(const char *name)
 {
 	char path[256];
@@ -893,15 +988,12 @@ static int open_ns(const char *name)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "client", required_argument, NULL, 'c' },
-		{ "server", required_argument, NULL, 's' },
-		{ "bpf-obj", required_argument, NULL, 'o' },
-		{ "mode", required_argument, NULL, 'm' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{},
+		{"client", required_argument, NULL, 'c'},  {"server", required_argument, NULL, 's'},
+		{"bpf-obj", required_argument, NULL, 'o'}, {"mode", required_argument, NULL, 'm'},
+		{"verbose", no_argument, NULL, 'v'},	   {},
 	};
 	const char *mode = "all";
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(PORT) };
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(PORT)};
 	int opt, zero = 0, one = 1;
 
 	log_set_level(XP_LOG_WARN);
@@ -926,7 +1018,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	REQUIRE(ns_client >= 0 && ns_server >= 0, "usage: --client NS --server NS (run by dp_netns.sh)");
+	REQUIRE(ns_client >= 0 && ns_server >= 0,
+		"usage: --client NS --server NS (run by dp_netns.sh)");
 	ns_router = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	REQUIRE(ns_router >= 0, "own netns");
 	signal(SIGPIPE, SIG_IGN);
@@ -950,6 +1043,7 @@ int main(int argc, char **argv)
 		check_takeover();
 		check_preflight();
 		check_rules();
+		check_local_addrs();
 	}
 	return t_done("test_dp_netns");
 }

@@ -50,8 +50,8 @@ static void test_links(struct nl *nl)
 {
 	struct nl_link l;
 	struct nl_msg m;
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
-	const uint8_t mac[6] = { 2, 0, 0, 0, 0, 1 };
+	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+	const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
 	int err;
 
 	CHECK(nl_link_get(nl, "lo", &l) == 0);
@@ -101,8 +101,8 @@ static void test_parse(void)
 		struct nlattr a;
 		uint32_t v;
 		struct nlattr b; /* claims more than there is */
-	} buf = { { 8, 1 }, 7, { 200, 2 } };
-	struct nlmsghdr bogus = { .nlmsg_len = NLMSG_HDRLEN, .nlmsg_type = RTM_NEWLINK };
+	} buf = {{8, 1}, 7, {200, 2}};
+	struct nlmsghdr bogus = {.nlmsg_len = NLMSG_HDRLEN, .nlmsg_type = RTM_NEWLINK};
 	struct nl_addr a;
 
 	CHECK(nl_parse_attrs(&buf, 8, tb, 7) == 0 && tb[1] && !tb[2]);
@@ -122,8 +122,8 @@ struct addr_seen {
 static int note_addr(const struct nl_addr *a, void *ctx)
 {
 	struct addr_seen *s = ctx;
-	uint8_t v4[4] = { 10, 77, 0, 1 }, bc[4] = { 10, 77, 0, 255 };
-	uint8_t v6[16] = { 0xfd, [7] = 0x77, [15] = 1 }; /* fd00:0:0:77::1 */
+	uint8_t v4[4] = {10, 77, 0, 1}, bc[4] = {10, 77, 0, 255};
+	uint8_t v6[16] = {0xfd, [7] = 0x77, [15] = 1}; /* fd00:0:0:77::1 */
 
 	if (a->family == AF_INET && memcmp(a->local, v4, 4) == 0 && a->ifindex == s->lan_ifindex) {
 		if (a->deleted)
@@ -154,8 +154,8 @@ static int note_msg(const struct nlmsghdr *nlh, void *ctx)
 
 static void test_addrs(struct nl *nl)
 {
-	const unsigned groups[] = { RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR };
-	struct addr_seen seen = { 0 };
+	const unsigned groups[] = {RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR};
+	struct addr_seen seen = {0};
 	struct nl_link l;
 	struct nl *sub;
 	int rcvbuf = 1, n;
@@ -196,8 +196,9 @@ static void test_addrs(struct nl *nl)
 	/* Overrun: a tiny receive buffer and a burst of changes must come back as -ENOBUFS (so
 	 * the caller resyncs), with the stale backlog discarded, never as silent loss. */
 	CHECK(setsockopt(nl_fd(sub), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
-	out = t_cmd("for i in $(seq 1 200); do echo addr add 10.78.$((i / 250)).$((i %% 250 + 1))/32 "
-		    "dev lan0; done | ip -batch -");
+	out = t_cmd(
+		"for i in $(seq 1 200); do echo addr add 10.78.$((i / 250)).$((i %% 250 + 1))/32 "
+		"dev lan0; done | ip -batch -");
 	free(out);
 	n = nl_recv_notifications(sub, note_msg, &seen);
 	CHECKF(n == -ENOBUFS, "%d", n);
@@ -236,7 +237,8 @@ static int check_inside(void *arg)
 		free(out);
 	}
 
-	CHECK(netns_sysctl_read("net/ipv4/conf/all/rp_filter", v, sizeof(v)) == 0 && !strcmp(v, "0"));
+	CHECK(netns_sysctl_read("net/ipv4/conf/all/rp_filter", v, sizeof(v)) == 0 &&
+	      !strcmp(v, "0"));
 	CHECK(netns_sysctl_read("net/ipv4/conf/" PEER "/rp_filter", v, sizeof(v)) == 0 &&
 	      !strcmp(v, "0"));
 	CHECK(netns_sysctl_read("net/ipv4/conf/" PEER "/accept_local", v, sizeof(v)) == 0 &&
