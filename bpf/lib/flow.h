@@ -19,7 +19,8 @@
  *   -. destination in xp_local_addrs: DIRECT, LOCAL, no entry. Checked after a flow miss
  *      only: such flows never get an entry, so a hit cannot be one, and the established
  *      path saves a hash lookup.
- *   2. TCP without SYN: DIRECT, MIDSTREAM (entry created: it predates us)
+ *   2. TCP that does not start a connection (no SYN, or SYN|ACK): DIRECT, MIDSTREAM (entry
+ *      created: it predates us, or the other side started it)
  *   3. xp_dst_verdicts (daddr, dport, proto), then (daddr, 0, 0); expired entries ignored
  *   4. kernel rules, 5. fallback (rules.h)
  *   then a proxy verdict the flow cannot have (not TCP; UDP without XP_CFG_UDP): DIRECT,
@@ -267,7 +268,10 @@ static __always_inline int classify_new(struct __sk_buff *skb, const struct xp_p
 
 	if (proto == XP_IPPROTO_TCP)
 		bits = tcp_bits(p->tcp_flags, 0);
-	if (proto == XP_IPPROTO_TCP && !(p->tcp_flags & XP_TH_SYN)) {
+	/* Only a SYN without ACK starts a connection here. A SYN|ACK without an entry answers
+	 * one the other side started (a port-forwarded server behind us, a server on the
+	 * router): through the rules it could be sent to the proxy, which would break it. */
+	if (proto == XP_IPPROTO_TCP && (p->tcp_flags & (XP_TH_SYN | XP_TH_ACK)) != XP_TH_SYN) {
 		d->verdict = XP_V_DIRECT;
 		d->vsrc = XP_SRC_MIDSTREAM;
 	} else {
