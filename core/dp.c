@@ -487,10 +487,9 @@ static int load_object(struct dp *dp, const struct cfg *cfg, const struct dp_opt
 	ret = open_object(dp, opts, err, errlen);
 	if (ret)
 		return ret;
-	ret = find_maps_progs(dp, err, errlen);
-	if (ret)
-		return ret;
 
+	/* The ABI version first: an object of another version is best reported as that, not as
+	 * whichever map or program it happens to lack. */
 	rodata = bpf_object__find_map_by_name(dp->obj, ".rodata");
 	bss = bpf_object__find_map_by_name(dp->obj, ".bss");
 	ro_init = rodata ? bpf_map__initial_value(rodata, &rolen) : NULL;
@@ -509,6 +508,9 @@ static int load_object(struct dp *dp, const struct cfg *cfg, const struct dp_opt
 			   xc->abi_version, XP_BPF_ABI_VERSION);
 		goto out;
 	}
+	ret = find_maps_progs(dp, err, errlen);
+	if (ret)
+		goto out;
 
 	dp->n_workers = effective_workers(g->workers);
 	xc->flags = g->flow_events_all ? XP_CFG_EVENTS_DIRECT : 0;

@@ -66,6 +66,7 @@ static int ns_router = -1, ns_client = -1, ns_server = -1;
 static int srv_listener = -1;
 static const char *lan_dev = "lan0", *wan_dev = "wan0";
 static const char *bpf_obj;
+static const char *abi_obj; /* an object built for XP_BPF_ABI_VERSION + 1 */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sockets */
@@ -575,6 +576,8 @@ static void check_fail_safe(struct tdp *t)
 	}
 }
 
+/* prog: the program name as tc prints it, "name:" (the kernel keeps 15 characters of it, so
+ * xp_lan_ingress_l3 shows as "xp_lan_ingress_:"). */
 static void check_tc(const char *dev, const char *dir, const char *prog, const char *handle)
 {
 	char cmd[128];
@@ -620,10 +623,10 @@ static void run_mode(enum cfg_redirect mode)
 	CHECK(dp_redirect_mode(t.dp) ==
 	      (mode == CFG_REDIRECT_PEER ? XP_REDIRECT_PEER : XP_REDIRECT_PLAIN));
 	CHECK(strcmp(dp_redirect_mode_why(t.dp), "forced by config") == 0);
-	check_tc(lan_dev, "ingress", "xp_lan_ingress", "handle 0x5871");
-	check_tc(wan_dev, "egress", "xp_wan_egress", "handle 0x5871");
-	check_tc(wan_dev, "ingress", "xp_wan_ingress", "handle 0x5871");
-	check_tc("xp0", "ingress", "xp_proxy_reply", "handle 0x5871");
+	check_tc(lan_dev, "ingress", "xp_lan_ingress:", "handle 0x5871");
+	check_tc(wan_dev, "egress", "xp_wan_egress:", "handle 0x5871");
+	check_tc(wan_dev, "ingress", "xp_wan_ingress:", "handle 0x5871");
+	check_tc("xp0", "ingress", "xp_proxy_reply:", "handle 0x5871");
 
 	for (int i = 0; i < 2; i++) {
 		const struct fam *f = &fams[i];
@@ -709,7 +712,7 @@ static void check_takeover(void)
 	close(pipefd[0]);
 	waitpid(pid, &status, 0);
 	/* Its filters outlive it. */
-	check_tc(lan_dev, "ingress", "xp_lan_ingress", "handle 0x5871");
+	check_tc(lan_dev, "ingress", "xp_lan_ingress:", "handle 0x5871");
 
 	CHECK(tdp_up(&t, CFG_REDIRECT_AUTO, true) == 0);
 	if (t.dp) {
@@ -718,7 +721,7 @@ static void check_takeover(void)
 			lan_dev);
 		CHECKF(atoi(out) == 1, "one filter of ours after takeover, not %s", out);
 		free(out);
-		check_tc(lan_dev, "ingress", "xp_lan_ingress", "handle 0x5871");
+		check_tc(lan_dev, "ingress", "xp_lan_ingress:", "handle 0x5871");
 		check_proxied(&t, &fams[0], ns_client, fams[0].client, XP_ORIGIN_LAN,
 			      t.lan_ifindex);
 		tdp_down(&t);
@@ -732,8 +735,8 @@ static void check_takeover(void)
 	free(out);
 	CHECK(tdp_up(&t, CFG_REDIRECT_AUTO, true) == 0);
 	if (t.dp) {
-		check_tc(lan_dev, "ingress", "xp_lan_ingress", "handle 0x5872");
-		check_tc(wan_dev, "egress", "xp_wan_egress", "handle 0x5871");
+		check_tc(lan_dev, "ingress", "xp_lan_ingress:", "handle 0x5872");
+		check_tc(wan_dev, "egress", "xp_wan_egress:", "handle 0x5871");
 		tdp_down(&t);
 	}
 	CHECK(t_cmd_has("clsact", "tc qdisc show dev lan0"));
@@ -806,6 +809,21 @@ static void check_preflight(void)
 	dp_destroy(dp);
 	dp_destroy(NULL);
 	CHECK(t_cmd_lacks("xpf0", "ip -o link show"));
+
+	/* An object of another ABI version: refused by name, nothing left behind. */
+	if (abi_obj) {
+		struct dp_opts opts = {.bpf_obj = abi_obj};
+		char want[64];
+
+		snprintf(want, sizeof(want), "BPF ABI mismatch: object %d, daemon %d",
+			 XP_BPF_ABI_VERSION + 1, XP_BPF_ABI_VERSION);
+		make_cfg(&cfg, CFG_REDIRECT_AUTO);
+		ret = dp_create(&cfg, &opts, &dp, err, sizeof(err));
+		CHECKF(ret == -EPROTO && !strcmp(err, want), "%d %s", ret, err);
+		CHECK(t_cmd_lacks("xp0", "ip -o link show"));
+	} else {
+		fprintf(stderr, "  no --abi-obj: the ABI-mismatch case is not run\n");
+	}
 
 	/* An object file that is not a BPF object. */
 	{
@@ -905,6 +923,23 @@ static char land_addr(struct tdp *t, int rl, int af, const char *addr)
 	return where;
 }
 
+/* Let dp_netlink_process() take in what rtnetlink announces (IPv6 does it from a work item, a
+ * moment after `ip` returns): until the socket stays quiet for 300 ms. */
+static void settle(struct tdp *t)
+{
+	double end = t_now() + 3.0, quiet = t_now() + 0.3;
+
+	while (t_now() < end && t_now() < quiet) {
+		struct pollfd p = {.fd = dp_netlink_fd(t->dp), .events = POLLIN};
+
+		if (poll(&p, 1, 50) > 0) {
+			CHECK(dp_netlink_process(t->dp) == 0);
+			quiet = t_now() + 0.3;
+		}
+	}
+	CHECK(dp_netlink_process(t->dp) == 0);
+}
+
 /* xp_local_addrs follows the router's addresses: an address of the router inside a PROXY
  * range is the router's, not proxied; gone again, it is proxied. Also after an overrun of the
  * rtnetlink socket (a burst of changes into a tiny receive buffer): the resync must catch up. */
@@ -941,14 +976,14 @@ static void check_local_addrs(void)
 	out = t_cmd("ip addr add 10.9.2.77/32 dev lo && ip addr add fd00:9:2::77/128 dev lo");
 	CHECKF(!out[0], "%s", out);
 	free(out);
-	CHECK(dp_netlink_process(t.dp) == 0);
+	settle(&t);
 	w = land_addr(&t, rl, AF_INET, "10.9.2.77");
 	CHECKF(w == 'r', "10.9.2.77 as the router's address went to '%c'", w);
 	w = land_addr(&t, rl, AF_INET6, "fd00:9:2::77");
 	CHECKF(w == 'r', "fd00:9:2::77 as the router's address went to '%c'", w);
 	out = t_cmd("ip addr del 10.9.2.77/32 dev lo && ip addr del fd00:9:2::77/128 dev lo");
 	free(out);
-	CHECK(dp_netlink_process(t.dp) == 0);
+	settle(&t);
 	w = land_addr(&t, rl, AF_INET, "10.9.2.77");
 	CHECKF(w == 'p', "10.9.2.77 after it was removed went to '%c'", w);
 
@@ -958,7 +993,7 @@ static void check_local_addrs(void)
 		    "ip -batch -");
 	CHECKF(!out[0], "%s", out);
 	free(out);
-	CHECK(dp_netlink_process(t.dp) == 0);
+	settle(&t);
 	w = land_addr(&t, rl, AF_INET, "10.9.2.250");
 	CHECKF(w == 'r', "after an overrun, the last new address went to '%c'", w);
 	w = land_addr(&t, rl, AF_INET, "10.9.2.100");
@@ -966,12 +1001,59 @@ static void check_local_addrs(void)
 	out = t_cmd("for i in $(seq 100 250); do echo addr del 10.9.2.$i/32 dev lo; done | "
 		    "ip -batch -");
 	free(out);
-	CHECK(dp_netlink_process(t.dp) == 0);
+	settle(&t);
 	w = land_addr(&t, rl, AF_INET, "10.9.2.180");
 	CHECKF(w == 'p', "after the burst of deletions, 10.9.2.180 went to '%c'", w);
 
 	tdp_down(&t);
 	close(rl);
+}
+
+/* dp_opts.no_lan_wan: the pair and the maps only; nothing on the LAN/WAN devices. And L3
+ * devices (no link-layer header) get the _l3 programs. */
+static void check_variants(void)
+{
+	struct dp_opts opts = {.bpf_obj = bpf_obj, .no_lan_wan = true};
+	char *tuns[2] = {(char *)"xptun0", (char *)"xptun1"};
+	struct dp *dp = NULL;
+	struct cfg cfg;
+	char err[256], *out;
+	int ret;
+
+	fprintf(stderr, "--- no_lan_wan, L3 devices\n");
+	make_cfg(&cfg, CFG_REDIRECT_AUTO);
+	ret = dp_create(&cfg, &opts, &dp, err, sizeof(err));
+	CHECKF(ret == 0, "no_lan_wan: %s", err);
+	if (!ret) {
+		ret = dp_attach(dp, err, sizeof(err));
+		CHECKF(ret == 0, "no_lan_wan attach: %s", err);
+		CHECK(dp_attach(dp, err, sizeof(err)) == -EALREADY);
+		check_tc("xp0", "ingress", "xp_proxy_reply:", "handle 0x5871");
+		CHECK(t_cmd_lacks("clsact", "tc qdisc show dev lan0; tc qdisc show dev wan0"));
+		dp_destroy(dp);
+	}
+	check_clean("no_lan_wan");
+
+	out = t_cmd("ip tuntap add dev xptun0 mode tun && ip tuntap add dev xptun1 mode tun");
+	CHECKF(!out[0], "%s", out);
+	free(out);
+	make_cfg(&cfg, CFG_REDIRECT_AUTO);
+	cfg.global.lan = &tuns[0];
+	cfg.global.wan = &tuns[1];
+	opts.no_lan_wan = false;
+	ret = dp_create(&cfg, &opts, &dp, err, sizeof(err));
+	CHECKF(ret == 0, "L3 devices: %s", err);
+	if (!ret) {
+		ret = dp_attach(dp, err, sizeof(err));
+		CHECKF(ret == 0, "L3 attach: %s", err);
+		check_tc("xptun0", "ingress", "xp_lan_ingress_:", "handle 0x5871");
+		check_tc("xptun1", "egress", "xp_wan_egress_l:", "handle 0x5871");
+		check_tc("xptun1", "ingress", "xp_wan_ingress:", "handle 0x5871");
+		dp_destroy(dp);
+	}
+	CHECK(t_cmd_lacks("clsact", "tc qdisc show dev xptun0; tc qdisc show dev xptun1"));
+	out = t_cmd("ip link del xptun0; ip link del xptun1");
+	free(out);
 }
 
 static int open_ns(const char *name)
@@ -988,9 +1070,15 @@ static int open_ns(const char *name)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"client", required_argument, NULL, 'c'},  {"server", required_argument, NULL, 's'},
-		{"bpf-obj", required_argument, NULL, 'o'}, {"mode", required_argument, NULL, 'm'},
-		{"verbose", no_argument, NULL, 'v'},	   {},
+		/* clang-format off */
+		{"client", required_argument, NULL, 'c'},
+		{"server", required_argument, NULL, 's'},
+		{"bpf-obj", required_argument, NULL, 'o'},
+		{"abi-obj", required_argument, NULL, 'a'},
+		{"mode", required_argument, NULL, 'm'},
+		{"verbose", no_argument, NULL, 'v'},
+		{},
+		/* clang-format on */
 	};
 	const char *mode = "all";
 	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(PORT)};
@@ -1010,6 +1098,9 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			mode = optarg;
+			break;
+		case 'a':
+			abi_obj = optarg;
 			break;
 		case 'v':
 			log_set_level(XP_LOG_DEBUG);
@@ -1044,6 +1135,7 @@ int main(int argc, char **argv)
 		check_preflight();
 		check_rules();
 		check_local_addrs();
+		check_variants();
 	}
 	return t_done("test_dp_netns");
 }
