@@ -1,2 +1,868 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* placeholder: being written (see core/daemon.h) */
+/*
+ * daemon.c - the order of things. See daemon.h and docs/ARCHITECTURE.md ("Daemon").
+ *
+ * Start: lock, plugins, outbounds, datapath (netns, pair, programs: nothing attached), workers
+ * and their listeners, rules, heartbeat, then attach, so traffic is steered only once every
+ * piece that handles it exists. Stop: the reverse, datapath first, so clients fall back to
+ * plain forwarding before the proxy goes away.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <ev.h>
+
+#include "xp_config.h"
+
+#include "cfg.h"
+#include "conn.h"
+#include "daemon.h"
+#include "dp.h"
+#include "host.h"
+#include "log.h"
+#include "loop.h"
+#include "outbound.h"
+#include "plug.h"
+#include "rules.h"
+
+#define JANITOR_MS 5000
+#define LOCK_NAME "xproxyd" /* abstract unix socket "@xproxyd": one daemon per netns */
+
+struct daemon {
+	struct daemon_opts opts;
+	struct cfg *cfg;
+	struct cfg *prev_cfg; /* kept one reload longer: config_get() strings stay valid */
+	char *plugin_dir;
+	struct plug_registry plugins;
+	struct xp_loop main;
+	bool main_ready;
+	struct dp *dp;
+	struct worker *workers;
+	unsigned n_workers;
+	unsigned n_started;
+	struct conn_opts copts;
+	int lock_fd;
+	ev_io lock_io;
+	ev_io events_io;
+	ev_io netlink_io;
+	ev_timer heartbeat_timer;
+	ev_timer janitor_timer;
+	ev_signal sig_int, sig_term, sig_hup, sig_usr1;
+	uint64_t events_bad;
+	uint64_t map_full_logged_ns;
+};
+
+static struct daemon D = { .lock_fd = -1 };
+
+/* ------------------------------------------------------------------------------ helpers */
+
+static void print_errors(const char *errors)
+{
+	if (errors && *errors)
+		fputs(errors, stderr);
+}
+
+static char *resolve_plugin_dir(const struct daemon_opts *o, const struct cfg *cfg)
+{
+	const char *env = getenv("XPROXY_PLUGIN_DIR");
+	const char *dir = cfg->global.plugin_dir;
+
+	if (o->plugin_dir)
+		return strdup(o->plugin_dir);
+	if (env && *env)
+		return strdup(env);
+	/* Run from the build tree without installing: the compiled-in default does not exist yet,
+	 * the build's plugin directory does. */
+	if (!strcmp(dir, XP_PLUGIN_DIR) && access(dir, R_OK | X_OK) != 0 &&
+	    access(XP_BUILD_PLUGIN_DIR, R_OK | X_OK) == 0) {
+		log_info("plugin directory %s does not exist: using the build tree's %s", dir,
+			 XP_BUILD_PLUGIN_DIR);
+		return strdup(XP_BUILD_PLUGIN_DIR);
+	}
+	return strdup(dir);
+}
+
+static int load_config(const struct daemon_opts *o, struct cfg **out)
+{
+	char *errors = NULL;
+	int err;
+
+	if (o->config_path)
+		err = cfg_load(o->config_path, out, &errors);
+	else
+		err = cfg_parse("<embedded>", cfg_default_text, strlen(cfg_default_text), out,
+				&errors);
+	if (err) {
+		print_errors(errors);
+		if (!errors || !*errors)
+			fprintf(stderr, "%s: %s\n", o->config_path ? o->config_path : "<embedded>",
+				strerror(-err));
+	}
+	free(errors);
+	return err;
+}
+
+static void conn_opts_from(struct conn_opts *co, const struct cfg_global *g)
+{
+	co->sniff_timeout_ms = g->sniff_timeout_ms;
+	co->connect_timeout_ms = g->connect_timeout_ms;
+	co->idle_timeout_ms = g->idle_timeout_ms;
+	co->halfclose_timeout_ms = g->halfclose_timeout_ms;
+	co->buffer_bytes = g->buffer_bytes;
+	co->max_connections = g->max_connections;
+}
+
+static const char *verdict_name(unsigned v)
+{
+	static const char *const names[] = { "NONE", "DIRECT", "BLOCK", "PROXY", "INSPECT", "DNS" };
+
+	return v < sizeof(names) / sizeof(names[0]) ? names[v] : "?";
+}
+
+static const char *vsrc_name(unsigned s)
+{
+	static const char *const names[] = { "none",	 "flow",     "dst-map",	  "rule",
+					     "fallback", "local",    "fail-safe", "no-proxy",
+					     "midstream" };
+
+	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+static void format_sockaddr(char *buf, size_t len, const union xp_sockaddr *sa)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa.sa_family == AF_INET) {
+		inet_ntop(AF_INET, &sa->in.sin_addr, a, sizeof(a));
+		snprintf(buf, len, "%s:%u", a, ntohs(sa->in.sin_port));
+	} else {
+		inet_ntop(AF_INET6, &sa->in6.sin6_addr, a, sizeof(a));
+		snprintf(buf, len, "[%s]:%u", a, ntohs(sa->in6.sin6_port));
+	}
+}
+
+/* ------------------------------------------------------------------------------ instance lock */
+
+static void lock_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	int fd;
+
+	/* Nothing is served here yet: a second instance only connects to learn our pid. */
+	while ((fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+		close(fd);
+}
+
+static int instance_lock(char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t salen = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(LOCK_NAME);
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	int fd, c;
+
+	memcpy(sa.sun_path + 1, LOCK_NAME, strlen(LOCK_NAME));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "instance lock: socket: %s", strerror(errno));
+		return -errno;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, salen) == 0 && listen(fd, 8) == 0)
+		return fd;
+	if (errno != EADDRINUSE) {
+		snprintf(err, errlen, "instance lock @%s: %s", LOCK_NAME, strerror(errno));
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c >= 0 && connect(c, (struct sockaddr *)&sa, salen) == 0 &&
+	    getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
+		snprintf(err, errlen,
+			 "xproxyd is already running (pid %d) in this network namespace", cred.pid);
+	else
+		snprintf(err, errlen,
+			 "another xproxyd holds the instance lock (@%s) in this network namespace",
+			 LOCK_NAME);
+	if (c >= 0)
+		close(c);
+	return -EEXIST;
+}
+
+/* ------------------------------------------------------------------------------ routing */
+
+/* Called on a worker thread for every accepted connection. */
+static int route_connection(void *ctx, const union xp_sockaddr *client,
+			    const union xp_sockaddr *dst, struct conn_route *out)
+{
+	struct xp_tuple t;
+	struct xp_flow f;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = host_tuple_from(&t, client, dst, IPPROTO_TCP);
+	if (err) {
+		out->why = "unsupported address family";
+		return err;
+	}
+	err = dp_flow_lookup(D.dp, &t, &f);
+	if (err) {
+		out->why = "no flow entry for the connection";
+		return err;
+	}
+	out->route = f.verdict;
+	out->source = f.vsrc;
+	out->rule_id = f.rule_id;
+	out->from_host = f.origin == XP_ORIGIN_HOST;
+	switch (f.verdict) {
+	case XP_V_PROXY:
+		out->ob = outbound_get(f.outbound_id);
+		if (!out->ob) {
+			out->why = "its outbound no longer exists";
+			return -ENOENT;
+		}
+		return 0;
+	case XP_V_INSPECT:
+		out->why = "INSPECT needs a sniffer and this version has none";
+		return -EOPNOTSUPP;
+	case XP_V_DNS:
+		out->why = "DNS needs the dns plugin and this version has none";
+		return -EOPNOTSUPP;
+	default:
+		out->why = "the flow is not a proxied one";
+		return -EINVAL;
+	}
+}
+
+static int rule_outbound_id(void *ctx, const char *name)
+{
+	return outbound_id(name);
+}
+
+static int apply_rules(const struct cfg *cfg)
+{
+	struct rule_image img = { 0 };
+	char err[256] = "";
+	int rc;
+
+	rc = rules_compile(&cfg->route, dp_rules_next_gen(D.dp), rule_outbound_id, NULL, &img, err,
+			   sizeof(err));
+	if (rc) {
+		log_error("%s: [route]: %s", cfg->path, err[0] ? err : strerror(-rc));
+		return rc;
+	}
+	rc = dp_rules_apply(D.dp, &img);
+	if (rc)
+		log_error("cannot load the rules into the datapath: %s", strerror(-rc));
+	else
+		log_info("rules: %zu kernel rules from %zu lines (%zu need a domain), fallback %s",
+			 img.n_rules, cfg->route.n, img.n_skipped,
+			 cfg->route.fallback.target ? cfg->route.fallback.target : "DIRECT");
+	rule_image_free(&img);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------ events */
+
+static void dispatch_event(const struct xp_event *ev)
+{
+	for (size_t i = 0; i < D.plugins.n; i++) {
+		struct plugin *p = D.plugins.v[i];
+
+		if (p->initialized && p->desc.on_event &&
+		    (p->desc.event_mask & XP_EVENT_MASK(ev->type)))
+			p->desc.on_event(p->state, ev);
+	}
+}
+
+static void on_datapath_event(void *ctx, const void *data, size_t len)
+{
+	const struct xp_ev_hdr *h = data;
+	struct xp_event ev = { .size = sizeof(ev) };
+	char a[64], b[64];
+
+	if (len < sizeof(*h) || h->version != XP_EV_VERSION || h->len > len) {
+		D.events_bad++;
+		return;
+	}
+	ev.ts_ms = h->ts_ns / 1000000;
+	switch (h->type) {
+	case XP_EV_FLOW_NEW:
+	case XP_EV_FLOW_END: {
+		const struct xp_ev_flow *f = data;
+
+		if (h->len < sizeof(*f)) {
+			D.events_bad++;
+			return;
+		}
+		ev.type = h->type == XP_EV_FLOW_NEW ? XP_EVENT_FLOW_NEW : XP_EVENT_FLOW_END;
+		ev.l4proto = f->tuple.l4proto;
+		ev.ifindex = f->ifindex;
+		host_sockaddr_from16(&ev.src, f->tuple.saddr, f->tuple.sport);
+		host_sockaddr_from16(&ev.dst, f->tuple.daddr, f->tuple.dport);
+		ev.route = f->verdict;
+		ev.source = f->vsrc;
+		ev.from_host = f->origin == XP_ORIGIN_HOST;
+		ev.rule_id = f->rule_id;
+		ev.tag = f->tag;
+		ev.outbound = f->verdict == XP_V_PROXY ? outbound_name(f->outbound_id) : NULL;
+		if (log_enabled(XP_LOG_DEBUG)) {
+			format_sockaddr(a, sizeof(a), &ev.src);
+			format_sockaddr(b, sizeof(b), &ev.dst);
+			log_debug("flow %s proto %u %s -> %s: %s%s%s (%s, rule %u)",
+				  ev.type == XP_EVENT_FLOW_NEW ? "new" : "end", ev.l4proto, a, b,
+				  verdict_name(f->verdict), ev.outbound ? " via " : "",
+				  ev.outbound ? ev.outbound : "", vsrc_name(f->vsrc), f->rule_id);
+		}
+		break;
+	}
+	case XP_EV_DROP: {
+		const struct xp_ev_drop *d = data;
+
+		if (h->len < sizeof(*d)) {
+			D.events_bad++;
+			return;
+		}
+		ev.type = XP_EVENT_DROP;
+		ev.l4proto = d->tuple.l4proto;
+		ev.ifindex = d->ifindex;
+		host_sockaddr_from16(&ev.src, d->tuple.saddr, d->tuple.sport);
+		host_sockaddr_from16(&ev.dst, d->tuple.daddr, d->tuple.dport);
+		ev.drop_reason = d->reason;
+		break;
+	}
+	case XP_EV_MAP_FULL: {
+		const struct xp_ev_map_full *m = data;
+		uint64_t now = dp_now_ns();
+
+		if (h->len < sizeof(*m)) {
+			D.events_bad++;
+			return;
+		}
+		/* One line per 10 s at most: a full map produces an event per packet. */
+		if (now - D.map_full_logged_ns > 10ull * 1000000000) {
+			D.map_full_logged_ns = now;
+			log_warn("datapath map %u is full (update returned %d): raise its size in "
+				 "[global]",
+				 m->map, m->err);
+		}
+		return;
+	}
+	default:
+		D.events_bad++;
+		return;
+	}
+	dispatch_event(&ev);
+}
+
+static void events_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	int n = dp_events_consume(D.dp);
+
+	if (n < 0)
+		log_warn("ring buffer: %s", strerror(-n));
+}
+
+static void netlink_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	int err = dp_netlink_process(D.dp);
+
+	if (err)
+		log_warn("address tracking: %s", strerror(-err));
+}
+
+/* ------------------------------------------------------------------------------ timers */
+
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	dp_heartbeat(D.dp);
+}
+
+static void janitor_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	int n = dp_janitor(D.dp);
+
+	if (n > 0)
+		log_debug("janitor: %d expired entries removed", n);
+}
+
+/* ------------------------------------------------------------------------------ statistics */
+
+static void log_counter(const char *name, uint64_t value, void *arg)
+{
+	log_info("stats: %s %llu", name, (unsigned long long)value);
+}
+
+static void log_stats(void)
+{
+	struct xp_stats s;
+	unsigned long long drops = 0;
+
+	if (D.dp && dp_stats(D.dp, &s) == 0) {
+		for (int i = 0; i < XP_DROP__MAX; i++)
+			drops += s.drops[i];
+		log_info("stats: flows direct %llu block %llu proxy %llu; packets direct %llu "
+			 "proxy %llu; drops %llu (malformed %llu, blocked %llu); rejects %llu; "
+			 "events lost %llu",
+			 (unsigned long long)s.flows[XP_V_DIRECT],
+			 (unsigned long long)s.flows[XP_V_BLOCK],
+			 (unsigned long long)s.flows[XP_V_PROXY],
+			 (unsigned long long)s.pkts[XP_V_DIRECT],
+			 (unsigned long long)s.pkts[XP_V_PROXY], drops,
+			 (unsigned long long)s.drops[XP_DROP_MALFORMED],
+			 (unsigned long long)s.drops[XP_DROP_BLOCKED],
+			 (unsigned long long)s.rejects, (unsigned long long)s.events_lost);
+	}
+	log_info("stats: connections accepted %llu active %llu refused %llu no-route %llu "
+		 "connect-failed %llu connect-timeout %llu resets %llu; bytes up %llu down %llu",
+		 (unsigned long long)conn_stats.accepted, (unsigned long long)conn_stats.active,
+		 (unsigned long long)conn_stats.refused_limit,
+		 (unsigned long long)conn_stats.no_route,
+		 (unsigned long long)conn_stats.connect_failed,
+		 (unsigned long long)conn_stats.connect_timeout,
+		 (unsigned long long)conn_stats.resets, (unsigned long long)conn_stats.bytes_up,
+		 (unsigned long long)conn_stats.bytes_down);
+	host_counters_foreach(log_counter, NULL);
+}
+
+/* ------------------------------------------------------------------------------ reload */
+
+#define G_CHANGED(field) (memcmp(&a->field, &b->field, sizeof(a->field)) != 0)
+
+static bool strv_equal(char **x, size_t nx, char **y, size_t ny)
+{
+	if (nx != ny)
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (strcmp(x[i], y[i]))
+			return false;
+	return true;
+}
+
+/* Keys that only take effect at start: say so instead of silently ignoring them. */
+static void warn_restart_only(const struct cfg_global *a, const struct cfg_global *b)
+{
+	if (!strv_equal(a->lan, a->n_lan, b->lan, b->n_lan))
+		log_warn("reload: lan changed: needs a restart (ignored)");
+	if (!strv_equal(a->wan, a->n_wan, b->wan, b->n_wan))
+		log_warn("reload: wan changed: needs a restart (ignored)");
+	if (strcmp(a->veth, b->veth))
+		log_warn("reload: veth changed: needs a restart (ignored)");
+	if (strcmp(a->plugin_dir, b->plugin_dir))
+		log_warn("reload: plugin_dir changed: needs a restart (ignored)");
+	if (G_CHANGED(redirect) || G_CHANGED(workers) || G_CHANGED(mark) ||
+	    G_CHANGED(mark_mask) || G_CHANGED(flow_entries) || G_CHANGED(dst_entries) ||
+	    G_CHANGED(cidr_entries) || G_CHANGED(ringbuf_bytes) || G_CHANGED(flow_events_all))
+		log_warn("reload: redirect, workers, mark, mark_mask, table sizes and flow_events "
+			 "need a restart (changes ignored)");
+}
+
+static void reload(void)
+{
+	struct cfg *ncfg;
+	char *errors = NULL;
+	int err;
+
+	log_info("reload: reading %s", D.opts.config_path ? D.opts.config_path : "<embedded>");
+	if (load_config(&D.opts, &ncfg)) {
+		log_error("reload: configuration has errors (above); still running the old one");
+		return;
+	}
+	warn_restart_only(&D.cfg->global, &ncfg->global);
+	err = outbounds_apply(ncfg, &D.plugins, host_table(), &errors);
+	if (err) {
+		print_errors(errors);
+		free(errors);
+		log_error("reload: outbounds failed (above); still running the old configuration");
+		cfg_free(ncfg);
+		return;
+	}
+	free(errors);
+	if (apply_rules(ncfg)) {
+		/* The outbounds already changed; the old rules stay live and still name them by
+		 * stable ids, so a flow classified by an old rule still finds its outbound. */
+		log_error("reload: rules not applied; the previous rules stay live");
+	}
+	dp_set_fail_closed(D.dp, ncfg->global.fail == CFG_FAIL_CLOSED);
+	if (D.opts.log_level < 0)
+		log_set_level(ncfg->global.log_level);
+	conn_opts_from(&D.copts, &ncfg->global);
+	for (unsigned i = 0; i < D.n_started; i++)
+		worker_set_opts(&D.workers[i], &D.copts);
+	cfg_free(D.prev_cfg);
+	D.prev_cfg = D.cfg;
+	D.cfg = ncfg;
+	log_info("reload: done");
+}
+
+/* ------------------------------------------------------------------------------ signals */
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	switch (w->signum) {
+	case SIGINT:
+	case SIGTERM:
+		log_info("%s: stopping", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+		loop_stop(&D.main);
+		break;
+	case SIGHUP:
+		reload();
+		break;
+	case SIGUSR1:
+		log_stats();
+		break;
+	}
+}
+
+static const char *config_get_cb(void *ctx, const char *section, const char *key)
+{
+	return D.cfg ? cfg_get(D.cfg, section, key) : NULL;
+}
+
+static int flow_lookup_cb(void *ctx, const struct xp_tuple *t, struct xp_flow *out)
+{
+	return dp_flow_lookup(D.dp, t, out);
+}
+
+static int dst_set_cb(void *ctx, const struct xp_dst_key *k, const struct xp_dst_verdict *v)
+{
+	return dp_dst_set(D.dp, k, v);
+}
+
+static int dst_del_cb(void *ctx, const struct xp_dst_key *k)
+{
+	return dp_dst_del(D.dp, k);
+}
+
+/* ------------------------------------------------------------------------------ start/stop */
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	/* Six descriptors per spliced connection (two sockets, two pipes). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			log_debug("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+	}
+}
+
+static int start_workers(void)
+{
+	unsigned n = dp_n_workers(D.dp);
+	int err;
+
+	D.workers = calloc(n, sizeof(*D.workers));
+	if (!D.workers)
+		return -ENOMEM;
+	D.n_workers = n;
+	for (unsigned i = 0; i < n; i++) {
+		int fd = dp_netns_socket(D.dp, AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+					 0);
+
+		if (fd < 0) {
+			log_error("worker %u: listener socket in the private netns: %s", i,
+				  strerror(-fd));
+			return fd;
+		}
+		err = conn_listen_tcp(fd);
+		if (!err)
+			err = dp_listener_set(D.dp, XP_LISTENER_TCP(i), fd);
+		if (!err)
+			err = worker_init(&D.workers[i], i, fd, &D.copts, route_connection, NULL);
+		if (err) {
+			log_error("worker %u: listener: %s", i, strerror(-err));
+			close(fd);
+			return err;
+		}
+		err = worker_start(&D.workers[i]);
+		if (err) {
+			log_error("worker %u: thread: %s", i, strerror(-err));
+			worker_fini(&D.workers[i]);
+			return err;
+		}
+		D.n_started++;
+	}
+	return 0;
+}
+
+static void stop_workers(void)
+{
+	for (unsigned i = 0; i < D.n_started; i++)
+		worker_stop(&D.workers[i]);
+	for (unsigned i = 0; i < D.n_started; i++) {
+		worker_join(&D.workers[i]);
+		worker_fini(&D.workers[i]);
+	}
+	free(D.workers);
+	D.workers = NULL;
+	D.n_started = D.n_workers = 0;
+}
+
+static void log_ready(void)
+{
+	const struct cfg_global *g = &D.cfg->global;
+	char lan[256] = "", wan[256] = "";
+
+	for (size_t i = 0; i < g->n_lan; i++)
+		snprintf(lan + strlen(lan), sizeof(lan) - strlen(lan), "%s%s", i ? "," : "",
+			 g->lan[i]);
+	for (size_t i = 0; i < g->n_wan; i++)
+		snprintf(wan + strlen(wan), sizeof(wan) - strlen(wan), "%s%s", i ? "," : "",
+			 g->wan[i]);
+	log_info("xproxyd %s ready: lan %s, wan %s, redirect %s (%s), %u workers, fail %s",
+		 XP_VERSION, lan[0] ? lan : "-", wan[0] ? wan : "-",
+		 dp_redirect_mode(D.dp) == XP_REDIRECT_PEER ? "peer" : "plain",
+		 dp_redirect_mode_why(D.dp), D.n_workers,
+		 g->fail == CFG_FAIL_CLOSED ? "closed" : "open");
+}
+
+static void teardown(void)
+{
+	struct ev_loop *loop = D.main_ready ? D.main.ev : NULL;
+
+	if (loop) {
+		ev_timer_stop(loop, &D.heartbeat_timer);
+		ev_timer_stop(loop, &D.janitor_timer);
+		ev_io_stop(loop, &D.events_io);
+		ev_io_stop(loop, &D.netlink_io);
+		ev_io_stop(loop, &D.lock_io);
+		ev_signal_stop(loop, &D.sig_int);
+		ev_signal_stop(loop, &D.sig_term);
+		ev_signal_stop(loop, &D.sig_hup);
+		ev_signal_stop(loop, &D.sig_usr1);
+	}
+	if (D.dp)
+		log_stats();
+	/* Workers first: their router reads the datapath's maps. Until dp_destroy() detaches
+	 * the programs, new proxied SYNs find no listener and are dropped; the client's
+	 * retransmission a second later is forwarded by the kernel as if we were not there. */
+	stop_workers();
+	dp_destroy(D.dp);
+	D.dp = NULL;
+	outbounds_clear();
+	if (D.main_ready) {
+		/* Instances retired above free themselves through posts to the main loop. */
+		loop_fini(&D.main);
+		D.main_ready = false;
+	}
+	plug_registry_free(&D.plugins);
+	host_counters_free();
+	cfg_free(D.cfg);
+	cfg_free(D.prev_cfg);
+	D.cfg = D.prev_cfg = NULL;
+	free(D.plugin_dir);
+	D.plugin_dir = NULL;
+	if (D.lock_fd >= 0)
+		close(D.lock_fd);
+	D.lock_fd = -1;
+}
+
+int daemon_run(const struct daemon_opts *o)
+{
+	struct dp_opts dpo = { 0 };
+	struct host_env env = { 0 };
+	char err[512] = "";
+	char *errors = NULL;
+	int rc;
+
+	D.opts = *o;
+	if (load_config(o, &D.cfg))
+		return 1;
+	log_set_level(o->log_level >= 0 ? o->log_level : D.cfg->global.log_level);
+	if (!o->config_path)
+		log_info("no -c given: running the embedded default configuration "
+			 "(xproxyd --print-default-config shows it)");
+
+	rc = instance_lock(err, sizeof(err));
+	if (rc < 0) {
+		log_error("%s", err);
+		goto err_out;
+	}
+	D.lock_fd = rc;
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+
+	if (loop_init(&D.main, 0, true, "main")) {
+		log_error("cannot create the main event loop");
+		goto err_out;
+	}
+	D.main_ready = true;
+
+	D.plugin_dir = resolve_plugin_dir(o, D.cfg);
+	if (!D.plugin_dir)
+		goto err_out;
+	rc = plug_registry_scan(&D.plugins, D.plugin_dir);
+	if (rc < 0) {
+		log_error("plugin directory %s: %s", D.plugin_dir, strerror(-rc));
+		goto err_out;
+	}
+	log_info("plugins: %d loaded from %s", rc, D.plugin_dir);
+
+	env.config_get = config_get_cb;
+	env.flow_lookup = flow_lookup_cb;
+	env.dst_set = dst_set_cb;
+	env.dst_del = dst_del_cb;
+	env.now_ns = dp_now_ns;
+	env.mark = D.cfg->global.mark;
+	host_set_env(&env);
+
+	rc = outbounds_apply(D.cfg, &D.plugins, host_table(), &errors);
+	if (rc) {
+		print_errors(errors);
+		free(errors);
+		log_error("outbounds could not be created (above)");
+		goto err_out;
+	}
+	free(errors);
+
+	rc = dp_create(D.cfg, &dpo, &D.dp, err, sizeof(err));
+	if (rc) {
+		log_error("datapath: %s", err[0] ? err : strerror(-rc));
+		goto err_out;
+	}
+	dp_set_fail_closed(D.dp, D.cfg->global.fail == CFG_FAIL_CLOSED);
+	dp_set_event_handler(D.dp, on_datapath_event, NULL);
+
+	conn_opts_from(&D.copts, &D.cfg->global);
+	if (start_workers())
+		goto err_out;
+	if (apply_rules(D.cfg))
+		goto err_out;
+
+	dp_heartbeat(D.dp);
+	ev_timer_init(&D.heartbeat_timer, heartbeat_cb, DP_HEARTBEAT_MS / 1000.0,
+		      DP_HEARTBEAT_MS / 1000.0);
+	ev_timer_start(D.main.ev, &D.heartbeat_timer);
+	ev_timer_init(&D.janitor_timer, janitor_cb, JANITOR_MS / 1000.0, JANITOR_MS / 1000.0);
+	ev_timer_start(D.main.ev, &D.janitor_timer);
+	ev_io_init(&D.events_io, events_cb, dp_events_fd(D.dp), EV_READ);
+	ev_io_start(D.main.ev, &D.events_io);
+	ev_io_init(&D.netlink_io, netlink_cb, dp_netlink_fd(D.dp), EV_READ);
+	ev_io_start(D.main.ev, &D.netlink_io);
+	ev_io_init(&D.lock_io, lock_accept_cb, D.lock_fd, EV_READ);
+	ev_io_start(D.main.ev, &D.lock_io);
+	ev_signal_init(&D.sig_int, signal_cb, SIGINT);
+	ev_signal_init(&D.sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&D.sig_hup, signal_cb, SIGHUP);
+	ev_signal_init(&D.sig_usr1, signal_cb, SIGUSR1);
+	ev_signal_start(D.main.ev, &D.sig_int);
+	ev_signal_start(D.main.ev, &D.sig_term);
+	ev_signal_start(D.main.ev, &D.sig_hup);
+	ev_signal_start(D.main.ev, &D.sig_usr1);
+
+	rc = dp_attach(D.dp, err, sizeof(err));
+	if (rc) {
+		log_error("datapath: %s", err[0] ? err : strerror(-rc));
+		goto err_out;
+	}
+	log_ready();
+
+	loop_run(&D.main);
+
+	teardown();
+	log_info("stopped; the machine is as it was");
+	return 0;
+
+err_out:
+	teardown();
+	return 1;
+}
+
+/* ------------------------------------------------------------------------------ -t */
+
+struct check_ids {
+	const struct cfg *cfg;
+};
+
+static int check_outbound_id(void *ctx, const char *name)
+{
+	const struct check_ids *c = ctx;
+
+	for (size_t i = 0; i < c->cfg->n_outbounds; i++)
+		if (!strcmp(c->cfg->outbounds[i].name, name))
+			return (int)i + 1;
+	return -ENOENT;
+}
+
+int daemon_check(const struct daemon_opts *o)
+{
+	struct plug_registry reg = { 0 };
+	struct rule_image img = { 0 };
+	struct check_ids ids;
+	struct cfg *cfg;
+	char *errors = NULL;
+	char *dir = NULL;
+	char err[512];
+	bool ok = true;
+	int rc;
+
+	if (load_config(o, &cfg))
+		return 1;
+	log_set_level(o->log_level >= 0 ? o->log_level : cfg->global.log_level);
+	dir = resolve_plugin_dir(o, cfg);
+	rc = dir ? plug_registry_scan(&reg, dir) : -ENOMEM;
+	if (rc < 0) {
+		fprintf(stderr, "plugin directory %s: %s\n", dir ? dir : "?", strerror(-rc));
+		ok = false;
+	}
+	for (size_t i = 0; ok && i < cfg->n_outbounds; i++) {
+		const struct cfg_outbound *ob = &cfg->outbounds[i];
+		struct plugin *p;
+		void *conf = NULL;
+
+		if (plug_resolve(&reg, ob->plugin, &p, err, sizeof(err))) {
+			fprintf(stderr, "%s:%d: [outbound.%s]: %s\n", cfg->path, ob->line, ob->name,
+				err);
+			ok = false;
+			continue;
+		}
+		if (!plug_has_kind(p, XP_KIND_OUTBOUND)) {
+			fprintf(stderr, "%s:%d: [outbound.%s]: plugin %s is not an outbound plugin\n",
+				cfg->path, ob->line, ob->name, p->name);
+			ok = false;
+			continue;
+		}
+		if (plug_config_fill(p, cfg->path, ob->section, &conf, &errors))
+			ok = false;
+		else
+			plug_config_free(p, conf);
+	}
+	print_errors(errors);
+	free(errors);
+	if (ok) {
+		ids.cfg = cfg;
+		rc = rules_compile(&cfg->route, 0, check_outbound_id, &ids, &img, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "%s: [route]: %s\n", cfg->path, err);
+			ok = false;
+		}
+	}
+	for (size_t i = 0; i < cfg->global.n_lan + cfg->global.n_wan; i++) {
+		const char *dev = i < cfg->global.n_lan ? cfg->global.lan[i]
+							 : cfg->global.wan[i - cfg->global.n_lan];
+
+		if (!if_nametoindex(dev))
+			fprintf(stderr, "%s: warning: device %s does not exist (yet)\n", cfg->path,
+				dev);
+	}
+	if (ok)
+		printf("%s: configuration OK: %zu outbounds, %zu rules (%zu kernel rules, %zu need "
+		       "a domain), plugins from %s\n",
+		       cfg->path, cfg->n_outbounds, cfg->route.n, img.n_rules, img.n_skipped, dir);
+	rule_image_free(&img);
+	plug_registry_free(&reg);
+	free(dir);
+	cfg_free(cfg);
+	return ok ? 0 : 1;
+}

@@ -28,7 +28,7 @@ xpt_topology
 xpt_nginx
 XPT_DLOG=$XPT_TMP/xproxyd.log
 bold "== router: xproxyd with its embedded configuration (xproxyd --print-default-config)"
-nsr "$XPROXYD" -l debug >"$XPT_DLOG" 2>&1 &
+ip netns exec "$XPT-rtr" "$XPROXYD" -l debug >"$XPT_DLOG" 2>&1 &
 XPT_DPID=$!
 XPT_PIDS="$XPT_PIDS $XPT_DPID"
 for _ in $(seq 1 100); do grep -q "ready:" "$XPT_DLOG" && break; sleep 0.1; done

@@ -5,7 +5,7 @@
 XP_BUILD_PKGS="meson ninja-build pkg-config gcc libc6-dev clang llvm clang-15 clang-16
 	libbpf-dev bpftool libelf-dev zlib1g-dev libev-dev libinih-dev libssl-dev"
 XP_TEST_PKGS="libcmocka-dev libclang-rt-14-dev nginx-light curl iproute2 python3 util-linux
-	procps iperf3 wrk qemu-system-x86 busybox-static libzstd-dev"
+	procps iputils-ping iperf3 wrk qemu-system-x86 busybox-static libzstd-dev"
 
 xp_install_deps() { # PACKAGES...
 	local missing=() p

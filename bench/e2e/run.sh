@@ -119,7 +119,7 @@ for i in range(1000):
 print("open", len(socks), flush=True)
 time.sleep(30)
 PY
-nsc python3 "$XPT_TMP/hold.py" "$P4" >"$XPT_TMP/hold.out" 2>&1 &
+ip netns exec "$XPT-cli" python3 "$XPT_TMP/hold.py" "$P4" >"$XPT_TMP/hold.out" 2>&1 &
 holder=$!
 XPT_PIDS="$XPT_PIDS $holder"
 for _ in $(seq 1 200); do grep -q open "$XPT_TMP/hold.out" && break; sleep 0.1; done

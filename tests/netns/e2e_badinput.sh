@@ -10,10 +10,10 @@ FAILINIT=${XPT_FAILINIT:?path to failinit.so}
 xpt_topology
 xpt_nginx
 
-expect_exit() { # WANT_RC PATTERN DESC -- CMD...
+expect_exit() { # WANT_RC PATTERN DESC -- CMD... (run in the router namespace)
 	local want=$1 pat=$2 what=$3 out rc
 	shift 4
-	out=$(timeout 20 "$@" 2>&1)
+	out=$(timeout 20 ip netns exec "$XPT-rtr" "$@" 2>&1)
 	rc=$?
 	[ $rc = "$want" ] || xpt_fail "$what: exit $rc, want $want; output: $out"
 	echo "$out" | grep -qE -- "$pat" || xpt_fail "$what: no line matching '$pat' in: $out"
@@ -24,27 +24,29 @@ expect_exit() { # WANT_RC PATTERN DESC -- CMD...
 printf '[global]\nlan = lan0\nworkers = many\n[nowhere]\n[route]\nrule = dst-cidr:10.0.0.1/8, DIRECT\n' \
 	>"$XPT_TMP/bad.ini"
 expect_exit 1 'bad.ini:3: .*workers' "-t reports a bad value with its line" -- \
-	nsr "$XPROXYD" -t -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
+	"$XPROXYD" -t -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
 expect_exit 1 'bad.ini:4: .*nowhere' "-t reports an unknown section with its line" -- \
-	nsr "$XPROXYD" -t -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
+	"$XPROXYD" -t -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
 expect_exit 1 'bad.ini:6: .*host bits' "-t reports a bad rule with its line" -- \
-	nsr "$XPROXYD" -t -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
+	"$XPROXYD" -t -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
 expect_exit 1 'bad.ini:3: ' "start refuses a malformed file" -- \
-	nsr "$XPROXYD" -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
+	"$XPROXYD" -c "$XPT_TMP/bad.ini" -P "$XPT_PLUGINS"
 xpt_config "$XPT_TMP/good.ini" < <(xpt_default_route)
 expect_exit 0 'configuration OK' "-t accepts a good file" -- \
-	nsr "$XPROXYD" -t -c "$XPT_TMP/good.ini" -P "$XPT_PLUGINS"
+	"$XPROXYD" -t -c "$XPT_TMP/good.ini" -P "$XPT_PLUGINS"
 expect_exit 1 'No such file|cannot' "a missing file" -- \
-	nsr "$XPROXYD" -c "$XPT_TMP/nonexistent.ini" -P "$XPT_PLUGINS"
+	"$XPROXYD" -c "$XPT_TMP/nonexistent.ini" -P "$XPT_PLUGINS"
 
 # A device that does not exist.
 sed 's/^lan = lan0$/lan = nosuch0/' "$XPT_TMP/good.ini" >"$XPT_TMP/nodev.ini"
 expect_exit 1 'nosuch0' "a missing lan device is named" -- \
-	nsr "$XPROXYD" -c "$XPT_TMP/nodev.ini" -P "$XPT_PLUGINS"
+	"$XPROXYD" -c "$XPT_TMP/nodev.ini" -P "$XPT_PLUGINS"
 
-# No privileges.
+# No privileges (the file and the plugins readable, so privileges are what is missing).
+chmod o+rx "$XPT_TMP"
+chmod o+r "$XPT_TMP/good.ini"
 expect_exit 1 'CAP_NET_ADMIN|root|privilege|permission' "without privileges" -- \
-	nsr setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
+	setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
 	"$XPROXYD" -c "$XPT_TMP/good.ini" -P "$XPT_PLUGINS"
 
 # A plugin whose init fails.
@@ -58,8 +60,9 @@ plugin = failinit
 [route]
 rule = dst-cidr:10.1.2.0/24, broken
 EOF2
-expect_exit 1 'failinit' "a plugin that fails init stops the start with its name" -- \
-	nsr "$XPROXYD" -c "$XPT_TMP/fi.ini" -P "$XPT_TMP/plugins"
+expect_exit 1 'fi.ini:[0-9]+: \[outbound.broken\] .*failinit.so: init failed' \
+	"a plugin that fails init stops the start, naming the section and the plugin" -- \
+	"$XPROXYD" -c "$XPT_TMP/fi.ini" -P "$XPT_TMP/plugins"
 [ -z "$(xpt_leftovers)" ] || xpt_fail "a failed start left: $(xpt_leftovers)"
 xpt_ok "failed starts left nothing behind"
 
@@ -71,6 +74,8 @@ rule = dst-cidr:10.1.2.0/24|10.1.5.99/32, proxy
 fallback = DIRECT
 EOF2
 xpt_start "$XPT_TMP/rt.ini"
+# one proxied request first: the worker's pipe cache (core/relay.c) fills on first use
+expect_peer "http://$P4/" "$PR4" "warm-up request through the proxy"
 fd0=$(ls /proc/$XPT_DPID/fd | wc -l)
 
 t0=$(date +%s%N)

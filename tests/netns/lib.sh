@@ -48,7 +48,7 @@ nss() { ip netns exec "$XPT-srv" "$@"; }
 xpt_require() {
 	[ "$(id -u)" = 0 ] || xpt_skip "needs root (network namespaces, BPF)"
 	local b
-	for b in ip tc curl nginx python3 "$@"; do
+	for b in ip tc ss ping curl nginx python3 "$@"; do
 		command -v "$b" >/dev/null || xpt_fail "missing $b (tests/run.sh installs the test packages)"
 	done
 	[ -x "$XPROXYD" ] || xpt_fail "no xproxyd at $XPROXYD (set XPT_BUILD)"
@@ -149,8 +149,8 @@ http {
   }
 }
 EOF
-	nss nginx -e "$XPT_TMP/ngx/error.log" -p "$XPT_TMP/ngx" -c "$XPT_TMP/ngx/nginx.conf" \
-		</dev/null >/dev/null 2>&1 &
+	ip netns exec "$XPT-srv" nginx -e "$XPT_TMP/ngx/error.log" -p "$XPT_TMP/ngx" \
+		-c "$XPT_TMP/ngx/nginx.conf" </dev/null >/dev/null 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	for _ in $(seq 1 50); do
 		nss ss -Htln 'sport = :80' | grep -q . && return 0
@@ -165,23 +165,29 @@ xpt_bigfile() {
 	sha256sum <"$XPT_TMP/ngx/www/$1" | cut -d' ' -f1 >"$XPT_TMP/$1.sha"
 }
 
-# xpt_config FILE: write a config; $1 extra [global] lines, the rest of stdin is appended.
-# The default route: 10.1.2/24 + fd00:1:2::/64 -> proxy, 10.1.3 -> DIRECT, 10.1.4 -> BLOCK.
+# xpt_config FILE [EXTRA]: write a config. EXTRA holds "key = value" [global] lines that
+# replace or add to the defaults below; the rest of the file comes from stdin.
 xpt_config() {
-	local f=$1 extra=${2:-}
+	local f=$1 extra=${2:-} line key i
+	local -a glob=("lan = lan0" "wan = wan0" "workers = 2" "log_level = debug")
+	while IFS= read -r line; do
+		[ -n "$line" ] || continue
+		key=${line%%=*}
+		key=${key// /}
+		for i in "${!glob[@]}"; do
+			[ "${glob[$i]%% *}" = "$key" ] && unset 'glob[i]'
+		done
+		glob+=("$line")
+	done <<<"$extra"
 	{
+		echo "[global]"
+		printf '%s\n' "${glob[@]}"
 		cat <<EOF
-[global]
-lan = lan0
-wan = wan0
-workers = 2
-log_level = debug
-$extra
 
 [outbound.proxy]
 plugin = direct
 
-[outbound.reject]
+[outbound.deny]
 plugin = block
 
 EOF
@@ -203,7 +209,8 @@ EOF
 xpt_start() {
 	local cfg=$1
 	XPT_DLOG=${2:-$XPT_TMP/xproxyd.log}
-	nsr "$XPROXYD" -c "$cfg" -P "$XPT_PLUGINS" >>"$XPT_DLOG" 2>&1 &
+	# not through nsr(): a function would put a subshell, not xproxyd, in $!
+	ip netns exec "$XPT-rtr" "$XPROXYD" -c "$cfg" -P "$XPT_PLUGINS" >>"$XPT_DLOG" 2>&1 &
 	XPT_DPID=$!
 	XPT_PIDS="$XPT_PIDS $XPT_DPID"
 	for _ in $(seq 1 100); do
