@@ -96,4 +96,14 @@ pid=$!
 wait "$pid"
 rc=$?
 pid=
+[ $rc -eq 0 ] || exit $rc
+
+# Without CAP_SYS_ADMIN, dp_create() must refuse with one clear line.
+if command -v setpriv >/dev/null; then
+	ip netns exec "$rtr" setpriv --bounding-set -sys_admin \
+		"$bin" --client "$cli" --server "$srv" --mode nocaps
+	rc=$?
+else
+	echo "setpriv (util-linux) not installed: the missing-capability case is not run"
+fi
 exit $rc

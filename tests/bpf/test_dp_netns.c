@@ -1111,6 +1111,19 @@ int main(int argc, char **argv)
 	}
 	REQUIRE(ns_client >= 0 && ns_server >= 0,
 		"usage: --client NS --server NS (run by dp_netns.sh)");
+	if (!strcmp(mode, "nocaps")) {
+		/* Run by dp_netns.sh without CAP_SYS_ADMIN in its bounding set. */
+		struct dp *dp = NULL;
+		struct cfg cfg;
+		char err[256];
+		int ret;
+
+		make_cfg(&cfg, CFG_REDIRECT_AUTO);
+		ret = dp_create(&cfg, NULL, &dp, err, sizeof(err));
+		CHECKF(ret == -EPERM && strstr(err, "missing CAP_SYS_ADMIN") && !dp, "%d %s", ret,
+		       err);
+		return t_done("test_dp_netns (no CAP_SYS_ADMIN)");
+	}
 	ns_router = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	REQUIRE(ns_router >= 0, "own netns");
 	signal(SIGPIPE, SIG_IGN);
