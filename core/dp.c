@@ -106,6 +106,7 @@ struct dp {
 	void *ev_ctx;
 
 	bool addr_resync;
+	bool local_full; /* an address did not fit into xp_local_addrs (this sync) */
 	bool local_full_warned;
 	bool flows_full_warned;
 	struct dp_cidr_keys gen_cidrs[2]; /* CIDR keys written for each generation */
@@ -626,6 +627,7 @@ static int local_add(struct dp *dp, const uint8_t key[16])
 		return 0;
 	if (errno == E2BIG || errno == ENOSPC) {
 		/* Traffic to the missing address may be hijacked: say so, once. */
+		dp->local_full = true;
 		if (!dp->local_full_warned)
 			log_warn("xp_local_addrs is full (%d addresses): traffic to further router "
 				 "addresses is not recognised as local",
@@ -661,6 +663,7 @@ static int local_addrs_sync(struct dp *dp)
 	}
 	if (ret)
 		goto out;
+	dp->local_full = false;
 	for (size_t i = 0; i < now.n && !ret; i++)
 		ret = local_add(dp, now.addrs[i]);
 	if (ret)
@@ -673,8 +676,14 @@ static int local_addrs_sync(struct dp *dp)
 	}
 	for (size_t i = 0; i < stale.n; i++)
 		bpf_map_delete_elem(fd, stale.addrs[i]);
-	if (stale.n < now.n) /* room again */
-		dp->local_full_warned = false;
+	if (dp->local_full && stale.n) {
+		/* The stale entries took room the current ones need. */
+		dp->local_full = false;
+		for (size_t i = 0; i < now.n && !ret; i++)
+			ret = local_add(dp, now.addrs[i]);
+	}
+	if (!dp->local_full)
+		dp->local_full_warned = false; /* everything fits: warn again next time */
 out:
 	free(now.addrs);
 	free(stale.addrs);

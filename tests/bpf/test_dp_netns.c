@@ -1005,6 +1005,24 @@ static void check_local_addrs(void)
 	w = land_addr(&t, rl, AF_INET, "10.9.2.180");
 	CHECKF(w == 'p', "after the burst of deletions, 10.9.2.180 went to '%c'", w);
 
+	/* More router addresses than xp_local_addrs holds, then all of them replaced by one
+	 * new address: the stale entries must not keep the new one out. */
+	out = t_cmd(
+		"for i in $(seq 0 1099); do echo addr add 10.77.$((i / 200)).$((i %% 200 + 1))/32 "
+		"dev lo; done | ip -batch -");
+	CHECKF(!out[0], "%s", out);
+	free(out);
+	settle(&t);
+	out = t_cmd("{ for i in $(seq 0 1099); do echo addr del 10.77.$((i / 200)).$((i %% 200 + "
+		    "1))/32 "
+		    "dev lo; done; echo addr add 10.9.2.78/32 dev lo; } | ip -batch -");
+	CHECKF(!out[0], "%s", out);
+	free(out);
+	settle(&t);
+	w = land_addr(&t, rl, AF_INET, "10.9.2.78");
+	CHECKF(w == 'r', "new address after a full xp_local_addrs went to '%c'", w);
+	free(t_cmd("ip addr del 10.9.2.78/32 dev lo"));
+
 	tdp_down(&t);
 	close(rl);
 }
