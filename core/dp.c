@@ -1266,7 +1266,6 @@ static int check_image(const struct dp *dp, const struct rule_image *img)
 int dp_rules_apply(struct dp *dp, const struct rule_image *img)
 {
 	struct dp_cidr_keys *mine = &dp->gen_cidrs[img->gen & 1];
-	struct dp_cidr_keys *old = &dp->gen_cidrs[(img->gen & 1) ^ 1];
 	int rfd = bpf_map__fd(dp->rules), pfd = bpf_map__fd(dp->pranges);
 	int cfd = bpf_map__fd(dp->cidrs);
 	int ret;
@@ -1274,10 +1273,11 @@ int dp_rules_apply(struct dp *dp, const struct rule_image *img)
 	ret = check_image(dp, img);
 	if (ret)
 		return ret;
-	/* The apply that made the other generation live emptied this one; should that ever not
-	 * hold, start clean rather than leak keys into the new image. */
-	if (mine->n)
-		cidrs_delete(dp, mine);
+	/* This generation's slots still hold the rules that were live two applies ago. Their
+	 * CIDR keys are deleted only now, a whole reload after they stopped being live, so a
+	 * packet that read rules_gen just before the previous flip never finds its set gone
+	 * half-way through its rule walk. */
+	cidrs_delete(dp, mine);
 
 	for (size_t i = 0; i < img->n_rules; i++) {
 		uint32_t key = img->set.first + (uint32_t)i;
@@ -1305,12 +1305,11 @@ int dp_rules_apply(struct dp *dp, const struct rule_image *img)
 		mine->keys[mine->n++] = img->cidrs[i].key;
 	}
 
-	/* The ruleset of the idle generation, then the flip: one aligned 32-bit store. */
+	/* The ruleset of the idle generation, then the flip: one aligned 32-bit store. The old
+	 * generation's entries stay until the next apply (see above), which is why cidr_entries
+	 * must hold two generations. */
 	dp->ctl->rulesets[img->gen] = img->set;
 	__atomic_store_n(&dp->ctl->rules_gen, img->gen, __ATOMIC_RELEASE);
-
-	/* Nothing reads the old generation's set ids any more. */
-	cidrs_delete(dp, old);
 	return 0;
 }
 
