@@ -65,7 +65,7 @@ grep -E 'flow new proto 6 10\.1\.1\.2|flow new proto 6 \[fd00:1:1::2\]' "$XPT_DL
 	sed -E 's/^[^ ]+ [A-Z]+ +//; s/^/   /' | head -12
 kill -USR1 $XPT_DPID
 sleep 0.3
-grep 'stats:' "$XPT_DLOG" | tail -3 | sed -E 's/^[^ ]+ [A-Z]+ +//; s/^/   /'
+grep -E 'stats: (flows|connections)' "$XPT_DLOG" | tail -2 | sed -E 's/^[^ ]+ [A-Z]+ +//; s/^/   /'
 echo
 echo "   Domain-based routing (DNS answers, TLS/HTTP/QUIC sniffing) arrives with the DNS and"
 echo "   sniffing plugins; this build routes by address, port, protocol and source."

@@ -152,6 +152,7 @@ EOF
 	ip netns exec "$XPT-srv" nginx -e "$XPT_TMP/ngx/error.log" -p "$XPT_TMP/ngx" \
 		-c "$XPT_TMP/ngx/nginx.conf" </dev/null >/dev/null 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
+	disown $! # cleanup kills it; no job notice
 	for _ in $(seq 1 50); do
 		nss ss -Htln 'sport = :80' | grep -q . && return 0
 		sleep 0.1
