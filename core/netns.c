@@ -295,6 +295,14 @@ static int setup_inside(void *arg)
 		err = sysctl_set(s, "net/ipv4/conf/%s/rp_filter", p->peer, "0");
 	if (!err)
 		err = sysctl_set(s, "net/ipv4/conf/%s/accept_local", p->peer, "1");
+	/* No TIME_WAIT here. A proxied connection the server closes first leaves our client-side
+	 * socket in TIME_WAIT with the client's 4-tuple; the client, which has no TIME_WAIT of its
+	 * own, soon reuses the port, and bpf_sk_assign() hands the new SYN straight to the
+	 * listener, past the TIME_WAIT socket that would have accepted it, so the new connection
+	 * collides with it and stalls. The sysctl is per netns (it covers IPv6 as well); the
+	 * only loss is the re-ACK of a retransmitted final FIN, answered with a RST instead. */
+	if (!err)
+		err = sysctl_set(s, "net/ipv4/%s", "tcp_max_tw_buckets", "0");
 	if (err)
 		goto out;
 	/* No /proc/sys/net/ipv6: IPv6 is disabled in this kernel; run IPv4 only. */

@@ -60,6 +60,40 @@ PY
 [ "$got" = "$want" ] || xpt_fail "20 MB upload differs or the half-closed answer was lost ('$got')"
 xpt_ok "20 MB upload byte-identical, answer after the client's half-close delivered"
 
+# Port reuse: new connections on the 4-tuples of connections that just ended (nginx closes
+# first, so the client keeps no TIME_WAIT and may reuse its port at once, as busy clients do).
+# A proxy-side TIME_WAIT in the private netns would stall each reuse for a SYN timeout.
+cat >"$XPT_TMP/reuse.py" <<'PY'
+import socket, sys
+dst, fails = sys.argv[1], 0
+for i in range(200):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.1.1.2", 41000 + i % 4))
+    s.settimeout(2)
+    try:
+        s.connect((dst, 80))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        if b" 200 " not in data:
+            fails += 1
+    except OSError as e:
+        fails += 1
+        print("connection %d: %s" % (i, e), file=sys.stderr)
+    s.close()
+    if fails >= 3:
+        break  # enough to know; do not wait out 200 timeouts
+print(fails)
+PY
+fails=$(nsc python3 "$XPT_TMP/reuse.py" "$P4")
+[ "$fails" = 0 ] || xpt_fail "$fails of 200 connections reusing 4 client ports failed or stalled"
+xpt_ok "200 connections reusing the same 4 client ports through the proxy all completed"
+
 # 200 concurrent connections, each a full request; twice, to see descriptors stay flat.
 burst() {
 	seq 1 200 | nsc xargs -P 200 -I{} curl -s --max-time 20 -o /dev/null -w '%{http_code}\n' \
