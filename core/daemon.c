@@ -625,6 +625,8 @@ static void log_ready(void)
 		 dp_redirect_mode(D.dp) == XP_REDIRECT_PEER ? "peer" : "plain",
 		 dp_redirect_mode_why(D.dp), D.n_workers,
 		 g->fail == CFG_FAIL_CLOSED ? "closed" : "open");
+	log_info("private netns: nsenter --net=/proc/%d/fd/%d (the listeners live there)",
+		 (int)getpid(), dp_netns_fd(D.dp));
 }
 
 static void teardown(void)

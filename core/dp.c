@@ -1129,6 +1129,11 @@ unsigned dp_n_workers(const struct dp *dp)
 	return dp->n_workers;
 }
 
+int dp_netns_fd(const struct dp *dp)
+{
+	return netns_fd(dp->ns);
+}
+
 int dp_netns_socket(struct dp *dp, int domain, int type, int protocol)
 {
 	return netns_socket(dp->ns, domain, type, protocol);

@@ -66,6 +66,9 @@ const char *dp_redirect_mode_why(const struct dp *dp); /* "kernel 6.18 >= 6.8", 
  * that is 0, capped at XP_MAX_WORKERS. The daemon starts this many workers. */
 unsigned dp_n_workers(const struct dp *dp);
 
+/* The fd the daemon holds on its private netns (for "nsenter --net=/proc/PID/fd/N"). */
+int dp_netns_fd(const struct dp *dp);
+
 /* Sockets inside the private netns (for listeners). fd or -errno. */
 int dp_netns_socket(struct dp *dp, int domain, int type, int protocol);
 /* Put/remove a listener in xp_listeners (key: XP_LISTENER_TCP(i) / XP_LISTENER_UDP(i)). */
