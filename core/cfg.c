@@ -1207,7 +1207,7 @@ static void set_defaults(struct parser *ps)
 	g->idle_timeout_ms = 10 * 60 * 1000;
 	g->halfclose_timeout_ms = 60 * 1000;
 	g->max_connections = 65536;
-	g->buffer_bytes = 64 * 1024;
+	g->buffer_bytes = 1024 * 1024;
 
 	ps->cfg->route.fallback.kind = RT_DIRECT;
 	ps->cfg->route.fallback.target = xstrdup(ps, "DIRECT");

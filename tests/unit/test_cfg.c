@@ -136,7 +136,7 @@ static void test_defaults(void **state)
 	assert_int_equal(g->idle_timeout_ms, 600000);
 	assert_int_equal(g->halfclose_timeout_ms, 60000);
 	assert_int_equal(g->max_connections, 65536);
-	assert_int_equal(g->buffer_bytes, 65536);
+	assert_int_equal(g->buffer_bytes, 1024 * 1024);
 	assert_int_equal(c->n_outbounds, 0);
 	assert_int_equal(c->route.n, 0);
 	assert_int_equal(c->route.fallback.kind, RT_DIRECT);
