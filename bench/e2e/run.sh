@@ -39,7 +39,7 @@ sleep 0.5
 
 cfg() { # FILE VERDICT
 	printf '[route]\nrule = dst-cidr:10.1.2.0/24, %s\nfallback = DIRECT\n' "$2" |
-		xpt_config "$1" "log_level = warn"
+		xpt_config "$1" "log_level = info"
 }
 cfg "$XPT_TMP/direct.ini" DIRECT
 cfg "$XPT_TMP/proxy.ini" proxy
@@ -88,6 +88,7 @@ conn_rate() {
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
+read -r _ U0 N0 S0 I0 W0 Q0 SQ0 ST0 _ </proc/stat # hypervisor steal over the run
 for ((r = 0; r < ROUNDS; r++)); do
 	cases=(forward direct proxy)
 	for ((k = 0; k < 3; k++)); do
@@ -106,6 +107,10 @@ for ((r = 0; r < ROUNDS; r++)); do
 		reset_state
 	done
 done
+
+read -r _ U1 N1 S1 I1 W1 Q1 SQ1 ST1 _ </proc/stat
+TOT=$(((U1 + N1 + S1 + I1 + W1 + Q1 + SQ1 + ST1) - (U0 + N0 + S0 + I0 + W0 + Q0 + SQ0 + ST0)))
+STEAL=$((100 * (ST1 - ST0) / (TOT ? TOT : 1)))
 
 # RSS: idle, then with 1,000 proxied connections held open.
 up proxy
@@ -131,7 +136,7 @@ down
 
 cat >"$XPT_TMP/report.py" <<'PY'
 import statistics as st, sys
-raw, idle, busy, held, rounds, dur = sys.argv[1:]
+raw, idle, busy, held, rounds, dur, steal = sys.argv[1:]
 data = {}
 for line in open(raw):
     c, m, v = line.rstrip("\n").split("\t")
@@ -153,7 +158,19 @@ for m, label in (("tcp1", "TCP 1 stream Gbit/s"), ("tcp4", "TCP 4 streams Gbit/s
             s += " (%.2fx)" % (x / b)
         row += "%18s" % s
     print(row)
+print("spread (min..max over rounds):")
+for m, label in (("tcp1", "TCP 1 stream Gbit/s"), ("tcp4", "TCP 4 streams Gbit/s"),
+                 ("conn", "new connections/s")):
+    row = "%-26s" % label
+    for c in cases:
+        v = data.get((c, m))
+        fmt = "%.1f" if m != "conn" else "%.0f"
+        row += "%18s" % ((fmt + ".." + fmt) % (min(v), max(v)) if v else "-")
+    print(row)
 print("xproxyd RSS: idle %.1f MiB, with %s open proxied connections %.1f MiB"
       % (int(idle or 0) / 1024, held, int(busy or 0) / 1024))
+print("CPU stolen by the hypervisor during the run: %s%% (high values make every figure noisy)"
+      % steal)
 PY
-python3 "$XPT_TMP/report.py" "$RAW" "${idle:-0}" "${busy:-0}" "${held:-0}" "$ROUNDS" "$DUR"
+python3 "$XPT_TMP/report.py" "$RAW" "${idle:-0}" "${busy:-0}" "${held:-0}" "$ROUNDS" "$DUR" \
+	"$STEAL"
