@@ -74,6 +74,13 @@ struct dp_cidr_keys {
 	size_t n;
 };
 
+/* Where the janitor is in a map's sweep (see dp_janitor()). */
+struct sweep {
+	uint32_t cursor;  /* the kernel's batch token (a bucket index for hash maps) */
+	bool started;	  /* cursor valid */
+	uint64_t seen;	  /* entries seen in the current sweep */
+};
+
 struct dp {
 	struct bpf_object *obj;
 	struct xproxy_bpf *skel; /* NULL when loaded from dp_opts.bpf_obj */
@@ -109,6 +116,8 @@ struct dp {
 	bool local_full; /* an address did not fit into xp_local_addrs (this sync) */
 	bool local_full_warned;
 	bool flows_full_warned;
+	struct sweep jan_flows; /* janitor cursors, see dp_janitor() */
+	struct sweep jan_dst;
 	struct dp_cidr_keys gen_cidrs[2]; /* CIDR keys written for each generation */
 };
 
@@ -1365,51 +1374,111 @@ static int delete_keys(int fd, const struct key_list *l)
 	return n;
 }
 
+/*
+ * One map's sweep, spread over janitor ticks. Batched lookups (bpf_map_lookup_batch, kernel
+ * >= 5.6) read BATCH entries per system call, and a tick stops once it has seen BUDGET entries
+ * (one batch more at most: the kernel hands out whole hash buckets, so the last batch cannot
+ * be cut short) and resumes from the kernel's batch cursor on the next one: the main loop is
+ * never held for
+ * long whatever the table size (16 M flows at two syscalls an entry would stall it for
+ * seconds, long enough for the heartbeat to go stale and the datapath to fail open).
+ * Entries inserted or removed meanwhile may be seen twice or not at all in a sweep; a
+ * janitor can live with that.
+ */
+#define JANITOR_BATCH 1024
+#define JANITOR_BUDGET (64 * JANITOR_BATCH)
+
+/* Look at up to JANITOR_BUDGET entries, adding the keys `dead(key, value)` selects to l.
+ * Returns 1 when the sweep completed, 0 when it will go on next time, -errno on error. */
+static int sweep_step(int fd, struct sweep *sw, size_t ksz, size_t vsz,
+		      bool (*dead)(const void *key, const void *val, uint64_t now), uint64_t now,
+		      struct key_list *l)
+{
+	char *keys = malloc(JANITOR_BATCH * ksz), *vals = malloc(JANITOR_BATCH * vsz);
+	uint32_t budget = JANITOR_BUDGET, out;
+	int ret = 0, err;
+
+	if (!keys || !vals) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while (budget) {
+		__u32 n = JANITOR_BATCH;
+
+		err = bpf_map_lookup_batch(fd, sw->started ? &sw->cursor : NULL, &out, keys, vals,
+					   &n, NULL);
+		if (err && err != -ENOENT && errno != ENOENT) {
+			ret = err < 0 ? err : -errno;
+			goto out;
+		}
+		for (__u32 i = 0; i < n; i++)
+			if (dead(keys + i * ksz, vals + i * vsz, now) &&
+			    (ret = key_list_add(l, keys + i * ksz)))
+				goto out;
+		sw->seen += n;
+		budget = budget > n ? budget - n : 0;
+		if (err) { /* -ENOENT: no more entries, the sweep is complete */
+			sw->started = false;
+			ret = 1;
+			goto out;
+		}
+		sw->cursor = out;
+		sw->started = true;
+	}
+out:
+	free(keys);
+	free(vals);
+	return ret;
+}
+
+static bool flow_dead(const void *key, const void *val, uint64_t now)
+{
+	return flow_expired(key, val, now);
+}
+
+static bool dst_dead(const void *key, const void *val, uint64_t now)
+{
+	const struct xp_dst_verdict *v = val;
+
+	return v->expires_ns && v->expires_ns <= now;
+}
+
 int dp_janitor(struct dp *dp)
 {
 	struct key_list dead = {.size = sizeof(struct xp_tuple)};
 	struct key_list dead_dst = {.size = sizeof(struct xp_dst_key)};
 	int ffd = bpf_map__fd(dp->flows), dfd = bpf_map__fd(dp->dst_verdicts);
 	uint32_t max = bpf_map__max_entries(dp->flows);
-	struct xp_tuple key, next;
-	struct xp_dst_key dkey, dnext;
-	struct xp_flow f;
-	struct xp_dst_verdict v;
-	uint64_t now = dp_now_ns(), count = 0;
-	int ret = 0, r, removed;
+	uint64_t now = dp_now_ns(), count;
+	int ret, done;
 
-	/* Collect first, delete afterwards: deleting the cursor key makes get_next_key start
-	 * over from the beginning. */
-	for (r = bpf_map_get_next_key(ffd, NULL, &next); r == 0;
-	     r = bpf_map_get_next_key(ffd, &key, &next)) {
-		key = next;
-		if (bpf_map_lookup_elem(ffd, &key, &f))
-			continue;
-		count++;
-		if (flow_expired(&key, &f, now) && (ret = key_list_add(&dead, &key)))
-			goto out;
+	done = sweep_step(ffd, &dp->jan_flows, sizeof(struct xp_tuple), sizeof(struct xp_flow),
+			  flow_dead, now, &dead);
+	if (done < 0) {
+		ret = done;
+		goto out;
 	}
-	for (r = bpf_map_get_next_key(dfd, NULL, &dnext); r == 0;
-	     r = bpf_map_get_next_key(dfd, &dkey, &dnext)) {
-		dkey = dnext;
-		if (bpf_map_lookup_elem(dfd, &dkey, &v))
-			continue;
-		if (v.expires_ns && v.expires_ns <= now && (ret = key_list_add(&dead_dst, &dkey)))
-			goto out;
+	if (done) {
+		/* A whole sweep seen: judge how full the table is. */
+		count = dp->jan_flows.seen;
+		dp->jan_flows.seen = 0;
+		if (count * 10 >= (uint64_t)max * 9) {
+			if (!dp->flows_full_warned)
+				log_warn("xp_flows is %llu%% full (%llu of %u): raise flow_entries",
+					 (unsigned long long)(count * 100 / max),
+					 (unsigned long long)count, max);
+			dp->flows_full_warned = true;
+		} else if (count * 10 < (uint64_t)max * 8) {
+			dp->flows_full_warned = false; /* warn again on the next climb */
+		}
 	}
-
-	if (count * 10 >= (uint64_t)max * 9) {
-		if (!dp->flows_full_warned)
-			log_warn("xp_flows is %llu%% full (%llu of %u): raise flow_entries",
-				 (unsigned long long)(count * 100 / max), (unsigned long long)count,
-				 max);
-		dp->flows_full_warned = true;
-	} else if (count * 10 < (uint64_t)max * 8) {
-		dp->flows_full_warned = false; /* warn again on the next climb */
-	}
-	removed = delete_keys(ffd, &dead);
-	removed += delete_keys(dfd, &dead_dst);
-	ret = removed;
+	ret = sweep_step(dfd, &dp->jan_dst, sizeof(struct xp_dst_key),
+			 sizeof(struct xp_dst_verdict), dst_dead, now, &dead_dst);
+	if (ret < 0)
+		goto out;
+	if (ret)
+		dp->jan_dst.seen = 0;
+	ret = delete_keys(ffd, &dead) + delete_keys(dfd, &dead_dst);
 out:
 	free(dead.keys);
 	free(dead_dst.keys);

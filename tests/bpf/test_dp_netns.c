@@ -1027,6 +1027,67 @@ static void check_local_addrs(void)
 	close(rl);
 }
 
+/* The janitor sweeps in bounded steps (~64 Ki entries a tick, read in batches): with more
+ * expired entries than one step looks at, the first call cannot finish, later calls resume
+ * where it stopped, every expired entry goes and every live one stays. */
+static void check_janitor(void)
+{
+	struct dp_opts opts = {.bpf_obj = bpf_obj, .no_lan_wan = true};
+	struct xp_dst_verdict dv = {.verdict = XP_V_DIRECT};
+	struct xp_dst_key dk = {0};
+	enum { N_DEAD = 100000, N_LIVE = 50 };
+	struct dp *dp = NULL;
+	struct cfg cfg;
+	char err[256];
+	int ret, calls = 0, removed = 0, first = -1;
+
+	fprintf(stderr, "--- janitor in bounded steps\n");
+	make_cfg(&cfg, CFG_REDIRECT_AUTO);
+	cfg.global.dst_entries = 131072;
+	ret = dp_create(&cfg, &opts, &dp, err, sizeof(err));
+	CHECKF(ret == 0, "janitor: %s", err);
+	if (ret)
+		return;
+	addr16(AF_INET, "198.18.0.0", dk.addr);
+	dv.expires_ns = dp_now_ns() - 1;
+	for (uint32_t i = 0; i < N_DEAD + N_LIVE; i++) {
+		if (i == N_DEAD)
+			dv.expires_ns = dp_now_ns() + 3600 * 1000000000ULL;
+		dk.addr[13] = (uint8_t)(i >> 16);
+		dk.addr[14] = (uint8_t)(i >> 8);
+		dk.addr[15] = (uint8_t)i;
+		if (dp_dst_set(dp, &dk, &dv)) {
+			CHECKF(0, "dst_set %u: %s", i, strerror(errno));
+			break;
+		}
+	}
+	while (calls < 10) {
+		ret = dp_janitor(dp);
+		CHECKF(ret >= 0, "janitor: %d", ret);
+		if (ret <= 0)
+			break;
+		if (first < 0)
+			first = ret;
+		removed += ret;
+		calls++;
+	}
+	/* a step looks at 64 Ki entries, plus at most one batch (1 Ki) past them */
+	CHECKF(first > 0 && first < 65 * 1024, "first step removed %d (bound 66560)", first);
+	CHECKF(calls >= 2, "a %d-entry sweep took %d steps (want >= 2)", N_DEAD + N_LIVE, calls);
+	CHECKF(removed == N_DEAD, "removed %d expired entries, want %d", removed, N_DEAD);
+	for (uint32_t i = N_DEAD; i < N_DEAD + N_LIVE; i++) {
+		dk.addr[13] = (uint8_t)(i >> 16);
+		dk.addr[14] = (uint8_t)(i >> 8);
+		dk.addr[15] = (uint8_t)i;
+		if (dp_dst_del(dp, &dk) != 0) {
+			CHECKF(0, "live entry %u was removed", i);
+			break;
+		}
+	}
+	dp_destroy(dp);
+	check_clean("janitor");
+}
+
 /* dp_opts.no_lan_wan: the pair and the maps only; nothing on the LAN/WAN devices. And L3
  * devices (no link-layer header) get the _l3 programs. */
 static void check_variants(void)
@@ -1167,6 +1228,7 @@ int main(int argc, char **argv)
 		check_rules();
 		check_local_addrs();
 		check_variants();
+		check_janitor();
 	}
 	return t_done("test_dp_netns");
 }
