@@ -55,7 +55,7 @@ struct daemon {
 	ev_io lock_io;
 	ev_io events_io;
 	ev_io netlink_io;
-	ev_timer heartbeat_timer;
+	xp_timer_t *heartbeat; /* on worker 0's loop, see start_heartbeat() */
 	ev_timer janitor_timer;
 	ev_signal sig_int, sig_term, sig_hup, sig_usr1;
 	uint64_t events_bad;
@@ -382,9 +382,27 @@ static void netlink_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ------------------------------------------------------------------------------ timers */
 
-static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* The heartbeat says "this daemon can proxy", so it ticks on a worker's loop, not the main
+ * one: a long reload (a huge CIDR file parsed and loaded) may hold the main loop for seconds,
+ * and must not make the datapath fail open while the workers serve connections. */
+static void heartbeat_cb(xp_timer_t *t, void *arg)
 {
 	dp_heartbeat(D.dp);
+}
+
+static void heartbeat_start_post(void *arg)
+{
+	D.heartbeat = loop_timer_new(&D.workers[0].loop, heartbeat_cb, NULL);
+	if (D.heartbeat)
+		loop_timer_set(D.heartbeat, DP_HEARTBEAT_MS, DP_HEARTBEAT_MS);
+	else
+		log_error("heartbeat timer: out of memory");
+}
+
+static void heartbeat_stop_post(void *arg)
+{
+	loop_timer_free(D.heartbeat);
+	D.heartbeat = NULL;
 }
 
 static void janitor_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -598,12 +616,18 @@ static int start_workers(void)
 
 static void stop_workers(void)
 {
+	/* Posted before the stop so it runs on worker 0's own loop; if it could not be posted,
+	 * it is freed after the join, once no thread runs that loop but before it is destroyed. */
+	if (D.n_started && D.heartbeat)
+		loop_post(&D.workers[0].loop, heartbeat_stop_post, NULL);
 	for (unsigned i = 0; i < D.n_started; i++)
 		worker_stop(&D.workers[i]);
-	for (unsigned i = 0; i < D.n_started; i++) {
+	for (unsigned i = 0; i < D.n_started; i++)
 		worker_join(&D.workers[i]);
+	if (D.heartbeat)
+		heartbeat_stop_post(NULL);
+	for (unsigned i = 0; i < D.n_started; i++)
 		worker_fini(&D.workers[i]);
-	}
 	free(D.workers);
 	D.workers = NULL;
 	D.n_started = D.n_workers = 0;
@@ -634,7 +658,6 @@ static void teardown(void)
 	struct ev_loop *loop = D.main_ready ? D.main.ev : NULL;
 
 	if (loop) {
-		ev_timer_stop(loop, &D.heartbeat_timer);
 		ev_timer_stop(loop, &D.janitor_timer);
 		ev_io_stop(loop, &D.events_io);
 		ev_io_stop(loop, &D.netlink_io);
@@ -743,9 +766,10 @@ int daemon_run(const struct daemon_opts *o)
 		goto err_out;
 
 	dp_heartbeat(D.dp);
-	ev_timer_init(&D.heartbeat_timer, heartbeat_cb, DP_HEARTBEAT_MS / 1000.0,
-		      DP_HEARTBEAT_MS / 1000.0);
-	ev_timer_start(D.main.ev, &D.heartbeat_timer);
+	if (loop_post(&D.workers[0].loop, heartbeat_start_post, NULL)) {
+		log_error("cannot start the heartbeat on worker 0");
+		goto err_out;
+	}
 	ev_timer_init(&D.janitor_timer, janitor_cb, JANITOR_MS / 1000.0, JANITOR_MS / 1000.0);
 	ev_timer_start(D.main.ev, &D.janitor_timer);
 	ev_io_init(&D.events_io, events_cb, dp_events_fd(D.dp), EV_READ);
