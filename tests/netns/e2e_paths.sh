@@ -13,7 +13,15 @@ xpt_init "p$MODE"
 xpt_topology
 xpt_nginx
 
-xpt_config "$XPT_TMP/x.ini" "redirect = $MODE" < <(xpt_default_route)
+# The eventlog test plugin (tests/netns/plugins) logs every flow event it is given.
+EVENTLOG=${XPT_EVENTLOG:?path to eventlog.so}
+mkdir -p "$XPT_TMP/plugins"
+ln -s "$XPT_PLUGINS"/*.so "$EVENTLOG" "$XPT_TMP/plugins/"
+XPT_PLUGINS=$XPT_TMP/plugins
+{
+	printf '[outbound.events]\nplugin = eventlog\n\n'
+	xpt_default_route
+} | xpt_config "$XPT_TMP/x.ini" "redirect = $MODE"
 xpt_start "$XPT_TMP/x.ini"
 grep -q "redirect $MODE" "$XPT_DLOG" || xpt_fail "daemon did not use redirect mode $MODE"
 
@@ -47,6 +55,13 @@ xpt_ok "router-originated connections to the proxy network were proxied (accepte
 grep -q 'flow new proto 6 .*10.1.3.2:80: DIRECT (rule, rule 2)' "$XPT_DLOG" ||
 	xpt_fail "no FLOW_NEW event for the DIRECT flow in the log"
 xpt_ok "flow events reach the daemon"
+grep -q "\[eventlog\] eventlog: flow-new $C4:[0-9]* -> $D4:80 route 1 source 3 rule 2" \
+	"$XPT_DLOG" || xpt_fail "the subscribed plugin did not get the DIRECT flow's FLOW_NEW"
+grep -q "\[eventlog\] eventlog: flow-new $C4:[0-9]* -> $P4:80 route 3 source 3 rule 1 outbound proxy" \
+	"$XPT_DLOG" || xpt_fail "the subscribed plugin did not get the proxied flow's FLOW_NEW"
+grep -q "eventlog: flow-end .* -> $P4:80" "$XPT_DLOG" ||
+	xpt_fail "the subscribed plugin did not get a FLOW_END"
+xpt_ok "flow events reach the plugin that subscribed (FLOW_NEW with route, source, rule, outbound; FLOW_END)"
 
 xpt_stop TERM
 [ "$XPT_DRC" = 0 ] || xpt_fail "xproxyd exit code $XPT_DRC after SIGTERM"

@@ -53,7 +53,7 @@ static const struct xp_plugin_desc desc = {
 	.outbound = &ops,
 };
 
-XP_PLUGIN_EXPORT const struct xp_plugin_desc *xp_plugin_query(uint32_t host_abi)
+const struct xp_plugin_desc *xp_plugin_query(uint32_t host_abi)
 {
 	return &desc;
 }
