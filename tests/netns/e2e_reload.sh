@@ -36,12 +36,27 @@ wait $dl || xpt_fail "the open download failed across the reload"
 	xpt_fail "the download that spanned the reload is corrupt"
 xpt_ok "a connection open across SIGHUP completed byte-identical"
 
+# Outbound options reload: the same outbound name now uses the block plugin, so new
+# connections through it are reset by xproxyd (instead of being connected upstream).
+sed -i '/^\[outbound.proxy\]$/,/^$/ s/^plugin = direct$/plugin = block/' "$XPT_TMP/x.ini"
+grep -A1 '^\[outbound.proxy\]' "$XPT_TMP/x.ini" | grep -q 'plugin = block' || xpt_fail "test edit"
+n=$(grep -c 'reload: done' "$XPT_DLOG")
+kill -HUP $XPT_DPID
+for _ in $(seq 1 50); do [ "$(grep -c 'reload: done' "$XPT_DLOG")" -gt "$n" ] && break; sleep 0.1; done
+got=$(peer_of "http://$S4/")
+[ -z "$got" ] || xpt_fail "after the outbound reload nginx still answered ('$got')"
+nsc curl -s --max-time 3 -o /dev/null "http://$S4/"
+rc=$?
+[ $rc = 56 ] || [ $rc = 52 ] || [ $rc = 7 ] || xpt_fail "outbound reload: curl exit $rc (want a reset)"
+xpt_ok "an outbound whose options changed serves new connections with the new instance"
+
 # A broken file: refused, the running configuration stays.
 printf '[global]\nlan = lan0\nbogus_key = 1\n' >"$XPT_TMP/x.ini"
 kill -HUP $XPT_DPID
 for _ in $(seq 1 50); do grep -q 'still running the old one' "$XPT_DLOG" && break; sleep 0.1; done
 grep -q "x.ini:3: " "$XPT_DLOG" || xpt_fail "the reload error did not name file:line"
-expect_peer "http://$S4/" "10.1.5.1" "after a bad reload the previous rules still apply"
+expect_peer "http://$P4/" "$C4" "after a bad reload the previous rules still apply"
+[ -z "$(peer_of "http://$S4/")" ] || xpt_fail "after a bad reload the previous outbound changed"
 kill -0 $XPT_DPID || xpt_fail "xproxyd died on a bad reload"
 xpt_stop TERM
 [ -z "$(xpt_leftovers)" ] || xpt_fail "left behind: $(xpt_leftovers)"
