@@ -2,7 +2,7 @@
 # deps.sh - install the Debian packages the build, the tests and the demo need (sourced).
 # Only what is missing is installed; services are not started by the packages (policy-rc.d),
 # so nothing listens on the host after an install.
-XP_BUILD_PKGS="meson ninja-build pkg-config gcc libc6-dev clang llvm clang-15 clang-16
+XP_BUILD_PKGS="meson ninja-build pkg-config gcc make libc6-dev clang llvm clang-15 clang-16
 	libbpf-dev bpftool libelf-dev zlib1g-dev libev-dev libinih-dev libssl-dev"
 XP_TEST_PKGS="libcmocka-dev libclang-rt-14-dev nginx-light curl iproute2 python3 util-linux
 	procps iputils-ping iperf3 wrk qemu-system-x86 busybox-static libzstd-dev"
