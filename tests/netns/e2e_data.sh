@@ -69,7 +69,7 @@ dst, fails = sys.argv[1], 0
 for i in range(200):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("10.1.1.2", 41000 + i % 4))
+    s.bind(("10.1.1.2", 10000 + i % 4))  # below the ephemeral range (lib.sh: 20000-60000)
     s.settimeout(2)
     try:
         s.connect((dst, 80))
