@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "array.h"
 #include "xp_config.h"
 
 #include "cfg.h"
@@ -423,26 +424,6 @@ static char *xstrdup(struct parser *ps, const char *s)
 	return d;
 }
 
-static int grow(void *arr, size_t *cap, size_t need, size_t sz)
-{
-	void **p = arr;
-	size_t ncap;
-	void *n;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 4;
-	while (ncap < need)
-		ncap *= 2;
-	n = realloc(*p, ncap * sz);
-	if (!n)
-		return -ENOMEM;
-	memset((char *)n + *cap * sz, 0, (ncap - *cap) * sz);
-	*p = n;
-	*cap = ncap;
-	return 0;
-}
-
 static long add_section(struct parser *ps, const char *name, int line)
 {
 	struct cfg *cfg = ps->cfg;
@@ -450,7 +431,7 @@ static long add_section(struct parser *ps, const char *name, int line)
 
 	size_t cap = ps->cap_sections;
 
-	if (grow(&cfg->sections, &ps->cap_sections, cfg->n_sections + 1, sizeof(*s))) {
+	if (array_grow(&cfg->sections, &ps->cap_sections, cfg->n_sections + 1, sizeof(*s))) {
 		ps->nomem = true;
 		return SEC_IGNORE;
 	}
@@ -546,7 +527,7 @@ static void open_section(struct parser *ps, const char *name)
 				return;
 			}
 		}
-		if (grow(&cfg->outbounds, &ps->cap_outbounds, cfg->n_outbounds + 1,
+		if (array_grow(&cfg->outbounds, &ps->cap_outbounds, cfg->n_outbounds + 1,
 			 sizeof(*cfg->outbounds))) {
 			ps->nomem = true;
 			return;
@@ -904,7 +885,7 @@ static void handle_route(struct parser *ps, const char *key, const char *value)
 	}
 	r.line = ps->lineno;
 	r.id = id;
-	if (grow(&rl->rules, &ps->cap_rules, rl->n + 1, sizeof(r))) {
+	if (array_grow(&rl->rules, &ps->cap_rules, rl->n + 1, sizeof(r))) {
 		rule_free(&r);
 		ps->nomem = true;
 		goto out;
@@ -968,7 +949,7 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 			if (!strcmp(s->kv[i].key, name))
 				first_line = s->kv[i].line;
 	/* geometric growth: [route] may hold tens of thousands of lines */
-	if (grow(&s->kv, &ps->kv_cap[ps->cur], s->n_kv + 1, sizeof(*s->kv))) {
+	if (array_grow(&s->kv, &ps->kv_cap[ps->cur], s->n_kv + 1, sizeof(*s->kv))) {
 		ps->nomem = true;
 		return 1;
 	}

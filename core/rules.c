@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "log.h"
 #include "rules.h"
 
@@ -85,29 +86,6 @@ static char *trim(char *s)
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
 		*--e = '\0';
 	return s;
-}
-
-/* Grow *arr (element size sz) so that it can hold `need` elements. */
-static int grow(void *arr, size_t *cap, size_t need, size_t sz)
-{
-	void **p = arr;
-	size_t ncap;
-	void *n;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap : 8;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2 / sz)
-			return -ENOMEM;
-		ncap *= 2;
-	}
-	n = realloc(*p, ncap * sz);
-	if (!n)
-		return -ENOMEM;
-	*p = n;
-	*cap = ncap;
-	return 0;
 }
 
 static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -633,7 +611,7 @@ struct cidr_vec {
 
 static int cidr_push(struct cidr_vec *cv, const struct rule_cidr *c)
 {
-	if (grow(&cv->v, &cv->cap, cv->n + 1, sizeof(*cv->v)))
+	if (array_grow(&cv->v, &cv->cap, cv->n + 1, sizeof(*cv->v)))
 		return -ENOMEM;
 	cv->v[cv->n++] = *c;
 	return 0;
@@ -1365,7 +1343,7 @@ static struct xp_rule *new_krule(struct compiler *cc, const struct target *t)
 	struct rule_image *img = cc->img;
 	struct xp_rule *k;
 
-	if (grow(&img->rules, &cc->cap_rules, img->n_rules + 1, sizeof(*img->rules)))
+	if (array_grow(&img->rules, &cc->cap_rules, img->n_rules + 1, sizeof(*img->rules)))
 		return NULL;
 	k = &img->rules[img->n_rules++];
 	memset(k, 0, sizeof(*k));
@@ -1384,7 +1362,7 @@ static int add_cidr(struct compiler *cc, uint32_t set_id, const struct rule_cidr
 	struct rule_image *img = cc->img;
 	struct rule_image_cidr *e;
 
-	if (grow(&img->cidrs, &cc->cap_cidrs, img->n_cidrs + 1, sizeof(*img->cidrs)))
+	if (array_grow(&img->cidrs, &cc->cap_cidrs, img->n_cidrs + 1, sizeof(*img->cidrs)))
 		return -ENOMEM;
 	e = &img->cidrs[img->n_cidrs++];
 	memset(e, 0, sizeof(*e));
@@ -1562,7 +1540,7 @@ static int add_prange(struct compiler *cc, uint16_t lo, uint16_t hi, const struc
 	struct rule_image *img = cc->img;
 	struct xp_prange *p;
 
-	if (grow(&img->pranges, &cc->cap_pranges, img->n_pranges + 1, sizeof(*img->pranges)))
+	if (array_grow(&img->pranges, &cc->cap_pranges, img->n_pranges + 1, sizeof(*img->pranges)))
 		return -ENOMEM;
 	p = &img->pranges[img->n_pranges++];
 	memset(p, 0, sizeof(*p));
