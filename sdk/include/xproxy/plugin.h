@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 #define XP_PLUGIN_ABI_MAJOR 1
-#define XP_PLUGIN_ABI_MINOR 0
+#define XP_PLUGIN_ABI_MINOR 1
 #define XP_PLUGIN_ABI ((uint32_t)XP_PLUGIN_ABI_MAJOR << 16 | XP_PLUGIN_ABI_MINOR)
 
 /* The one exported symbol. `host_abi` is the daemon's XP_PLUGIN_ABI. */
@@ -59,6 +59,9 @@ typedef struct xp_io xp_io_t;		/* a file-descriptor watch */
 typedef struct xp_timer xp_timer_t;	/* a timer */
 typedef struct xp_conn xp_conn_t;	/* a proxied TCP connection (client side is the host's) */
 typedef struct xp_counter xp_counter_t; /* a named counter */
+typedef struct xp_udp xp_udp_t;		/* ABI 1.1: a proxied UDP session (client side is the host's) */
+typedef struct xp_dial xp_dial_t;	/* ABI 1.1: a plugin's own connection through an outbound */
+typedef struct xp_dns_query xp_dns_query_t; /* a client's DNS query handed to the DNS plugin */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Plain data                                                                                   */
@@ -185,6 +188,36 @@ struct xp_event {
 	const char *outbound; /* for XP_ROUTE_PROXY; NULL otherwise */
 };
 
+/* ABI 1.1: the result of host->route_domain(). */
+#define XP_ROUTE_F_PARTIAL 0x1 /* the deciding rule also depends on port, protocol or client */
+
+struct xp_route_result {
+	uint32_t size;
+	uint8_t route; /* enum xp_route: DIRECT, BLOCK or PROXY */
+	uint8_t pad[3];
+	uint32_t rule_id;     /* [route] line index (1-based), 0 = fallback */
+	uint32_t flags;	      /* XP_ROUTE_F_* */
+	const char *outbound; /* for XP_ROUTE_PROXY; valid until the next reload */
+};
+
+/* ABI 1.1: a dial request (host->dial). */
+struct xp_stream_ops;
+struct xp_dial_req {
+	uint32_t size;
+	uint32_t pad;
+	const char *outbound; /* [outbound.NAME] to go through; NULL or "DIRECT": a plain socket */
+	struct xp_target target;
+	uint64_t timeout_ms; /* 0: the [global] connect_timeout */
+	/* Exactly once: err < 0 (failed; fd -1, ops NULL), or fd >= 0 (a connected socket the
+	 * plugin now owns and closes), or ops/stream (a transforming stream, driven like a
+	 * non-blocking socket through ops; release it with dial_close()). */
+	void (*done)(void *arg, xp_dial_t *d, int err, int fd, const struct xp_stream_ops *ops,
+		     void *stream);
+	/* For stream results: recv() or send() can make progress (XP_WAKE_*). */
+	void (*wake)(void *arg, unsigned what);
+	void *arg;
+};
+
 /* ------------------------------------------------------------------------------------------ */
 /* Options: a table the core fills from the plugin's INI section. No plugin parses text.        */
 
@@ -196,6 +229,10 @@ enum xp_opt_type {
 	XP_OPT_SIZE = 5,     /* uint64_t bytes; "512", "64k", "4m", "1g" (powers of 1024) */
 	XP_OPT_ENUM = 6,     /* int: index of the value in `choices` ("a|b|c") */
 	XP_OPT_HOSTPORT = 7, /* const char *, validated as "host:port" or "[v6]:port" */
+	/* ABI 1.1: const char *const *, NULL-terminated, core-owned: every value of a key that
+	 * may repeat, in file order ("upstream = a" / "upstream = b"). Never NULL (an empty
+	 * list is { NULL }); `def` is one value. Only this type may repeat a key. */
+	XP_OPT_LIST = 8,
 };
 
 /* xp_option.flags */
@@ -290,8 +327,49 @@ struct xp_host {
 	void (*conn_ready_fd)(xp_conn_t *c, int fd);
 	void (*conn_ready_stream)(xp_conn_t *c, const struct xp_stream_ops *ops, void *stream);
 	void (*conn_fail)(xp_conn_t *c, int err, const char *reason);
-	/* A stream tells the core that recv() or send() can make progress (XP_WAKE_*). */
+	/* A stream tells the core that recv() or send() can make progress (XP_WAKE_*). For a
+	 * stream an outbound made for a dial (below), `c` is the dial's connection and the wake
+	 * reaches the dial's owner. */
 	void (*stream_wake)(xp_conn_t *c, unsigned what);
+
+	/* ---- ABI 1.1 (check abi_minor >= 1, or size, before using anything below) ---- */
+
+	/* UDP sessions, for outbounds with XP_OUTBOUND_UDP (same loop as the session). */
+	const struct xp_conn_info *(*udp_info)(xp_udp_t *s);
+	xp_loop_t *(*udp_loop)(xp_udp_t *s);
+	/* A datagram from the far side for the client. `from` is the source the client must see:
+	 * the session's destination, or any peer for an endpoint-independent session. */
+	void (*udp_deliver)(xp_udp_t *s, const union xp_sockaddr *from, const void *buf,
+			    size_t len);
+	/* The session cannot go on (server unreachable, tunnel closed): the core drops it. */
+	void (*udp_fail)(xp_udp_t *s, int err, const char *reason);
+
+	/* Routing by name: the [route] rules evaluated for a flow to `domain` whose address and
+	 * port are unknown. Rules with non-domain conditions are evaluated as not matching,
+	 * except that a rule whose domain conditions match and whose other conditions could
+	 * match sets XP_ROUTE_F_PARTIAL (the verdict depends on the port or the client: the
+	 * caller should leave the flow to userspace, i.e. INSPECT). 0 or -errno. */
+	int (*route_domain)(xp_handle_t *who, const char *domain, struct xp_route_result *out);
+	/* The DNS plugin learned that `domain` resolves to `addr` (A or AAAA) for ttl_ms. The
+	 * core routes the name, remembers address -> name (bounded table, expires with the TTL
+	 * plus the [dns] grace period) and writes the address's verdict into the kernel before
+	 * returning; an address claimed by live names with different verdicts becomes INSPECT.
+	 * Call it for every address of an answer BEFORE dns_answer(). 0 or -errno (-ENOSPC:
+	 * table full; the answer may still be released, the flow is then routed by rules). */
+	int (*dns_learn)(xp_handle_t *who, const char *domain, const union xp_sockaddr *addr,
+			 uint32_t ttl_ms);
+	/* Queries (same loop as the query; see xp_dns_ops). */
+	const struct xp_conn_info *(*dns_query_info)(xp_dns_query_t *q); /* client, dst, l4 */
+	xp_loop_t *(*dns_query_loop)(xp_dns_query_t *q);
+	void (*dns_answer)(xp_dns_query_t *q, const uint8_t *msg, size_t len); /* copied */
+	void (*dns_drop)(xp_dns_query_t *q, const char *reason); /* counted, logged at debug */
+
+	/* A plugin's own TCP connection through an outbound (DNS upstreams, health checks). The
+	 * result arrives once through req->done on `loop`; see struct xp_dial_req. NULL with
+	 * errno set when it fails at once. dial_close() cancels a pending dial or, after a
+	 * stream result, closes the stream; it is a no-op-safe call after an fd result. */
+	xp_dial_t *(*dial)(xp_handle_t *who, xp_loop_t *loop, const struct xp_dial_req *req);
+	void (*dial_close)(xp_dial_t *d);
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -316,6 +394,7 @@ struct xp_stream_ops {
 
 /* xp_outbound_ops.caps */
 #define XP_OUTBOUND_TCP 0x1
+#define XP_OUTBOUND_UDP 0x2 /* ABI 1.1: udp_open/udp_send/udp_close are set */
 
 struct xp_outbound_ops {
 	uint32_t size;
@@ -328,9 +407,26 @@ struct xp_outbound_ops {
 	/* The core gave up before a result (timeout, client gone): release cctx and never call
 	 * back for this connection. */
 	void (*tcp_abort)(void *inst, void *cctx);
+
+	/* ---- ABI 1.1: UDP (with XP_OUTBOUND_UDP) ----
+	 * A session is one client address:port, with one destination (endpoint-dependent
+	 * mapping) or any number (endpoint-independent, "full cone": [outbound.NAME]
+	 * udp_mapping = independent). udp_open returns 0 (the session is ready for udp_send at
+	 * once; datagrams sent before the tunnel is up are the plugin's to queue, bounded, or
+	 * drop) or -errno. Datagrams from the far side go to host->udp_deliver(). */
+	int (*udp_open)(void *inst, xp_udp_t *s, const struct xp_target *target, void **uctx);
+	/* One datagram to `dst` (the original destination; `domain` when known, else NULL).
+	 * 0, or -errno: the datagram is dropped and counted; -ENOTCONN ends the session. */
+	int (*udp_send)(void *inst, void *uctx, const union xp_sockaddr *dst, const char *domain,
+			const void *buf, size_t len);
+	/* Idle expiry, client gone, reload or shutdown: release uctx; no udp_* call after. */
+	void (*udp_close)(void *inst, void *uctx);
 };
 
-/* Sniffers (declared for the sniffing plugins; this daemon version does not call them yet). */
+/* Sniffers: [sniff] plugins = tls, http, quic (in that order). The INSPECT verdict reads the
+ * first bytes (TCP) or datagrams (UDP, buffered and replayed) of a flow and offers them to each
+ * sniffer whose ports and caps fit, until one says FOUND or all say NOT_MINE, or the sniff
+ * timeout ends it (at once when no sniffer claims the port). */
 enum xp_sniff_status {
 	XP_SNIFF_FOUND = 0,    /* out->name is set */
 	XP_SNIFF_MORE = 1,     /* might be mine: call again with more bytes */
@@ -371,8 +467,10 @@ struct xp_sniffer_ops {
 	int (*sniff)(void *inst, const struct xp_sniff_input *in, struct xp_sniff_result *out);
 };
 
-/* DNS (declared for the DNS plugin; this daemon version does not call it yet). */
-typedef struct xp_dns_query xp_dns_query_t;
+/* DNS: the DNS verdict (port-53 flows, UDP and TCP, from the LAN and from the router itself)
+ * hands every client message to the one [dns] instance. Called on the loop that owns the client
+ * flow (host->dns_query_loop(q)); answer with host->dns_answer() or host->dns_drop(), from that
+ * loop, exactly once per query, unless cancel() came first. */
 
 struct xp_dns_ops {
 	uint32_t size;
@@ -380,7 +478,8 @@ struct xp_dns_ops {
 	/* One DNS message from a client (a UDP datagram, or a TCP message without its length
 	 * prefix). 0 or -errno. */
 	int (*query)(void *inst, xp_dns_query_t *q, const uint8_t *msg, size_t len);
-	/* The client went away before an answer. */
+	/* The client went away before an answer: q is invalid once this returns; never answer
+	 * it. */
 	void (*cancel)(void *inst, xp_dns_query_t *q);
 };
 
