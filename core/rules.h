@@ -107,6 +107,23 @@ struct rule_flow {
 	const char *domain;    /* NULL when unknown: domain conditions do not match */
 };
 const struct rule *rule_list_match(const struct rule_list *rl, const struct rule_flow *f);
+
+/* Evaluation with part of the flow unknown (a DNS answer knows the name and the address, not the
+ * ports, protocol or client). `known` is a mask of RF_KNOWN_*. A condition on an unknown field is
+ * "maybe". Rules are walked in order: a rule with a known condition that fails is skipped; a rule
+ * whose conditions are all known and match is the result (*partial = false); a rule whose known
+ * conditions match but which has a "maybe" condition stops the walk: it is returned with
+ * *partial = true (the verdict depends on what is unknown: leave the flow to userspace).
+ * Returns &rl->fallback when nothing matches (never NULL). Full and suffix domain conditions are
+ * looked up in an index: the cost does not grow with the number of such rules. */
+#define RF_KNOWN_DST 0x1    /* daddr (and so the IP version) */
+#define RF_KNOWN_DOMAIN 0x2 /* domain (NULL domain with this bit: known to have no name) */
+#define RF_KNOWN_PORTS 0x4  /* sport, dport */
+#define RF_KNOWN_PROTO 0x8  /* l4proto */
+#define RF_KNOWN_SRC 0x10   /* saddr */
+#define RF_KNOWN_ALL 0x1f
+const struct rule *rule_list_match_partial(const struct rule_list *rl, const struct rule_flow *f,
+					   unsigned known, bool *partial);
 bool rule_match(const struct rule *r, const struct rule_flow *f);
 
 /* Kernel image of one generation (0 or 1): what dp writes into xp_rules / xp_cidrs /
