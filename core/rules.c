@@ -1287,6 +1287,71 @@ const struct rule *rule_list_match(const struct rule_list *rl, const struct rule
 	return &rl->fallback;
 }
 
+/* Which RF_KNOWN_* bit a condition needs. */
+static unsigned cond_field(enum rule_cond_type t)
+{
+	switch (t) {
+	case RC_DST_CIDR:
+	case RC_IPVER:
+		return RF_KNOWN_DST;
+	case RC_SRC_CIDR:
+		return RF_KNOWN_SRC;
+	case RC_DPORT:
+	case RC_SPORT:
+		return RF_KNOWN_PORTS;
+	case RC_PROTO:
+		return RF_KNOWN_PROTO;
+	default:
+		return RF_KNOWN_DOMAIN;
+	}
+}
+
+/* 1: all conditions known and true; 0: a known condition is false; -1: the known ones are true
+ * and at least one is unknown ("maybe"). */
+static int match_partial(const struct rule *r, const struct rule_flow *f, const char *name,
+			 unsigned known)
+{
+	bool maybe = false;
+
+	if (r->n_conds == 0)
+		return 0;
+	for (size_t i = 0; i < r->n_conds; i++) {
+		const struct rule_cond *c = &r->conds[i];
+
+		if (!(known & cond_field(c->type)))
+			maybe = true;
+		else if (!cond_match(c, f, name))
+			return 0;
+	}
+	return maybe ? -1 : 1;
+}
+
+const struct rule *rule_list_match_partial(const struct rule_list *rl, const struct rule_flow *f,
+					   unsigned known, bool *partial)
+{
+	char buf[DOMAIN_MAX + 1];
+	const char *name = NULL;
+
+	if (partial)
+		*partial = false;
+	if (!f)
+		return &rl->fallback;
+	/* an implausible name is as good as none; a name given without RF_KNOWN_DOMAIN is not
+	 * trusted either (unknown means unknown) */
+	if ((known & RF_KNOWN_DOMAIN) && f->domain && norm_name(f->domain, buf))
+		name = buf;
+	for (size_t i = 0; i < rl->n; i++) {
+		int m = match_partial(&rl->rules[i], f, name, known);
+
+		if (m == 0)
+			continue;
+		if (partial)
+			*partial = m < 0;
+		return &rl->rules[i];
+	}
+	return &rl->fallback;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Compiler                                                                                    */
 

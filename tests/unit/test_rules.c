@@ -856,6 +856,120 @@ static void test_list_match(void **state)
 	assert_ptr_equal(rule_list_match(&rl, &f), &rl.fallback);
 }
 
+/* rule_list_match_partial(): what a DNS answer (name + address) can decide on its own. */
+static const struct rule *mp(const struct rule_list *rl, const struct rule_flow *f, unsigned known,
+			     bool *partial)
+{
+	*partial = !*partial; /* must be written on every path */
+	return rule_list_match_partial(rl, f, known, partial);
+}
+
+static void test_list_match_partial(void **state)
+{
+	static const char *const rules[] = {
+		"dst-cidr:10.0.0.0/8, o1",			      /* 1 */
+		"domain-suffix:example.com & dport:443, o2",	      /* 2 */
+		"domain-suffix:example.com & !src-cidr:192.168.9.0/24, o3", /* 3 */
+		"domain:plain.org, BLOCK",			      /* 4 */
+		"domain-keyword:tracker & proto:udp, BLOCK",	      /* 5 */
+		"!domain:x.net & dst-cidr:198.51.100.0/24, o1",	      /* 6 */
+		"dport:80, DIRECT",				      /* 7 */
+	};
+	const unsigned dns = RF_KNOWN_DST | RF_KNOWN_DOMAIN;
+	struct rule_list rl;
+	struct rule_flow f;
+	bool partial = false;
+	const struct rule *r;
+
+	list_from(&rl, rules, 7, "proxy");
+
+	/* an address rule before the domain rules wins over the name */
+	f = flow("::", "10.1.2.3", 0, 0, 0, "www.example.com");
+	r = mp(&rl, &f, dns, &partial);
+	assert_int_equal(r->id, 1);
+	assert_false(partial);
+
+	/* a domain rule that also depends on the port: partial, the walk stops there */
+	f = flow("::", "192.0.2.1", 0, 0, 0, "www.example.com");
+	r = mp(&rl, &f, dns, &partial);
+	assert_int_equal(r->id, 2);
+	assert_true(partial);
+	/* ... and with the ports known it is decided either way */
+	f.dport = 443;
+	r = mp(&rl, &f, dns | RF_KNOWN_PORTS, &partial);
+	assert_int_equal(r->id, 2);
+	assert_false(partial);
+	f.dport = 8443;
+	r = mp(&rl, &f, dns | RF_KNOWN_PORTS, &partial);
+	assert_int_equal(r->id, 3); /* the source is still unknown */
+	assert_true(partial);
+	addr(f.saddr, "192.168.9.9");
+	r = mp(&rl, &f, RF_KNOWN_ALL, &partial);
+	assert_false(partial);
+	assert_ptr_equal(r, rule_list_match(&rl, &f));
+
+	/* a name-only rule decides at once */
+	f = flow("::", "192.0.2.1", 0, 0, 0, "PLAIN.org.");
+	r = mp(&rl, &f, dns, &partial);
+	assert_int_equal(r->id, 4);
+	assert_false(partial);
+
+	/* a known failing condition skips a rule even when another is unknown */
+	f = flow("::", "192.0.2.1", 0, 0, 0, "tracker.io");
+	r = mp(&rl, &f, dns | RF_KNOWN_PROTO, &partial); /* l4proto 0: not udp */
+	assert_int_equal(r->id, 7);
+	assert_true(partial); /* dport unknown */
+	f.l4proto = 17;
+	r = mp(&rl, &f, dns | RF_KNOWN_PROTO, &partial);
+	assert_int_equal(r->id, 5);
+	assert_false(partial);
+
+	/* no name (known): domain conditions fail, negated ones too */
+	f = flow("::", "198.51.100.7", 0, 0, 0, NULL);
+	r = mp(&rl, &f, dns, &partial);
+	assert_int_equal(r->id, 7);
+	assert_true(partial);
+	/* a negated domain condition with a name: decided */
+	f.domain = "y.net";
+	r = mp(&rl, &f, dns, &partial);
+	assert_int_equal(r->id, 6);
+	assert_false(partial);
+	/* the name unknown: the first domain rule whose known conditions hold is a "maybe" */
+	f = flow("::", "192.0.2.1", 0, 0, 0, "plain.org");
+	r = mp(&rl, &f, RF_KNOWN_DST, &partial);
+	assert_int_equal(r->id, 2);
+	assert_true(partial);
+
+	/* nothing known: the first rule is a maybe */
+	r = mp(&rl, &f, 0, &partial);
+	assert_int_equal(r->id, 1);
+	assert_true(partial);
+
+	/* everything known, nothing matches: the fallback, decided */
+	f = flow("::", "192.0.2.1", 5, 5, 6, NULL);
+	r = mp(&rl, &f, RF_KNOWN_ALL, &partial);
+	assert_ptr_equal(r, &rl.fallback);
+	assert_false(partial);
+
+	/* an implausible name counts as no name */
+	char longname[300];
+
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	f = flow("::", "198.51.100.7", 0, 80, 0, longname);
+	r = mp(&rl, &f, dns | RF_KNOWN_PORTS, &partial);
+	assert_int_equal(r->id, 7);
+	assert_false(partial);
+	rule_list_free(&rl);
+
+	/* empty list and NULL flow answer with the fallback */
+	memset(&rl, 0, sizeof(rl));
+	assert_ptr_equal(mp(&rl, &f, dns, &partial), &rl.fallback);
+	assert_false(partial);
+	assert_ptr_equal(rule_list_match_partial(&rl, NULL, dns, &partial), &rl.fallback);
+	assert_ptr_equal(rule_list_match_partial(&rl, &f, dns, NULL), &rl.fallback);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Compiler                                                                                    */
 
@@ -1578,6 +1692,7 @@ int main(void)
 		cmocka_unit_test(test_parse_garbage),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_list_match),
+		cmocka_unit_test(test_list_match_partial),
 		cmocka_unit_test(test_compile_single),
 		cmocka_unit_test(test_compile_sport_expansion),
 		cmocka_unit_test(test_compile_merge_cidr),
