@@ -1,0 +1,832 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * shadowsocks - the shadowsocks AEAD outbound (SIP004/SIP007), TCP and UDP.
+ *
+ * TCP: connect to the server from the host network namespace (host->upstream_socket), then
+ * hand the core a stream (struct ss_stream) it drives like a non-blocking socket: send()
+ * encrypts the client's bytes into chunks, recv() returns what the reader authenticated. The
+ * salt and the target address chunk are queued when the connection is made and leave with the
+ * client's first bytes (one segment for a request), or on the first recv() for protocols where
+ * the server speaks first.
+ *
+ * Memory per connection is fixed: one ciphertext buffer each way and one chunk of plaintext for
+ * a reader whose caller gave a buffer smaller than the chunk. The stream owns one io watch; it
+ * asks for READ only after a recv() found the socket empty and for WRITE only while ciphertext
+ * is queued, so a relay that stops calling (backpressure) never makes the loop spin.
+ *
+ * A stream that fails (tag, length, truncation) is dead for good: every later call returns the
+ * same error, and nothing unauthenticated was released before it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <xproxy/plugin.h>
+
+#include "ss_aead.h"
+
+/* plaintext taken per send(): four full chunks, about 64 KiB of ciphertext per write() */
+#define SEND_CHUNKS 4
+#define WBUF_CAP    (SS_SALT_MAX + SS_LEN_CHUNK + SS_ADDR_MAX + SS_TAG_LEN + \
+		     SEND_CHUNKS * SS_MAX_CHUNK)
+#define RBUF_CAP    65536
+#define UDP_BUF	    65536
+
+struct ss_cfg {
+	const char *server;
+	int method;
+	const char *password;
+	uint64_t timeout_ms;
+	int tcp_nodelay;
+};
+
+static const struct xp_option ss_options[] = {
+	XP_OPT(struct ss_cfg, server, "server", XP_OPT_HOSTPORT, NULL, XP_OPT_REQUIRED,
+	       "the shadowsocks server, host:port"),
+	XP_OPT_CHOICE(struct ss_cfg, method, "method", "chacha20-ietf-poly1305", 0,
+		      SS_METHOD_CHOICES, "AEAD cipher (SIP004)"),
+	XP_OPT(struct ss_cfg, password, "password", XP_OPT_STRING, NULL,
+	       XP_OPT_REQUIRED | XP_OPT_SECRET, "the server's password"),
+	XP_OPT_RANGE(struct ss_cfg, timeout_ms, "timeout", XP_OPT_DURATION, "0", 0, 0, 3600000,
+		     "give up connecting to the server after this long (0: the core's timeout)"),
+	XP_OPT(struct ss_cfg, tcp_nodelay, "tcp_nodelay", XP_OPT_BOOL, "yes", 0,
+	       "TCP_NODELAY on the connection to the server"),
+	XP_OPTION_END,
+};
+
+struct ss {
+	const struct xp_host *host;
+	xp_handle_t *self;
+	const struct ss_cfg *cfg;
+	union xp_sockaddr server;
+	socklen_t server_len;
+	const struct ss_method_info *mi;
+	uint8_t key[SS_KEY_MAX];
+	xp_counter_t *connects, *connect_failures, *auth_failures, *proto_errors, *truncated;
+	xp_counter_t *udp_sent, *udp_received, *udp_dropped;
+};
+
+enum { ST_CONNECTING = 0, ST_READY };
+
+struct ss_stream {
+	struct ss *ss;
+	xp_conn_t *conn;
+	uint64_t id;
+	int fd;
+	int state;
+	xp_io_t *io;
+	xp_timer_t *timer; /* connect timeout; NULL without one */
+	unsigned io_events;
+	int err;	   /* sticky: the stream is dead */
+	bool recv_waiting; /* recv() said -EAGAIN: wake RECV when the socket is readable */
+	bool send_waiting; /* send() said -EAGAIN: wake SEND once the queue drained */
+	bool hdr_fresh;	   /* wbuf holds only the salt and address chunk, never tried */
+	bool shut_pending, shut_done, eof;
+
+	struct ss_aead enc;
+	uint8_t *wbuf;
+	size_t wlen, woff;
+
+	struct ss_reader rd;
+	uint8_t *rbuf;
+	size_t rlen, roff;
+	uint8_t *pend; /* one chunk's plaintext the caller had no room for */
+	size_t plen, poff;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* helpers                                                                                      */
+
+static int resolve_hostport(const char *hp, union xp_sockaddr *out, socklen_t *len)
+{
+	char host[256];
+	const char *colon, *h = hp;
+	size_t hl;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	int rc;
+
+	if (*hp == '[') {
+		colon = strstr(hp, "]:");
+		if (!colon)
+			return -EINVAL;
+		h = hp + 1;
+		hl = (size_t)(colon - h);
+		colon++;
+	} else {
+		colon = strrchr(hp, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - hp);
+	}
+	if (!hl || hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	rc = getaddrinfo(host, colon + 1, &hints, &res);
+	if (rc)
+		return -EHOSTUNREACH;
+	if (res->ai_addrlen > sizeof(*out)) {
+		freeaddrinfo(res);
+		return -EAFNOSUPPORT;
+	}
+	memset(out, 0, sizeof(*out));
+	memcpy(out, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void stream_io_update(struct ss_stream *st)
+{
+	unsigned ev = 0;
+
+	if (st->recv_waiting)
+		ev |= XP_IO_READ;
+	if (st->woff < st->wlen || st->state == ST_CONNECTING)
+		ev |= XP_IO_WRITE;
+	if (ev != st->io_events) {
+		st->io_events = ev;
+		st->ss->host->io_set(st->io, ev);
+	}
+}
+
+/* Write queued ciphertext. 0 (all gone or EAGAIN) or -errno. */
+static int stream_flush(struct ss_stream *st)
+{
+	st->hdr_fresh = false;
+	while (st->woff < st->wlen) {
+		ssize_t n = send(st->fd, st->wbuf + st->woff, st->wlen - st->woff, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			st->woff += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		return n < 0 ? -errno : -EIO;
+	}
+	st->woff = st->wlen = 0;
+	if (st->shut_pending && !st->shut_done) {
+		st->shut_done = true;
+		if (shutdown(st->fd, SHUT_WR) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static int stream_fail(struct ss_stream *st, int err)
+{
+	if (!st->err)
+		st->err = err;
+	return st->err;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the stream                                                                                   */
+
+static ssize_t ss_send(void *stream, const void *buf, size_t len)
+{
+	struct ss_stream *st = stream;
+	const uint8_t *p = buf;
+	size_t take = 0;
+	int rc;
+
+	if (st->err)
+		return st->err;
+	if (st->shut_pending)
+		return -EPIPE;
+	if (!len)
+		return -EINVAL;
+	/* The fresh header is merged with these bytes; anything else queued goes first. */
+	if (st->woff < st->wlen && !st->hdr_fresh) {
+		rc = stream_flush(st);
+		if (rc)
+			return stream_fail(st, rc);
+		if (st->woff < st->wlen) {
+			st->send_waiting = true;
+			stream_io_update(st);
+			return -EAGAIN;
+		}
+	}
+	if (st->woff) {
+		memmove(st->wbuf, st->wbuf + st->woff, st->wlen - st->woff);
+		st->wlen -= st->woff;
+		st->woff = 0;
+	}
+	for (int i = 0; i < SEND_CHUNKS && take < len; i++) {
+		size_t n = len - take < SS_MAX_PAYLOAD ? len - take : SS_MAX_PAYLOAD;
+		ssize_t w = ss_seal_chunk(&st->enc, p + take, n, st->wbuf + st->wlen);
+
+		if (w < 0)
+			return stream_fail(st, (int)w);
+		st->wlen += (size_t)w;
+		take += n;
+	}
+	rc = stream_flush(st);
+	if (rc)
+		return stream_fail(st, rc);
+	st->send_waiting = false;
+	stream_io_update(st);
+	return (ssize_t)take;
+}
+
+static int reader_error(struct ss_stream *st, ssize_t rc)
+{
+	struct ss *ss = st->ss;
+	const struct xp_host *host = ss->host;
+
+	if (rc == -EBADMSG) {
+		host->counter_add(ss->auth_failures, 1);
+		if (!st->rd.chunks)
+			host->log(ss->self, XP_LOG_WARN,
+				  "conn %" PRIu64 ": authentication failed on the server's first "
+				  "chunk (wrong password or method?): connection reset", st->id);
+		else
+			host->log(ss->self, XP_LOG_WARN,
+				  "conn %" PRIu64 ": authentication failed after %" PRIu64
+				  " chunks (tampered stream): connection reset", st->id,
+				  st->rd.chunks);
+	} else if (rc == -EMSGSIZE) {
+		host->counter_add(ss->proto_errors, 1);
+		host->log(ss->self, XP_LOG_WARN,
+			  "conn %" PRIu64 ": chunk length above 0x3FFF from the server: connection "
+			  "reset", st->id);
+	} else {
+		host->counter_add(ss->proto_errors, 1);
+		host->log(ss->self, XP_LOG_WARN, "conn %" PRIu64 ": decrypting failed (%s)",
+			  st->id, strerror((int)-rc));
+	}
+	return stream_fail(st, -ECONNRESET);
+}
+
+static ssize_t ss_recv(void *stream, void *buf, size_t len)
+{
+	struct ss_stream *st = stream;
+	struct ss *ss = st->ss;
+	uint8_t *out = buf;
+	size_t total = 0;
+
+	if (st->err)
+		return st->err;
+	if (!len)
+		return -EINVAL;
+	if (st->hdr_fresh) {
+		/* the server may be waiting for the target before it says anything */
+		int rc = stream_flush(st);
+
+		if (rc)
+			return stream_fail(st, rc);
+		stream_io_update(st);
+	}
+	for (;;) {
+		if (st->poff < st->plen) {
+			size_t n = st->plen - st->poff < len - total ? st->plen - st->poff
+								     : len - total;
+
+			memcpy(out + total, st->pend + st->poff, n);
+			st->poff += n;
+			total += n;
+			if (total == len)
+				return (ssize_t)total;
+		}
+		while (total < len) {
+			size_t used;
+			ssize_t n = ss_reader_feed(&st->rd, st->rbuf + st->roff,
+						   st->rlen - st->roff, &used, out + total,
+						   len - total);
+
+			if (n == -ENOBUFS) {
+				n = ss_reader_feed(&st->rd, st->rbuf + st->roff,
+						   st->rlen - st->roff, &used, st->pend,
+						   SS_MAX_PAYLOAD);
+				if (n < 0)
+					return reader_error(st, n);
+				st->roff += used;
+				st->plen = (size_t)n;
+				st->poff = 0;
+				break; /* to the copy above */
+			}
+			if (n == -EAGAIN)
+				break;
+			if (n < 0) {
+				/* what was authenticated before stays deliverable */
+				reader_error(st, n);
+				return total ? (ssize_t)total : st->err;
+			}
+			st->roff += used;
+			total += (size_t)n;
+		}
+		if (st->poff < st->plen && total < len)
+			continue;
+		if (total)
+			return (ssize_t)total;
+		if (st->eof) {
+			if (st->rd.state == SS_RD_SALT && st->roff == st->rlen && !st->rlen) {
+				ss->host->log(ss->self, XP_LOG_INFO,
+					      "conn %" PRIu64 ": the server closed without a reply "
+					      "(wrong password or method, or the target refused)",
+					      st->id);
+				ss->host->counter_add(ss->truncated, 1);
+				return stream_fail(st, -ECONNRESET);
+			}
+			if (!ss_reader_at_boundary(&st->rd) || st->roff < st->rlen) {
+				ss->host->log(ss->self, XP_LOG_WARN,
+					      "conn %" PRIu64 ": the server's stream ended inside a "
+					      "chunk (truncated): connection reset", st->id);
+				ss->host->counter_add(ss->truncated, 1);
+				return stream_fail(st, -ECONNRESET);
+			}
+			return 0;
+		}
+		if (st->roff) {
+			memmove(st->rbuf, st->rbuf + st->roff, st->rlen - st->roff);
+			st->rlen -= st->roff;
+			st->roff = 0;
+		}
+		ssize_t n = recv(st->fd, st->rbuf + st->rlen, RBUF_CAP - st->rlen, 0);
+
+		if (n > 0) {
+			st->rlen += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			st->eof = true;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			st->recv_waiting = true;
+			stream_io_update(st);
+			return -EAGAIN;
+		}
+		return stream_fail(st, -errno);
+	}
+}
+
+static int ss_shutdown(void *stream)
+{
+	struct ss_stream *st = stream;
+	int rc;
+
+	if (st->err)
+		return st->err;
+	st->shut_pending = true;
+	rc = stream_flush(st); /* shuts down at once when nothing is queued */
+	if (rc)
+		return stream_fail(st, rc);
+	stream_io_update(st);
+	return 0;
+}
+
+static void stream_free(struct ss_stream *st, int abort)
+{
+	const struct xp_host *host = st->ss->host;
+
+	if (st->io)
+		host->io_free(st->io);
+	if (st->timer)
+		host->timer_free(st->timer);
+	if (st->fd >= 0) {
+		if (abort) {
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+			setsockopt(st->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		close(st->fd);
+	}
+	ss_aead_free(&st->enc);
+	ss_reader_free(&st->rd);
+	if (st->wbuf) {
+		OPENSSL_cleanse(st->pend, SS_MAX_PAYLOAD);
+		free(st->wbuf);
+	}
+	free(st);
+}
+
+static void ss_close(void *stream, int abort)
+{
+	stream_free(stream, abort);
+}
+
+static const struct xp_stream_ops ss_stream_ops = {
+	.size = sizeof(struct xp_stream_ops),
+	.send = ss_send,
+	.recv = ss_recv,
+	.shutdown = ss_shutdown,
+	.close = ss_close,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* connecting                                                                                   */
+
+static void connect_done(struct ss_stream *st, int err, const char *reason)
+{
+	struct ss *ss = st->ss;
+	const struct xp_host *host = ss->host;
+	xp_conn_t *conn = st->conn;
+
+	if (st->timer) {
+		host->timer_free(st->timer);
+		st->timer = NULL;
+	}
+	if (err) {
+		host->counter_add(ss->connect_failures, 1);
+		stream_free(st, 1);
+		host->conn_fail(conn, err, reason);
+		return;
+	}
+	st->state = ST_READY;
+	stream_io_update(st);
+	host->counter_add(ss->connects, 1);
+	host->conn_ready_stream(conn, &ss_stream_ops, st);
+}
+
+static void stream_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
+{
+	struct ss_stream *st = arg;
+	const struct xp_host *host = st->ss->host;
+	unsigned wake = 0;
+
+	if (st->state == ST_CONNECTING) {
+		socklen_t len = sizeof(int);
+		int soerr = 0;
+
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+			soerr = errno;
+		if (soerr) {
+			connect_done(st, -soerr, "connecting to the shadowsocks server failed");
+			return;
+		}
+		if (!(revents & XP_IO_WRITE))
+			return;
+		connect_done(st, 0, NULL);
+		return;
+	}
+	if ((revents & XP_IO_READ) && st->recv_waiting) {
+		st->recv_waiting = false;
+		wake |= XP_WAKE_RECV;
+	}
+	if (revents & XP_IO_WRITE) {
+		int rc = stream_flush(st);
+
+		if (rc) {
+			stream_fail(st, rc);
+			/* both sides learn through their next call */
+			wake |= XP_WAKE_RECV | XP_WAKE_SEND;
+		} else if (st->woff == st->wlen && st->send_waiting) {
+			st->send_waiting = false;
+			wake |= XP_WAKE_SEND;
+		}
+	}
+	stream_io_update(st);
+	if (wake)
+		host->stream_wake(st->conn, wake);
+}
+
+static void stream_timer_cb(xp_timer_t *t, void *arg)
+{
+	connect_done(arg, -ETIMEDOUT, "connecting to the shadowsocks server timed out");
+}
+
+static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target,
+			  void **cctx)
+{
+	struct ss *ss = inst;
+	const struct xp_host *host = ss->host;
+	const struct xp_conn_info *ci = host->conn_info(conn);
+	uint8_t salt[SS_SALT_MAX], hdr[SS_ADDR_MAX];
+	struct ss_stream *st;
+	ssize_t hl, w;
+	int one = 1, rc;
+
+	*cctx = NULL;
+	hl = ss_addr_encode(&target->addr, target->domain, hdr);
+	if (hl < 0)
+		return -EAFNOSUPPORT;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->ss = ss;
+	st->conn = conn;
+	st->id = ci ? ci->id : 0;
+	st->fd = -1;
+	ss_reader_init(&st->rd, ss->cfg->method, ss->key);
+	st->wbuf = malloc(WBUF_CAP + RBUF_CAP + SS_MAX_PAYLOAD);
+	if (!st->wbuf) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	st->rbuf = st->wbuf + WBUF_CAP;
+	st->pend = st->rbuf + RBUF_CAP;
+
+	/* salt and target chunk first: a crypto failure costs no connection */
+	if (RAND_bytes(salt, (int)ss->mi->salt_len) != 1) {
+		rc = -EIO;
+		goto err;
+	}
+	rc = ss_aead_init(&st->enc, ss->cfg->method, ss->key, salt);
+	if (rc)
+		goto err;
+	memcpy(st->wbuf, salt, ss->mi->salt_len);
+	w = ss_seal_chunk(&st->enc, hdr, (size_t)hl, st->wbuf + ss->mi->salt_len);
+	if (w < 0) {
+		rc = (int)w;
+		goto err;
+	}
+	st->wlen = ss->mi->salt_len + (size_t)w;
+	st->hdr_fresh = true;
+
+	st->fd = host->upstream_socket(ss->self, ss->server.sa.sa_family, SOCK_STREAM,
+				       IPPROTO_TCP);
+	if (st->fd < 0) {
+		rc = st->fd;
+		st->fd = -1;
+		goto err;
+	}
+	if (ss->cfg->tcp_nodelay)
+		setsockopt(st->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	st->io = host->io_new(host->conn_loop(conn), st->fd, stream_io_cb, st);
+	if (!st->io) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	if (ss->cfg->timeout_ms) {
+		st->timer = host->timer_new(host->conn_loop(conn), stream_timer_cb, st);
+		if (!st->timer) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		host->timer_set(st->timer, ss->cfg->timeout_ms, 0);
+	}
+	if (connect(st->fd, &ss->server.sa, ss->server_len) < 0 && errno != EINPROGRESS) {
+		rc = -errno;
+		host->counter_add(ss->connect_failures, 1);
+		stream_free(st, 1);
+		host->conn_fail(conn, rc, "connecting to the shadowsocks server failed");
+		return 0;
+	}
+	st->state = ST_CONNECTING;
+	stream_io_update(st);
+	*cctx = st;
+	return 0;
+err:
+	stream_free(st, 1);
+	return rc;
+}
+
+static void ss_tcp_abort(void *inst, void *cctx)
+{
+	if (cctx)
+		stream_free(cctx, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* UDP: one upstream socket per session, one sealed packet per datagram                       */
+
+struct ss_udp {
+	struct ss *ss;
+	xp_udp_t *s;
+	union xp_sockaddr dst; /* the session's destination: the source for domain replies */
+	int fd;
+	xp_io_t *io;
+};
+
+/* one datagram at a time per worker thread */
+static __thread uint8_t udp_buf[UDP_BUF + SS_SALT_MAX + SS_ADDR_MAX + SS_TAG_LEN];
+
+static void udp_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
+{
+	struct ss_udp *u = arg;
+	struct ss *ss = u->ss;
+	const struct xp_host *host = ss->host;
+
+	for (int i = 0; i < 64; i++) {
+		union xp_sockaddr from;
+		uint8_t *plain;
+		ssize_t n = recv(fd, udp_buf, sizeof(udp_buf), MSG_TRUNC), hl, pl;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				host->udp_fail(u->s, -errno, "the shadowsocks server is unreachable");
+			return;
+		}
+		if ((size_t)n > sizeof(udp_buf)) {
+			host->counter_add(ss->udp_dropped, 1);
+			continue;
+		}
+		pl = ss_udp_open(ss->cfg->method, ss->key, udp_buf, (size_t)n, &plain);
+		if (pl < 0) {
+			host->counter_add(ss->udp_dropped, 1);
+			host->log(ss->self, XP_LOG_DEBUG,
+				  "UDP: a datagram from the server failed authentication (%s): "
+				  "dropped", strerror((int)-pl));
+			continue;
+		}
+		hl = ss_addr_decode(plain, (size_t)pl, &from, NULL);
+		if (hl < 0) {
+			host->counter_add(ss->udp_dropped, 1);
+			host->log(ss->self, XP_LOG_DEBUG,
+				  "UDP: a datagram from the server has no valid address: dropped");
+			continue;
+		}
+		if (from.sa.sa_family == AF_UNSPEC) {
+			in_port_t port = from.in.sin_port;
+
+			from = u->dst;
+			from.in.sin_port = port;
+		}
+		host->counter_add(ss->udp_received, 1);
+		host->udp_deliver(u->s, &from, plain + hl, (size_t)(pl - hl));
+	}
+}
+
+static int ss_udp_open_session(void *inst, xp_udp_t *s, const struct xp_target *target,
+			       void **uctx)
+{
+	struct ss *ss = inst;
+	const struct xp_host *host = ss->host;
+	struct ss_udp *u;
+	int rc;
+
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->ss = ss;
+	u->s = s;
+	u->dst = target->addr;
+	u->fd = host->upstream_socket(ss->self, ss->server.sa.sa_family, SOCK_DGRAM,
+				      IPPROTO_UDP);
+	if (u->fd < 0) {
+		rc = u->fd;
+		free(u);
+		return rc;
+	}
+	if (connect(u->fd, &ss->server.sa, ss->server_len) < 0) {
+		rc = -errno;
+		goto err;
+	}
+	u->io = host->io_new(host->udp_loop(s), u->fd, udp_io_cb, u);
+	if (!u->io) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	host->io_set(u->io, XP_IO_READ);
+	*uctx = u;
+	return 0;
+err:
+	close(u->fd);
+	free(u);
+	return rc;
+}
+
+static int ss_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst, const char *domain,
+		       const void *buf, size_t len)
+{
+	struct ss *ss = inst;
+	struct ss_udp *u = uctx;
+	uint8_t salt[SS_SALT_MAX], hdr[SS_ADDR_MAX];
+	ssize_t hl, n;
+
+	if (len > UDP_BUF)
+		return -EMSGSIZE;
+	hl = ss_addr_encode(dst, domain, hdr);
+	if (hl < 0)
+		return (int)hl;
+	if (RAND_bytes(salt, (int)ss->mi->salt_len) != 1)
+		return -EIO;
+	n = ss_udp_seal(ss->cfg->method, ss->key, salt, hdr, (size_t)hl, buf, len, udp_buf);
+	if (n < 0)
+		return (int)n;
+	if (send(u->fd, udp_buf, (size_t)n, 0) < 0)
+		return errno == ECONNREFUSED ? -ENOTCONN : -errno;
+	ss->host->counter_add(ss->udp_sent, 1);
+	return 0;
+}
+
+static void ss_udp_close(void *inst, void *uctx)
+{
+	struct ss_udp *u = uctx;
+
+	u->ss->host->io_free(u->io);
+	close(u->fd);
+	free(u);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* instances                                                                                    */
+
+static int ss_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
+			   const void *config, void **inst)
+{
+	const struct ss_cfg *cfg = config;
+	struct ss *ss;
+	int rc;
+
+	ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return -ENOMEM;
+	ss->host = host;
+	ss->self = self;
+	ss->cfg = cfg;
+	ss->mi = ss_method_info(cfg->method);
+	if (!ss->mi || !cfg->password || !*cfg->password) {
+		host->log(self, XP_LOG_ERROR, "password: must not be empty");
+		rc = -EINVAL;
+		goto err;
+	}
+	rc = resolve_hostport(cfg->server, &ss->server, &ss->server_len);
+	if (rc) {
+		host->log(self, XP_LOG_ERROR, "server \"%s\": cannot resolve it", cfg->server);
+		goto err;
+	}
+	rc = ss_password_key(cfg->password, ss->key, ss->mi->key_len);
+	if (rc) {
+		host->log(self, XP_LOG_ERROR, "password: cannot derive the key (%s)",
+			  strerror(-rc));
+		goto err;
+	}
+	ss->connects = host->counter_new(self, "connects", "connections to the server made");
+	ss->connect_failures = host->counter_new(self, "connect_failures",
+						 "connections to the server that failed");
+	ss->auth_failures = host->counter_new(self, "auth_failures",
+					      "server chunks that failed authentication");
+	ss->proto_errors = host->counter_new(self, "protocol_errors",
+					     "bad lengths or crypto failures from the server");
+	ss->truncated = host->counter_new(self, "truncated",
+					  "server streams that ended early or inside a chunk");
+	ss->udp_sent = host->counter_new(self, "udp_sent", "datagrams sent to the server");
+	ss->udp_received = host->counter_new(self, "udp_received",
+					     "datagrams from the server delivered");
+	ss->udp_dropped = host->counter_new(self, "udp_dropped",
+					    "datagrams from the server dropped (bad tag or header)");
+	if (!ss->connects || !ss->connect_failures || !ss->auth_failures || !ss->proto_errors ||
+	    !ss->truncated || !ss->udp_sent || !ss->udp_received || !ss->udp_dropped) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	host->log(self, XP_LOG_DEBUG, "server %s, method %s", cfg->server, ss->mi->name);
+	*inst = ss;
+	return 0;
+err:
+	OPENSSL_cleanse(ss->key, sizeof(ss->key));
+	free(ss);
+	return rc;
+}
+
+static void ss_instance_free(void *inst)
+{
+	struct ss *ss = inst;
+
+	OPENSSL_cleanse(ss->key, sizeof(ss->key));
+	free(ss);
+}
+
+static const struct xp_outbound_ops ss_ops = {
+	.size = sizeof(struct xp_outbound_ops),
+	.caps = XP_OUTBOUND_TCP | XP_OUTBOUND_UDP,
+	.tcp_connect = ss_tcp_connect,
+	.tcp_abort = ss_tcp_abort,
+	.udp_open = ss_udp_open_session,
+	.udp_send = ss_udp_send,
+	.udp_close = ss_udp_close,
+};
+
+static const struct xp_plugin_desc ss_desc = {
+	.size = sizeof(struct xp_plugin_desc),
+	.abi_major = XP_PLUGIN_ABI_MAJOR,
+	.abi_minor = XP_PLUGIN_ABI_MINOR,
+	.name = "shadowsocks",
+	.version = "1.0",
+	.summary = "shadowsocks AEAD (aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305), TCP+UDP",
+	.kinds = XP_KIND_OUTBOUND,
+	.option_size = sizeof(struct xp_option),
+	.options = ss_options,
+	.config_size = sizeof(struct ss_cfg),
+	.instance_new = ss_instance_new,
+	.instance_free = ss_instance_free,
+	.outbound = &ss_ops,
+};
+
+const struct xp_plugin_desc *XP_PLUGIN_ENTRY(uint32_t host_abi)
+{
+	/* UDP ops and the udp_* host functions are 1.1 */
+	if ((host_abi >> 16) != XP_PLUGIN_ABI_MAJOR || (host_abi & 0xffff) < 1)
+		return NULL;
+	return &ss_desc;
+}

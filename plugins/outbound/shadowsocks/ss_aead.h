@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * ss_aead - the shadowsocks AEAD codec (SIP004 stream chunks, SIP007 subkeys, UDP packets)
+ * and the SOCKS5-style address header. No I/O and no plugin ABI beyond the address types, so
+ * the unit tests and the fuzzer link it on its own.
+ *
+ * Stream layout, each direction: salt, then chunks of
+ *   [encrypted 2-byte big-endian length][tag][encrypted payload][tag]
+ * with a 12-byte little-endian nonce counter that starts at zero and grows by one per seal or
+ * open. The subkey is HKDF-SHA1(master key, salt, "ss-subkey"); the master key is the
+ * EVP_BytesToKey-style MD5 chain over the password. UDP: salt, then one sealed packet with
+ * nonce zero.
+ */
+#ifndef SS_AEAD_H
+#define SS_AEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <xproxy/plugin.h>
+
+enum ss_method {
+	SS_AES_128_GCM = 0,
+	SS_AES_256_GCM = 1,
+	SS_CHACHA20_POLY1305 = 2,
+	SS_METHOD_COUNT,
+};
+/* the option's choices, in enum order */
+#define SS_METHOD_CHOICES "aes-128-gcm|aes-256-gcm|chacha20-ietf-poly1305"
+
+#define SS_KEY_MAX	32
+#define SS_SALT_MAX	32
+#define SS_TAG_LEN	16
+#define SS_NONCE_LEN	12
+#define SS_MAX_PAYLOAD	0x3FFF
+#define SS_LEN_CHUNK	(2 + SS_TAG_LEN)
+/* one full chunk on the wire */
+#define SS_MAX_CHUNK	(SS_LEN_CHUNK + SS_MAX_PAYLOAD + SS_TAG_LEN)
+/* ATYP 3, length byte, 255-byte name, port */
+#define SS_ADDR_MAX	(1 + 1 + 255 + 2)
+
+struct ss_method_info {
+	const char *name;
+	size_t key_len;
+	size_t salt_len;
+};
+const struct ss_method_info *ss_method_info(int method);
+
+/* The master key from the password (MD5(pw), MD5(prev || pw), ... truncated). 0 or -errno. */
+int ss_password_key(const char *password, uint8_t *key, size_t key_len);
+/* HKDF-SHA1(key, salt, "ss-subkey") -> out (out_len bytes). 0 or -errno. */
+int ss_subkey(const uint8_t *key, size_t key_len, const uint8_t *salt, size_t salt_len,
+	      uint8_t *out, size_t out_len);
+
+/* One direction's AEAD state: cipher context keyed with the subkey and the nonce counter. */
+struct ss_aead {
+	void *ctx; /* EVP_CIPHER_CTX */
+	int method;
+	uint8_t nonce[SS_NONCE_LEN];
+};
+
+/* Key `a` for `method` with the subkey derived from `master` and `salt`. 0 or -errno. */
+int ss_aead_init(struct ss_aead *a, int method, const uint8_t *master, const uint8_t *salt);
+void ss_aead_free(struct ss_aead *a);
+/* out = ciphertext || tag (len + 16 bytes); the nonce counter advances. 0 or -errno. */
+int ss_aead_seal(struct ss_aead *a, const uint8_t *in, size_t len, uint8_t *out);
+/* in = ciphertext || tag (len >= 16); out gets len - 16 bytes, released only when the tag
+ * verifies (else -EBADMSG and `out` is wiped). The nonce counter advances either way. */
+int ss_aead_open(struct ss_aead *a, const uint8_t *in, size_t len, uint8_t *out);
+
+/* One stream chunk of n (1..SS_MAX_PAYLOAD) bytes: writes SS_LEN_CHUNK + n + SS_TAG_LEN
+ * bytes to out and returns that count, or -errno. */
+ssize_t ss_seal_chunk(struct ss_aead *a, const uint8_t *in, size_t n, uint8_t *out);
+
+/* The decrypting reader of the far side's stream: salt, then chunks. */
+enum ss_reader_state { SS_RD_SALT = 0, SS_RD_LEN, SS_RD_PAYLOAD };
+
+struct ss_reader {
+	struct ss_aead aead;
+	int method;
+	const uint8_t *master; /* the instance's key; outlives the reader */
+	enum ss_reader_state state;
+	size_t plen;	 /* SS_RD_PAYLOAD: the authenticated length of the chunk being read */
+	uint64_t chunks; /* chunks authenticated so far: 0 means "first chunk" for the log */
+};
+
+void ss_reader_init(struct ss_reader *r, int method, const uint8_t *master);
+void ss_reader_free(struct ss_reader *r);
+/*
+ * Consume what can be consumed from in[0..len): the salt, a length block, or a whole payload
+ * block. *used is set to the bytes consumed (possibly 0). Returns:
+ *   >= 0         plaintext bytes written to out (0 after a salt or a length block)
+ *   -EAGAIN      more input is needed (nothing consumed)
+ *   -ENOBUFS     the chunk's payload (ss_reader_want() bytes) does not fit out_cap: call
+ *                again with a bigger buffer (nothing consumed)
+ *   -EBADMSG     a tag failed (the stream is dead; nothing was released)
+ *   -EMSGSIZE    an authenticated length above SS_MAX_PAYLOAD (reserved bits set)
+ *   other -errno (crypto library failure)
+ */
+ssize_t ss_reader_feed(struct ss_reader *r, const uint8_t *in, size_t len, size_t *used,
+		       uint8_t *out, size_t out_cap);
+/* In SS_RD_PAYLOAD, the plaintext size of the pending chunk; 0 otherwise. */
+size_t ss_reader_want(const struct ss_reader *r);
+/* Whether the reader stands at a chunk boundary (a clean place for the stream to end). */
+int ss_reader_at_boundary(const struct ss_reader *r);
+
+/* SOCKS5 address form: ATYP 1 (IPv4), 3 (domain), 4 (IPv6), then the port (big-endian).
+ * ss_addr_encode: the domain when given (1..255 bytes), else addr. Returns the length written
+ * (<= SS_ADDR_MAX) or -EINVAL. */
+ssize_t ss_addr_encode(const union xp_sockaddr *addr, const char *domain, uint8_t *out);
+/* Parse an address header at in[0..len). Returns its length, -EAGAIN when truncated, -EINVAL
+ * for an unknown type or an empty domain. IPv4/IPv6 go to *addr; a domain is copied, NUL
+ * terminated, into name (256 bytes, may be NULL) and *addr gets family AF_UNSPEC with the
+ * port in in.sin_port. */
+ssize_t ss_addr_decode(const uint8_t *in, size_t len, union xp_sockaddr *addr, char *name);
+
+/* UDP (SIP004): [salt][seal(address header || payload)], nonce zero, a fresh salt each.
+ * ss_udp_seal returns the packet length or -errno; out needs salt + hdr + len + 16 bytes. */
+ssize_t ss_udp_seal(int method, const uint8_t *master, const uint8_t *salt,
+		    const uint8_t *hdr, size_t hdr_len, const uint8_t *payload, size_t len,
+		    uint8_t *out);
+/* Open a UDP packet in place: on success returns the plaintext length and *plain points into
+ * pkt; -EBADMSG on a short packet or a tag failure (nothing released), other -errno. */
+ssize_t ss_udp_open(int method, const uint8_t *master, uint8_t *pkt, size_t len,
+		    uint8_t **plain);
+
+#endif /* SS_AEAD_H */
