@@ -48,7 +48,9 @@ struct cfg_outbound {
 	char *name;   /* NAME of [outbound.NAME] */
 	char *plugin; /* plugin name, or a path ending in .so */
 	int line;     /* line of the section header */
+	int link_line; /* line of its `link =` share link (0: none); see link.h */
 	const struct cfg_section *section; /* raw keys, "plugin" included */
+	bool udp_independent; /* udp_mapping = independent ("full cone") */
 };
 
 struct cfg_global {
@@ -77,6 +79,9 @@ struct cfg_global {
 	uint64_t halfclose_timeout_ms;
 	uint32_t max_connections;
 	uint32_t buffer_bytes; /* per direction, per connection (stream relays and pipes) */
+	/* UDP sessions (udp.h) */
+	uint64_t udp_idle_timeout_ms;
+	uint32_t max_udp_sessions; /* across all workers */
 };
 
 struct cfg {

@@ -146,7 +146,8 @@ static void add(struct conf *c, const char *name, const char *plugin, const char
 		s->kv[s->n_kv++] = (struct cfg_kv){"level", (char *)level, line + 2};
 	if (tag)
 		s->kv[s->n_kv++] = (struct cfg_kv){"tag", (char *)tag, line + 3};
-	c->ob[i] = (struct cfg_outbound){(char *)name, (char *)plugin, line, s};
+	c->ob[i] = (struct cfg_outbound){.name = (char *)name, .plugin = (char *)plugin,
+					 .line = line, .section = s};
 }
 
 static void conf_free(struct conf *c)
