@@ -33,6 +33,7 @@
 #include "xp_config.h"
 
 #include "cfg.h"
+#include "link.h"
 #include "log.h"
 
 #define CFG_LINE_MAX	  16384	      /* characters per line; @file lists are for longer ones */
@@ -895,13 +896,70 @@ out:
 	free(err);
 }
 
+/* `link = URI`: the link's plugin becomes the section's plugin and its options are appended to
+ * the section on the link's line, so the plugin manager checks them like written ones. */
+static void expand_link(struct parser *ps, struct cfg_outbound *o, const char *value)
+{
+	struct cfg_section *s = &ps->cfg->sections[ps->cur];
+	struct link_out lo;
+	char err[256];
+	int rc;
+
+	if (o->link_line) {
+		add_error(ps, ps->lineno, "duplicate key 'link' in [outbound.%s] (first at line %d)",
+			  o->name, o->link_line);
+		return;
+	}
+	o->link_line = ps->lineno;
+	rc = link_parse(value, &lo, err, sizeof(err));
+	if (rc == -ENOMEM) {
+		ps->nomem = true;
+		return;
+	}
+	if (rc) {
+		/* never echo the value: a link carries a password */
+		add_error(ps, ps->lineno, "[outbound.%s] link: %s", o->name, err);
+		return;
+	}
+	if (o->plugin && strcmp(o->plugin, lo.plugin)) {
+		add_error(ps, ps->lineno,
+			  "[outbound.%s] link is a %s link but 'plugin' says %s", o->name,
+			  lo.plugin, o->plugin);
+	} else if (!o->plugin) {
+		o->plugin = xstrdup(ps, lo.plugin);
+	}
+	for (size_t i = 0; i < lo.n && !ps->nomem; i++) {
+		if (array_grow(&s->kv, &ps->kv_cap[ps->cur], s->n_kv + 1, sizeof(*s->kv))) {
+			ps->nomem = true;
+			break;
+		}
+		s->kv[s->n_kv].key = xstrdup(ps, lo.kv[i].key);
+		s->kv[s->n_kv].value = xstrdup(ps, lo.kv[i].value);
+		s->kv[s->n_kv].line = ps->lineno;
+		s->n_kv++;
+	}
+	link_out_free(&lo);
+}
+
 static void handle_outbound(struct parser *ps, struct cfg_outbound *o, const char *key,
 			    const char *value, int first_line)
 {
 	size_t len = strlen(value);
 
+	if (!strcmp(key, "link")) {
+		expand_link(ps, o, value);
+		return;
+	}
 	if (strcmp(key, "plugin"))
 		return; /* plugin options: checked by the plugin manager */
+	if (o->link_line && o->plugin) {
+		if (strcmp(o->plugin, value))
+			add_error(ps, ps->lineno,
+				  "[outbound.%s] 'plugin' says %s but the link on line %d is a %s "
+				  "link",
+				  o->name, value, o->link_line, o->plugin);
+		return;
+	}
 	if (first_line) {
 		add_error(ps, ps->lineno,
 			  "duplicate key 'plugin' in [outbound.%s] (first at line %d)", o->name,
