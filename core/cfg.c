@@ -269,6 +269,8 @@ enum gkey {
 	G_HALFCLOSE_TIMEOUT,
 	G_MAX_CONNECTIONS,
 	G_BUFFER_SIZE,
+	G_UDP_IDLE_TIMEOUT,
+	G_MAX_UDP_SESSIONS,
 	G__COUNT,
 };
 
@@ -294,6 +296,8 @@ static const char *const gkey_names[G__COUNT] = {
 	[G_HALFCLOSE_TIMEOUT] = "halfclose_timeout",
 	[G_MAX_CONNECTIONS] = "max_connections",
 	[G_BUFFER_SIZE] = "buffer_size",
+	[G_UDP_IDLE_TIMEOUT] = "udp_idle_timeout",
+	[G_MAX_UDP_SESSIONS] = "max_udp_sessions",
 };
 
 struct cfg_error {
@@ -810,6 +814,15 @@ static void handle_global(struct parser *ps, const char *key, const char *value)
 		if (get_u64(ps, key, value, cfg_parse_size, 4096, 16u << 20, "a size, 4k-16m", &v))
 			g->buffer_bytes = (uint32_t)v;
 		break;
+	case G_UDP_IDLE_TIMEOUT:
+		if (get_u64(ps, key, value, cfg_parse_duration_ms, 1000, 24 * 3600000ull,
+			    "a duration, 1s-24h", &v))
+			g->udp_idle_timeout_ms = v;
+		break;
+	case G_MAX_UDP_SESSIONS:
+		if (get_u64(ps, key, value, cfg_parse_u64, 1, 4u << 20, "1-4194304", &v))
+			g->max_udp_sessions = (uint32_t)v;
+		break;
 	case G__COUNT:
 		break;
 	}
@@ -948,6 +961,14 @@ static void handle_outbound(struct parser *ps, struct cfg_outbound *o, const cha
 
 	if (!strcmp(key, "link")) {
 		expand_link(ps, o, value);
+		return;
+	}
+	if (!strcmp(key, "udp_mapping")) {
+		/* a core key: how UDP sessions through this outbound are keyed (udp.h) */
+		if (!strcmp(value, "dependent") || !strcmp(value, "independent"))
+			o->udp_independent = !strcmp(value, "independent");
+		else
+			bad_value(ps, key, value, "dependent or independent");
 		return;
 	}
 	if (strcmp(key, "plugin"))
@@ -1247,6 +1268,8 @@ static void set_defaults(struct parser *ps)
 	g->halfclose_timeout_ms = 60 * 1000;
 	g->max_connections = 65536;
 	g->buffer_bytes = 1024 * 1024;
+	g->udp_idle_timeout_ms = 60 * 1000;
+	g->max_udp_sessions = 16384;
 
 	ps->cfg->route.fallback.kind = RT_DIRECT;
 	ps->cfg->route.fallback.target = xstrdup(ps, "DIRECT");

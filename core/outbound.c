@@ -260,6 +260,7 @@ static struct outbound *instance_build(const struct cfg *cfg, const struct cfg_o
 	ob->plugin = p;
 	ob->ops = &p->outbound;
 	ob->fingerprint = fp;
+	ob->udp_independent = o->udp_independent;
 	ob->handle.kind = HANDLE_INSTANCE;
 	snprintf(ob->handle.name, sizeof(ob->handle.name), "outbound.%s", o->name);
 	ob->handle.plugin = p;

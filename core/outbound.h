@@ -37,6 +37,7 @@ struct outbound {
 	char *fingerprint;		   /* the section's keys and values, to spot changes */
 	/* statistics */
 	atomic_uint_fast64_t conns, fails, bytes_up, bytes_down;
+	bool udp_independent; /* [outbound.NAME] udp_mapping = independent (udp.h) */
 };
 
 /* Stable id for a name (allocated on first use). -ENOSPC past OUTBOUND_ID_MAX. Thread-safe. */

@@ -929,7 +929,8 @@ int plug_config_fill(const struct plugin *p, const char *file, const struct cfg_
 		const struct cfg_kv *kv = &sec->kv[i];
 		const char *k = printable(kv->key, kbuf, sizeof(kbuf));
 
-		if (!strcmp(kv->key, "plugin") || !strcmp(kv->key, "link"))
+		if (!strcmp(kv->key, "plugin") || !strcmp(kv->key, "link") ||
+		    !strcmp(kv->key, "udp_mapping"))
 			continue; /* the core's keys (a link's options follow it as their own keys) */
 		idx = find_option(p, kv->key);
 		if (idx < 0) {

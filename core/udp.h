@@ -71,8 +71,21 @@ struct udp_opts {
 typedef int (*udp_route_fn)(void *ctx, const union xp_sockaddr *client,
 			    const union xp_sockaddr *dst, unsigned flags, struct conn_route *out);
 
-/* Creates a socket inside the private netns (reply sockets). fd or -errno. Thread-safe. */
-typedef int (*udp_socket_fn)(void *ctx, int domain, int type, int protocol);
+/* What the workers need from the daemon (all thread-safe, called on worker threads). */
+struct udp_env {
+	udp_route_fn route;
+	/* A socket inside the private netns (reply sockets). fd or -errno. */
+	int (*netns_socket)(void *ctx, int domain, int type, int protocol);
+	/* An endpoint-independent session got a datagram from `peer`, not the original
+	 * destination `dst`: make the datapath return peer's datagrams to the client (a flow
+	 * entry client -> peer like the client -> dst one). 0 or -errno. Optional. */
+	int (*peer_learn)(void *ctx, const union xp_sockaddr *client, const union xp_sockaddr *dst,
+			  const union xp_sockaddr *peer);
+	/* The outbound DIRECT decisions of INSPECT sessions go through (a referenced direct-plugin
+	 * instance), NULL when there is none. Optional. */
+	struct outbound *(*direct_outbound)(void *ctx);
+	void *ctx;
+};
 
 /* Process-wide counters (all workers), reported with SIGUSR1. */
 struct udp_stats {
@@ -106,7 +119,7 @@ int udp_listen(int fd);
 /* Attach UDP to a worker's loop, before its thread starts (or from that loop's thread). Takes
  * ownership of fd (closed by udp_worker_free, also on failure). NULL with errno on failure. */
 struct udp_worker *udp_worker_new(struct xp_loop *loop, int fd, const struct udp_opts *opts,
-				  udp_route_fn route, udp_socket_fn sock, void *ctx);
+				  const struct udp_env *env);
 /* Thread-safe: new options for new sessions (reload; max_sessions applies at once). */
 void udp_worker_set_opts(struct udp_worker *uw, const struct udp_opts *opts);
 /* Thread-safe: end every session whose outbound fails ob_alive(ob) (reload). */
@@ -117,10 +130,14 @@ void udp_worker_stop(struct udp_worker *uw);
 /* After the loop's thread ended: release what is left. NULL-safe. */
 void udp_worker_free(struct udp_worker *uw);
 unsigned udp_worker_sessions(const struct udp_worker *uw);
+/* Same loop: one datagram as the worker's socket received it (tests feed sessions with it). */
+void udp_worker_input(struct udp_worker *uw, const union xp_sockaddr *client,
+		      const union xp_sockaddr *dst, const void *buf, size_t len);
 
-/* Endpoint-independent mapping for an outbound? (its [outbound.NAME] udp_mapping). The daemon
- * installs the answer; without it every outbound is endpoint-dependent. */
-void udp_set_mapping_fn(bool (*independent)(const struct outbound *ob));
+/* Endpoint-independent mapping comes from the outbound's [outbound.NAME] udp_mapping
+ * (struct outbound.udp_independent). A datagram first looks for the session of its exact
+ * (client, destination), then for an endpoint-independent session of its client address:port:
+ * a full-cone mapping belongs to the client's port, whatever it sends to. */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Hooks for the DNS core (core/dnsq.c) and the sniff core (core/sniff.c)                      */
