@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "outbound.h"
 #include "plug.h"
+#include "udp.h"
 
 /* The SDK's route and source numbers are the datapath's verdict and source numbers. */
 #define SAME(a, b) ((int)(a) == (int)(b))
@@ -393,6 +394,10 @@ static const struct xp_host table = {
 	.conn_ready_stream = conn_ready_stream,
 	.conn_fail = conn_fail,
 	.stream_wake = conn_stream_wake,
+	.udp_info = udp_info,
+	.udp_loop = udp_loop,
+	.udp_deliver = udp_deliver,
+	.udp_fail = udp_fail,
 };
 
 const struct xp_host *host_table(void)
