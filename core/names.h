@@ -83,6 +83,10 @@ int names_learn_sniffed(const char *name, const union xp_sockaddr *addr, uint16_
  * truncated to len). 0 or -ENOENT. */
 int names_lookup(const union xp_sockaddr *addr, uint8_t l4proto, char *buf, size_t len);
 
+/* The name whose id is `tag` (xp_dst_verdict.tag, FLOW_NEW events), while it is live. 0 or
+ * -ENOENT. */
+int names_by_tag(uint32_t tag, char *buf, size_t len);
+
 /* host->route_domain: the rules for a flow to `domain` with nothing else known
  * (RF_KNOWN_DOMAIN only). out->size is set by the caller; filled up to it. 0 or -errno. */
 int names_route_domain(const char *domain, struct xp_route_result *out);
