@@ -473,7 +473,7 @@ static bool regex_too_big(const char *p)
 
 static int parse_target(const char *s, struct rule *out, char *err, size_t errlen)
 {
-	static const char *const reserved[] = {"INSPECT", "DNS", "REJECT"};
+	static const char *const reserved[] = {"INSPECT", "REJECT"};
 	size_t len = strlen(s);
 
 	if (len == 0) {
@@ -485,6 +485,8 @@ static int parse_target(const char *s, struct rule *out, char *err, size_t errle
 	} else if (!strcasecmp(s, "BLOCK")) {
 		out->kind = RT_BLOCK;
 	} else {
+	} else if (!strcasecmp(s, "DNS")) {
+		out->kind = RT_DNS; /* the [dns] plugin answers the flow's queries */
 		for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 			if (!strcasecmp(s, reserved[i])) {
 				seterr(err, errlen,
@@ -1011,6 +1013,14 @@ int rule_parse(const char *text, bool is_fallback, const char *base_dir, struct 
 		}
 		rc = parse_target(t, out, err, errlen);
 		if (rc)
+		if (!rc && out->kind == RT_DNS) {
+			/* Every flow nothing else matched is not a DNS query. */
+			seterr(err, errlen, "fallback cannot be DNS (use a rule such as "
+					    "'dport:53, DNS')");
+			free(out->target);
+			out->target = NULL;
+			rc = -EINVAL;
+		}
 			goto err_rule;
 		free(buf);
 		return 0;
@@ -1438,6 +1448,9 @@ static int add_cidr(struct compiler *cc, uint32_t set_id, const struct rule_cidr
 	e->val.outbound_id = t ? t->outbound_id : 0;
 	e->val.verdict = t ? t->verdict : XP_V_NONE;
 	return 0;
+	case RT_DNS:
+		t->verdict = XP_V_DNS;
+		return 0;
 }
 
 /* One prefix of a set being built, with the position (in the run) of the rule that listed it. */

@@ -15,7 +15,7 @@
  *           | 443 | 8000-8999                (ports)
  *           | tcp | udp | icmp               (proto; icmp means ICMP and ICMPv6)
  *           | 4 | 6                          (ipv)
- *   TARGET := DIRECT | BLOCK | <outbound name>
+ *   TARGET := DIRECT | BLOCK | DNS | <outbound name>
  *
  * First match wins. Rules with a domain condition never match in the kernel (the kernel has
  * no names); they match in userspace for flows named by DNS or a sniffer.
@@ -72,6 +72,7 @@ enum rule_target_kind {
 	RT_DIRECT = 1,
 	RT_BLOCK = 2,
 	RT_OUTBOUND = 3,
+	RT_DNS = 4, /* to the [dns] plugin (XP_V_DNS); not allowed as the fallback */
 };
 
 struct rule {
