@@ -399,8 +399,6 @@ static void test_parse_errors(void **state)
 		{"dport:80, REJECT",
 		 "target 'REJECT' is reserved (use DIRECT, BLOCK or an outbound "
 		 "name)"},
-		{"dport:80, dns", "target 'dns' is reserved (use DIRECT, BLOCK or an outbound "
-				  "name)"},
 		{"dport:80, Inspect", "target 'Inspect' is reserved (use DIRECT, BLOCK or an "
 				      "outbound name)"},
 		{"dport:80, bad name",
