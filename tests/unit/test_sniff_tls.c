@@ -412,7 +412,9 @@ static void test_names(void **state)
 		{ "MiXeD.Example", 13, "mixed.example" },
 		{ "trailing.dot.", 13, "trailing.dot" },
 		{ "under_score.example", 19, "under_score.example" },
-		{ "1.2.3.4", 7, "1.2.3.4" },
+		{ "1.2.3.4", 7, "" },	   /* an address: well-formed, names nothing */
+		{ "1.2.3.com", 9, "1.2.3.com" },
+		{ "example.123", 11, "" },
 		{ "nul\0.example", 12, NULL },
 		{ "sp ace.example", 14, NULL },
 		{ "a..b", 4, NULL },

@@ -56,11 +56,16 @@ static int have(const struct cur *c, size_t n, size_t end)
 	return 1;
 }
 
-/* A DNS host name as RFC 6066 wants it: LDH labels (and '_', seen in the wild), 1..63 bytes
- * each, no empty label; one trailing dot is tolerated and dropped. Lower-cased into out. */
+/*
+ * A DNS host name as RFC 6066 wants it: LDH labels (and '_', seen in the wild), 1..63 bytes
+ * each, no empty label; one trailing dot is tolerated and dropped. Lower-cased into out.
+ * 0: a name; 1: well-formed but an IPv4 literal (RFC 6066 forbids them; no top-level domain
+ * is all digits), which names nothing, so out stays ""; -1: malformed.
+ */
 static int copy_host_name(const uint8_t *s, size_t n, char out[256])
 {
 	size_t label = 0;
+	int digits = 1;
 
 	if (n && s[n - 1] == '.')
 		n--;
@@ -73,10 +78,14 @@ static int copy_host_name(const uint8_t *s, size_t n, char out[256])
 			if (label == 0)
 				return -1;
 			label = 0;
+			digits = 1;
 		} else if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
 			   ch == '_') {
 			label++;
+			if (ch < '0' || ch > '9')
+				digits = 0;
 		} else if (ch >= 'A' && ch <= 'Z') {
+			digits = 0;
 			ch = ch - 'A' + 'a';
 			label++;
 		} else {
@@ -85,6 +94,10 @@ static int copy_host_name(const uint8_t *s, size_t n, char out[256])
 		if (label > 63)
 			return -1;
 		out[i] = (char)ch;
+	}
+	if (digits) {
+		out[0] = '\0';
+		return 1;
 	}
 	out[n] = '\0';
 	return 0;
@@ -114,7 +127,7 @@ static int parse_sni(const uint8_t *d, size_t n, struct tls_hello *out)
 			return -1;
 		if (type == SNI_HOST_NAME && !got) {
 			if (len == 0 || len > 255 || memchr(d + pos, 0, len) ||
-			    copy_host_name(d + pos, len, out->sni))
+			    copy_host_name(d + pos, len, out->sni) < 0)
 				return -1;
 			got = 1;
 		}
