@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,8 @@ int ups_rule_parse(const char *text, struct ups_rule **rules, size_t *n, char *e
 	} else {
 		return errf(err, errlen, "\"%s\": want domain-suffix:NAME or domain:NAME", text);
 	}
+	if (!list[strspn(list, " \t|")])
+		return errf(err, errlen, "\"%s\": no domain", text);
 	for (dom = strtok_r(list, "|", &save); dom; dom = strtok_r(NULL, "|", &save)) {
 		struct ups_rule *r, *grown;
 		size_t len;
@@ -325,6 +328,7 @@ struct xfer {
 	const struct xp_stream_ops *sops;
 	void *stream;
 	int early_err; /* a dial result that came while xfer_start was still running */
+	xp_timer_t *kick; /* starts pumping a stream that a dial handed over at once */
 
 	struct buf netout, appin;
 	/* TLS */
@@ -351,6 +355,10 @@ static void xfer_close_net(struct xfer *x)
 	if (x->io) {
 		host->io_free(x->io);
 		x->io = NULL;
+	}
+	if (x->kick) {
+		host->timer_free(x->kick);
+		x->kick = NULL;
 	}
 	if (x->fd >= 0) {
 		close(x->fd);
@@ -410,8 +418,9 @@ static void finish(struct xfer *x, int err)
 	if (x->finished)
 		return;
 	if (x->starting) {
-		/* xfer_start is still on the stack: it reports the failure instead */
-		x->early_err = err ? err : -EPROTO;
+		/* xfer_start is still on the stack: it reports the failure instead (only a dial
+		 * result can come that early, and it is never a success) */
+		x->early_err = err;
 		return;
 	}
 	x->finished = 1;
@@ -858,9 +867,19 @@ static void dial_wake(void *arg, unsigned what)
 	pump(arg);
 }
 
+static void kick_cb(xp_timer_t *t, void *arg)
+{
+	pump(arg);
+}
+
 static int attach_fd(struct xfer *x, int fd)
 {
+	int fl = fcntl(fd, F_GETFL);
+
 	x->fd = fd;
+	/* a dial's socket may come blocking; the pump must never block the loop */
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
 	x->io = x->ctx->host->io_new(x->loop, fd, stream_io_cb, x);
 	return x->io ? 0 : -ENOMEM;
 }
@@ -948,10 +967,19 @@ static int stream_start(struct xfer *x)
 			x->dial = d;
 		if (!d && !x->early_err)
 			x->early_err = errno ? -errno : -EIO;
-		if (!x->early_err && (x->io || x->sops))
-			pump(x); /* the result came at once */
 		x->starting = 0;
-		return x->early_err;
+		if (x->early_err)
+			return x->early_err;
+		/* the result came at once: start on the loop, never inside xfer_start */
+		if (x->io) {
+			host->io_set(x->io, XP_IO_READ | XP_IO_WRITE);
+		} else if (x->sops) {
+			x->kick = host->timer_new(x->loop, kick_cb, x);
+			if (!x->kick)
+				return -ENOMEM;
+			host->timer_set(x->kick, 0, 0);
+		}
+		return 0;
 	}
 	rc = host->upstream_socket(x->ctx->self, family, SOCK_STREAM, IPPROTO_TCP);
 	if (rc < 0)
