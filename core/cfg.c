@@ -1229,6 +1229,9 @@ static void finish(struct parser *ps)
 		check_target(ps, &cfg->route.rules[i], "rule", names);
 	check_target(ps, &cfg->route.fallback, "fallback", names);
 	free(names);
+	/* the domain index: matching cost independent of the number of domain rules */
+	if (rule_list_index(&cfg->route))
+		add_error(ps, cfg->sections[ps->sec_route].line, "out of memory indexing [route]");
 
 	if (!g->n_lan && !g->n_wan && !ps->gseen[G_LAN] && !ps->gseen[G_WAN])
 		add_error(ps, cfg->sections[ps->sec_global].line,

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "array.h"
+#include "domain.h"
 #include "log.h"
 #include "rules.h"
 
@@ -484,9 +485,9 @@ static int parse_target(const char *s, struct rule *out, char *err, size_t errle
 		out->kind = RT_DIRECT;
 	} else if (!strcasecmp(s, "BLOCK")) {
 		out->kind = RT_BLOCK;
-	} else {
 	} else if (!strcasecmp(s, "DNS")) {
 		out->kind = RT_DNS; /* the [dns] plugin answers the flow's queries */
+	} else {
 		for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 			if (!strcasecmp(s, reserved[i])) {
 				seterr(err, errlen,
@@ -1012,7 +1013,6 @@ int rule_parse(const char *text, bool is_fallback, const char *base_dir, struct 
 			goto err_buf;
 		}
 		rc = parse_target(t, out, err, errlen);
-		if (rc)
 		if (!rc && out->kind == RT_DNS) {
 			/* Every flow nothing else matched is not a DNS query. */
 			seterr(err, errlen, "fallback cannot be DNS (use a rule such as "
@@ -1021,6 +1021,7 @@ int rule_parse(const char *text, bool is_fallback, const char *base_dir, struct 
 			out->target = NULL;
 			rc = -EINVAL;
 		}
+		if (rc)
 			goto err_rule;
 		free(buf);
 		return 0;
@@ -1107,6 +1108,7 @@ void rule_list_free(struct rule_list *rl)
 		return;
 	for (size_t i = 0; i < rl->n; i++)
 		rule_free(&rl->rules[i]);
+	domain_index_free(rl->index);
 	free(rl->rules);
 	rule_free(&rl->fallback);
 	memset(rl, 0, sizeof(*rl));
@@ -1262,12 +1264,14 @@ static bool cond_match(const struct rule_cond *c, const struct rule_flow *f, con
 	return m != c->negate;
 }
 
-static bool match_named(const struct rule *r, const struct rule_flow *f, const char *name)
+/* `skip`: a condition already known to hold (the index found the rule through it), or -1. */
+static bool match_named(const struct rule *r, const struct rule_flow *f, const char *name,
+			int skip)
 {
 	if (r->n_conds == 0)
 		return false; /* only the fallback has none; it is not a rule */
 	for (size_t i = 0; i < r->n_conds; i++)
-		if (!cond_match(&r->conds[i], f, name))
+		if ((int)i != skip && !cond_match(&r->conds[i], f, name))
 			return false;
 	return true;
 }
@@ -1281,7 +1285,7 @@ bool rule_match(const struct rule *r, const struct rule_flow *f)
 		return false;
 	if (r->has_domain && f->domain && norm_name(f->domain, buf))
 		name = buf;
-	return match_named(r, f, name);
+	return match_named(r, f, name, -1);
 }
 
 const struct rule *rule_list_match(const struct rule_list *rl, const struct rule_flow *f)
@@ -1291,10 +1295,28 @@ const struct rule *rule_list_match(const struct rule_list *rl, const struct rule
 
 	if (f && f->domain && norm_name(f->domain, buf))
 		name = buf;
+	if (f && domain_index_covers(rl->index, rl->rules, rl->n)) {
+		struct domain_iter it;
+		long i;
+		int skip;
+
+		domain_iter_init(&it, rl->index, name);
+		while ((i = domain_iter_next(&it, &skip)) >= 0)
+			if (match_named(&rl->rules[i], f, name, skip))
+				return &rl->rules[i];
+		return &rl->fallback;
+	}
 	for (size_t i = 0; f && i < rl->n; i++)
-		if (match_named(&rl->rules[i], f, name))
+		if (match_named(&rl->rules[i], f, name, -1))
 			return &rl->rules[i];
 	return &rl->fallback;
+}
+
+int rule_list_index(struct rule_list *rl)
+{
+	domain_index_free(rl->index);
+	rl->index = domain_index_build(rl->rules, rl->n);
+	return rl->index ? 0 : -errno;
 }
 
 /* Which RF_KNOWN_* bit a condition needs. */
@@ -1319,7 +1341,7 @@ static unsigned cond_field(enum rule_cond_type t)
 /* 1: all conditions known and true; 0: a known condition is false; -1: the known ones are true
  * and at least one is unknown ("maybe"). */
 static int match_partial(const struct rule *r, const struct rule_flow *f, const char *name,
-			 unsigned known)
+			 unsigned known, int skip)
 {
 	bool maybe = false;
 
@@ -1328,6 +1350,8 @@ static int match_partial(const struct rule *r, const struct rule_flow *f, const 
 	for (size_t i = 0; i < r->n_conds; i++) {
 		const struct rule_cond *c = &r->conds[i];
 
+		if ((int)i == skip)
+			continue;
 		if (!(known & cond_field(c->type)))
 			maybe = true;
 		else if (!cond_match(c, f, name))
@@ -1350,8 +1374,26 @@ const struct rule *rule_list_match_partial(const struct rule_list *rl, const str
 	 * trusted either (unknown means unknown) */
 	if ((known & RF_KNOWN_DOMAIN) && f->domain && norm_name(f->domain, buf))
 		name = buf;
+	/* the index needs the name known (or known absent); an unknown name makes every domain
+	 * rule a candidate, so that case walks the list */
+	if ((known & RF_KNOWN_DOMAIN) && domain_index_covers(rl->index, rl->rules, rl->n)) {
+		struct domain_iter it;
+		long i;
+		int skip, m;
+
+		domain_iter_init(&it, rl->index, name);
+		while ((i = domain_iter_next(&it, &skip)) >= 0) {
+			m = match_partial(&rl->rules[i], f, name, known, skip);
+			if (m == 0)
+				continue;
+			if (partial)
+				*partial = m < 0;
+			return &rl->rules[i];
+		}
+		return &rl->fallback;
+	}
 	for (size_t i = 0; i < rl->n; i++) {
-		int m = match_partial(&rl->rules[i], f, name, known);
+		int m = match_partial(&rl->rules[i], f, name, known, -1);
 
 		if (m == 0)
 			continue;
@@ -1406,6 +1448,9 @@ static int resolve(struct compiler *cc, const struct rule *r, struct target *t)
 		t->outbound_id = (uint16_t)id;
 		return 0;
 	}
+	case RT_DNS:
+		t->verdict = XP_V_DNS;
+		return 0;
 	case RT_DIRECT:
 	default: /* a zeroed fallback means "no fallback line": DIRECT */
 		t->verdict = XP_V_DIRECT;
@@ -1448,9 +1493,6 @@ static int add_cidr(struct compiler *cc, uint32_t set_id, const struct rule_cidr
 	e->val.outbound_id = t ? t->outbound_id : 0;
 	e->val.verdict = t ? t->verdict : XP_V_NONE;
 	return 0;
-	case RT_DNS:
-		t->verdict = XP_V_DNS;
-		return 0;
 }
 
 /* One prefix of a set being built, with the position (in the run) of the rule that listed it. */

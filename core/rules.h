@@ -85,11 +85,22 @@ struct rule {
 	bool has_domain; /* has a domain condition: never matches in the kernel */
 };
 
+struct domain_index;
 struct rule_list {
 	struct rule *rules;
 	size_t n;
 	struct rule fallback; /* DIRECT when [route] has no fallback line */
+	/* Built by rule_list_index() once the list is complete (core/domain.h); used by the two
+	 * list matchers while it still covers rules[0..n), else they walk every rule. */
+	struct domain_index *index;
+	/* [sniff] is configured: rules_compile() turns domain rules into INSPECT kernel rules
+	 * (their non-domain conditions, verdict XP_V_INSPECT) instead of skipping them. */
+	bool inspect_domains;
 };
+
+/* Index the list's full and suffix domain conditions (again, if it was indexed before).
+ * 0 or -ENOMEM; without an index the matchers are still correct, only linear. */
+int rule_list_index(struct rule_list *rl);
 
 /* Parse the right-hand side of a "rule =" line (`is_fallback`: of a "fallback =" line, which is
  * only a TARGET). `base_dir` resolves relative @file paths. On error returns -EINVAL and writes
