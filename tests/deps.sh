@@ -7,6 +7,7 @@ XP_BUILD_PKGS="meson ninja-build pkg-config gcc make libc6-dev clang llvm clang-
 XP_TEST_PKGS="libcmocka-dev libclang-rt-14-dev nginx-light curl iproute2 python3 util-linux
 	procps iputils-ping iperf3 wrk qemu-system-x86 busybox-static libzstd-dev"
 XP_TEST_PKGS="$XP_TEST_PKGS shadowsocks-libev trojan" # e2e_ss.sh, e2e_trojan.sh: interop servers
+XP_TEST_PKGS="$XP_TEST_PKGS openssl gnutls-bin wget" # test_sniff_*: real TLS/HTTP clients
 
 xp_install_deps() { # PACKAGES...
 	local missing=() p
