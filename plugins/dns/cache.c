@@ -13,9 +13,13 @@
 
 #include "cache.h"
 
+struct lru {
+	struct lru *prev, *next; /* head is the most recent */
+};
+
 struct entry {
-	struct entry *hnext;	     /* hash chain */
-	struct entry *prev, *next; /* LRU: head is the most recent */
+	struct lru lru;	     /* first: an entry is its LRU node */
+	struct entry *hnext; /* hash chain */
 	uint32_t hash;
 	uint16_t qtype, qclass;
 	uint8_t bits; /* DO, CD */
@@ -30,7 +34,7 @@ struct dns_cache {
 	pthread_mutex_t lock;
 	struct entry **buckets;
 	size_t n_buckets; /* power of two */
-	struct entry lru;   /* sentinel */
+	struct lru lru;	    /* sentinel */
 	size_t max_entries, max_bytes;
 	uint32_t max_ttl_s;
 	struct dns_cache_stats st;
@@ -103,13 +107,13 @@ struct dns_cache *dns_cache_new(size_t max_entries, size_t max_bytes, uint32_t m
 
 void dns_cache_free(struct dns_cache *c)
 {
-	struct entry *e, *n;
+	struct lru *e, *n;
 
 	if (!c)
 		return;
 	for (e = c->lru.next; e != &c->lru; e = n) {
 		n = e->next;
-		free(e);
+		free(e); /* the node is the entry's first member */
 	}
 	pthread_mutex_destroy(&c->lock);
 	free(c->buckets);
@@ -118,16 +122,16 @@ void dns_cache_free(struct dns_cache *c)
 
 static void lru_unlink(struct entry *e)
 {
-	e->prev->next = e->next;
-	e->next->prev = e->prev;
+	e->lru.prev->next = e->lru.next;
+	e->lru.next->prev = e->lru.prev;
 }
 
 static void lru_push(struct dns_cache *c, struct entry *e)
 {
-	e->next = c->lru.next;
-	e->prev = &c->lru;
-	c->lru.next->prev = e;
-	c->lru.next = e;
+	e->lru.next = c->lru.next;
+	e->lru.prev = &c->lru;
+	c->lru.next->prev = &e->lru;
+	c->lru.next = &e->lru;
 }
 
 static struct entry **find(struct dns_cache *c, const struct key *k)
@@ -217,7 +221,7 @@ int dns_cache_put(struct dns_cache *c, const struct dns_msg *q, const struct dns
 		drop(c, pp); /* a fresher answer replaces the old one */
 	while (c->st.entries && (c->st.entries + 1 > c->max_entries ||
 				 c->st.bytes + entry_bytes(e) > c->max_bytes)) {
-		drop_entry(c, c->lru.prev);
+		drop_entry(c, (struct entry *)c->lru.prev);
 		c->st.evictions++;
 	}
 	pp = find(c, &k);
