@@ -20,6 +20,8 @@
 
 #include <xproxy/plugin.h>
 
+#include "socks_addr.h"
+
 enum ss_method {
 	SS_AES_128_GCM = 0,
 	SS_AES_256_GCM = 1,
@@ -37,8 +39,7 @@ enum ss_method {
 #define SS_LEN_CHUNK	(2 + SS_TAG_LEN)
 /* one full chunk on the wire */
 #define SS_MAX_CHUNK	(SS_LEN_CHUNK + SS_MAX_PAYLOAD + SS_TAG_LEN)
-/* ATYP 3, length byte, 255-byte name, port */
-#define SS_ADDR_MAX	(1 + 1 + 255 + 2)
+#define SS_ADDR_MAX	SOCKS_ADDR_MAX
 
 struct ss_method_info {
 	const char *name;
@@ -104,16 +105,6 @@ ssize_t ss_reader_feed(struct ss_reader *r, const uint8_t *in, size_t len, size_
 size_t ss_reader_want(const struct ss_reader *r);
 /* Whether the reader stands at a chunk boundary (a clean place for the stream to end). */
 int ss_reader_at_boundary(const struct ss_reader *r);
-
-/* SOCKS5 address form: ATYP 1 (IPv4), 3 (domain), 4 (IPv6), then the port (big-endian).
- * ss_addr_encode: the domain when given (1..255 bytes), else addr. Returns the length written
- * (<= SS_ADDR_MAX) or -EINVAL. */
-ssize_t ss_addr_encode(const union xp_sockaddr *addr, const char *domain, uint8_t *out);
-/* Parse an address header at in[0..len). Returns its length, -EAGAIN when truncated, -EINVAL
- * for an unknown type or an empty domain. IPv4/IPv6 go to *addr; a domain is copied, NUL
- * terminated, into name (256 bytes, may be NULL) and *addr gets family AF_UNSPEC with the
- * port in in.sin_port. */
-ssize_t ss_addr_decode(const uint8_t *in, size_t len, union xp_sockaddr *addr, char *name);
 
 /* UDP (SIP004): [salt][seal(address header || payload)], nonce zero, a fresh salt each.
  * ss_udp_seal returns the packet length or -errno; out needs salt + hdr + len + 16 bytes. */

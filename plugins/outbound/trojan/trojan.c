@@ -1,0 +1,957 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * trojan - the trojan outbound: TLS to the server (OpenSSL), the request header, then the
+ * target's bytes (CONNECT) or framed datagrams (UDP ASSOCIATE) inside the TLS connection.
+ *
+ * One object (struct tstream) is the TLS connection to the server, for a TCP stream handed to
+ * the core or for a UDP session. Non-blocking OpenSSL: an SSL call that returns WANT_READ or
+ * WANT_WRITE records which socket event the waiting side (recv or send) needs; the io callback
+ * turns that event into stream_wake() for that side. The io watch asks only for what someone
+ * waits for, so a relay that stops calling never makes the loop spin.
+ *
+ * Plaintext the stream owns (the request header, merged with the client's first bytes, and
+ * UDP frames) sits in a bounded queue until SSL_write took all of it; OpenSSL may be handed a
+ * moved buffer on a retry (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), never a changed one.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <xproxy/plugin.h>
+
+#include "trojan_proto.h"
+
+/* the header plus the client's first bytes, in one TLS record */
+#define FIRST_DATA  8192
+#define QCAP_TCP    (TROJAN_REQ_MAX + FIRST_DATA)
+/* UDP: frames waiting for SSL_write; a datagram that does not fit is dropped (counted) */
+#define QCAP_UDP    (256 * 1024)
+#define UDP_RBUF    (TROJAN_UDP_HDR_MAX + TROJAN_UDP_MAX + 16384)
+/* one send() hands SSL_write at most this much */
+#define WRITE_MAX   (256 * 1024)
+
+struct trojan_cfg {
+	const char *server;
+	const char *password;
+	const char *sni;
+	int verify;
+	const char *ca_file;
+	const char *alpn;
+	uint64_t timeout_ms;
+	int tcp_nodelay;
+};
+
+static const struct xp_option trojan_options[] = {
+	XP_OPT(struct trojan_cfg, server, "server", XP_OPT_HOSTPORT, NULL, XP_OPT_REQUIRED,
+	       "the trojan server, host:port"),
+	XP_OPT(struct trojan_cfg, password, "password", XP_OPT_STRING, NULL,
+	       XP_OPT_REQUIRED | XP_OPT_SECRET, "the server's password"),
+	XP_OPT(struct trojan_cfg, sni, "sni", XP_OPT_STRING, NULL, 0,
+	       "TLS server name (default: the server's host); also the name verified"),
+	XP_OPT(struct trojan_cfg, verify, "verify", XP_OPT_BOOL, "yes", 0,
+	       "verify the server's certificate chain and name"),
+	XP_OPT(struct trojan_cfg, ca_file, "ca_file", XP_OPT_STRING, NULL, 0,
+	       "PEM file of trusted CAs (default: the system's)"),
+	XP_OPT(struct trojan_cfg, alpn, "alpn", XP_OPT_STRING, NULL, 0,
+	       "ALPN protocols offered, comma-separated (e.g. h2,http/1.1)"),
+	XP_OPT_RANGE(struct trojan_cfg, timeout_ms, "timeout", XP_OPT_DURATION, "0", 0, 0, 3600000,
+		     "give up connecting (TCP and TLS) after this long (0: the core's timeout)"),
+	XP_OPT(struct trojan_cfg, tcp_nodelay, "tcp_nodelay", XP_OPT_BOOL, "yes", 0,
+	       "TCP_NODELAY on the connection to the server"),
+	XP_OPTION_END,
+};
+
+struct trojan {
+	const struct xp_host *host;
+	xp_handle_t *self;
+	const struct trojan_cfg *cfg;
+	union xp_sockaddr server;
+	socklen_t server_len;
+	char hash[TROJAN_HASH_LEN];
+	SSL_CTX *ctx;
+	char sni[256];
+	bool sni_is_ip;
+	xp_counter_t *connects, *connect_failures, *tls_failures, *stream_errors;
+	xp_counter_t *udp_sent, *udp_received, *udp_dropped, *udp_errors;
+};
+
+enum { T_CONNECTING = 0, T_HANDSHAKE, T_READY };
+
+struct tstream {
+	struct trojan *t;
+	xp_conn_t *conn; /* TCP stream */
+	xp_udp_t *udp;	 /* UDP session */
+	uint64_t id;
+	int fd;
+	SSL *ssl;
+	int state;
+	xp_io_t *io;
+	xp_timer_t *timer;
+	unsigned io_events;
+	unsigned hs_need, recv_need, send_need; /* XP_IO_* the waiting side needs */
+	int err;				/* sticky */
+	bool recv_blocked, send_blocked;	/* told the core -EAGAIN */
+	bool qfresh;				/* q holds only the request header */
+	bool shut_pending, shut_done, eof, failed;
+
+	uint8_t *q; /* owned plaintext for SSL_write */
+	size_t qlen, qoff, qcap;
+
+	uint8_t *rbuf; /* UDP: frames from the server */
+	size_t rlen;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* helpers                                                                                      */
+
+static int split_hostport(const char *hp, char *host, size_t hcap, const char **port)
+{
+	const char *colon, *h = hp;
+	size_t hl;
+
+	if (*hp == '[') {
+		colon = strstr(hp, "]:");
+		if (!colon)
+			return -EINVAL;
+		h = hp + 1;
+		hl = (size_t)(colon - h);
+		colon++;
+	} else {
+		colon = strrchr(hp, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - hp);
+	}
+	if (!hl || hl >= hcap)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = colon + 1;
+	return 0;
+}
+
+static const char *ssl_reason(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	return r ? r : "unknown TLS error";
+}
+
+static void io_update(struct tstream *s)
+{
+	unsigned ev = s->hs_need | s->recv_need | s->send_need;
+
+	if (s->state == T_CONNECTING)
+		ev = XP_IO_WRITE;
+	if (s->udp && s->state == T_READY)
+		ev |= XP_IO_READ; /* datagrams are read as they come: no backpressure to respect */
+	if (ev != s->io_events) {
+		s->io_events = ev;
+		s->t->host->io_set(s->io, ev);
+	}
+}
+
+static int fail(struct tstream *s, int err)
+{
+	if (!s->err)
+		s->err = err;
+	return s->err;
+}
+
+/* SSL_write from the queue. 0: empty or waiting (*need set); -errno: fatal. */
+static int q_flush(struct tstream *s, unsigned *need)
+{
+	while (s->qoff < s->qlen) {
+		size_t n = 0;
+		int r, e;
+
+		ERR_clear_error();
+		r = SSL_write_ex(s->ssl, s->q + s->qoff, s->qlen - s->qoff, &n);
+		if (r) {
+			s->qoff += n;
+			continue;
+		}
+		e = SSL_get_error(s->ssl, r);
+		if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+			*need = e == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
+			return 0;
+		}
+		return -EPIPE;
+	}
+	s->qoff = s->qlen = 0;
+	s->qfresh = false;
+	return 0;
+}
+
+/* close_notify once the queue is empty. 0 or -errno. */
+static int do_shutdown(struct tstream *s, unsigned *need)
+{
+	int r;
+
+	if (!s->shut_pending || s->shut_done || s->qlen)
+		return 0;
+	ERR_clear_error();
+	r = SSL_shutdown(s->ssl);
+	if (r >= 0) {
+		s->shut_done = true;
+		return 0;
+	}
+	r = SSL_get_error(s->ssl, r);
+	if (r == SSL_ERROR_WANT_WRITE || r == SSL_ERROR_WANT_READ) {
+		*need = r == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
+		return 0;
+	}
+	return -EPIPE;
+}
+
+static void tstream_free(struct tstream *s, int abort)
+{
+	const struct xp_host *host = s->t->host;
+
+	if (s->io)
+		host->io_free(s->io);
+	if (s->timer)
+		host->timer_free(s->timer);
+	if (s->ssl)
+		SSL_free(s->ssl);
+	if (s->fd >= 0) {
+		if (abort) {
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		close(s->fd);
+	}
+	if (s->q) {
+		OPENSSL_cleanse(s->q, s->qcap); /* it held the password hash */
+		free(s->q);
+	}
+	free(s->rbuf);
+	free(s);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the TCP stream                                                                               */
+
+static ssize_t t_send(void *stream, const void *buf, size_t len)
+{
+	struct tstream *s = stream;
+	size_t take = 0, n = 0;
+	int rc, r, e;
+
+	if (s->err)
+		return s->err;
+	if (s->shut_pending)
+		return -EPIPE;
+	if (!len)
+		return -EINVAL;
+	if (s->qlen) {
+		if (s->qfresh) {
+			/* the client's first bytes ride in the header's record */
+			take = len < s->qcap - s->qlen ? len : s->qcap - s->qlen;
+			memcpy(s->q + s->qlen, buf, take);
+			s->qlen += take;
+		}
+		s->send_need = 0;
+		rc = q_flush(s, &s->send_need);
+		if (rc)
+			return fail(s, rc);
+		if (s->qlen) {
+			io_update(s);
+			if (take)
+				return (ssize_t)take;
+			s->send_blocked = true;
+			return -EAGAIN;
+		}
+		if (take)
+			return (ssize_t)take;
+	}
+	ERR_clear_error();
+	r = SSL_write_ex(s->ssl, buf, len < WRITE_MAX ? len : WRITE_MAX, &n);
+	if (r) {
+		s->send_need = 0;
+		io_update(s);
+		return (ssize_t)n;
+	}
+	e = SSL_get_error(s->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		s->send_need = e == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
+		s->send_blocked = true;
+		io_update(s);
+		return -EAGAIN;
+	}
+	s->t->host->counter_add(s->t->stream_errors, 1);
+	s->t->host->log(s->t->self, XP_LOG_INFO, "conn %" PRIu64 ": TLS write failed (%s)", s->id,
+			ssl_reason());
+	return fail(s, -ECONNRESET);
+}
+
+static ssize_t t_recv(void *stream, void *buf, size_t len)
+{
+	struct tstream *s = stream;
+	struct trojan *t = s->t;
+	size_t total = 0;
+
+	if (s->err)
+		return s->err;
+	if (s->eof)
+		return 0;
+	if (!len)
+		return -EINVAL;
+	if (s->qfresh) {
+		/* nothing from the client yet: the header goes alone (server-first protocols) */
+		int rc;
+
+		s->send_need = 0;
+		rc = q_flush(s, &s->send_need);
+		if (rc)
+			return fail(s, rc);
+		s->qfresh = false;
+	}
+	while (total < len) {
+		size_t n = 0;
+		int r, e;
+
+		ERR_clear_error();
+		r = SSL_read_ex(s->ssl, (uint8_t *)buf + total, len - total, &n);
+		if (r) {
+			total += n;
+			continue;
+		}
+		e = SSL_get_error(s->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (total)
+				break;
+			s->recv_need = e == SSL_ERROR_WANT_READ ? XP_IO_READ : XP_IO_WRITE;
+			s->recv_blocked = true;
+			io_update(s);
+			return -EAGAIN;
+		}
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			s->eof = true;
+			break;
+		}
+		if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			/* a TCP FIN without close_notify: the server's side may be truncated */
+			t->host->counter_add(t->stream_errors, 1);
+			t->host->log(t->self, XP_LOG_DEBUG,
+				     "conn %" PRIu64 ": the server closed without close_notify: "
+				     "connection reset", s->id);
+		} else {
+			t->host->counter_add(t->stream_errors, 1);
+			t->host->log(t->self, XP_LOG_INFO,
+				     "conn %" PRIu64 ": TLS read failed (%s): connection reset",
+				     s->id, e == SSL_ERROR_SYSCALL ? "connection lost" : ssl_reason());
+		}
+		fail(s, -ECONNRESET);
+		break;
+	}
+	if (total)
+		return (ssize_t)total;
+	return s->err ? s->err : 0;
+}
+
+static int t_shutdown(void *stream)
+{
+	struct tstream *s = stream;
+	int rc;
+
+	if (s->err)
+		return s->err;
+	s->shut_pending = true;
+	if (s->qlen) {
+		/* not before the queue is out: the io callback finishes it */
+		io_update(s);
+		return 0;
+	}
+	rc = do_shutdown(s, &s->send_need);
+	if (rc)
+		return fail(s, rc);
+	io_update(s);
+	return 0;
+}
+
+static void t_close(void *stream, int abort)
+{
+	tstream_free(stream, abort);
+}
+
+static const struct xp_stream_ops trojan_stream_ops = {
+	.size = sizeof(struct xp_stream_ops),
+	.send = t_send,
+	.recv = t_recv,
+	.shutdown = t_shutdown,
+	.close = t_close,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* UDP over the TLS stream                                                                      */
+
+static void udp_failed(struct tstream *s, int err, const char *why)
+{
+	struct trojan *t = s->t;
+
+	if (s->failed)
+		return;
+	s->failed = true;
+	t->host->counter_add(t->udp_errors, 1);
+	t->host->log(t->self, XP_LOG_INFO, "UDP session: %s", why);
+	/* the core may close the session from inside: nothing of `s` is touched after */
+	t->host->udp_fail(s->udp, err, why);
+}
+
+static void udp_read(struct tstream *s)
+{
+	struct trojan *t = s->t;
+
+	for (;;) {
+		size_t n = 0, off = 0;
+		int r, e;
+
+		ERR_clear_error();
+		r = SSL_read_ex(s->ssl, s->rbuf + s->rlen, UDP_RBUF - s->rlen, &n);
+		if (!r) {
+			e = SSL_get_error(s->ssl, r);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				return;
+			udp_failed(s, -ECONNRESET, e == SSL_ERROR_ZERO_RETURN
+							   ? "the server closed the UDP tunnel"
+							   : "the UDP tunnel failed (TLS read)");
+			return;
+		}
+		s->rlen += n;
+		for (;;) {
+			union xp_sockaddr from;
+			const uint8_t *p;
+			size_t plen;
+			ssize_t f = trojan_udp_parse(s->rbuf + off, s->rlen - off, &from, NULL, &p,
+						     &plen);
+
+			if (f == -EAGAIN)
+				break;
+			if (f < 0) {
+				udp_failed(s, -EPROTO, "a malformed UDP frame from the server");
+				return;
+			}
+			off += (size_t)f;
+			if (from.sa.sa_family == AF_UNSPEC) {
+				/* a name we cannot show the client: the session's peer stands in */
+				const struct xp_conn_info *ci = t->host->udp_info(s->udp);
+				in_port_t port = from.in.sin_port;
+
+				from = ci->dst;
+				from.in.sin_port = port;
+			}
+			t->host->counter_add(t->udp_received, 1);
+			t->host->udp_deliver(s->udp, &from, p, plen);
+		}
+		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+		s->rlen -= off;
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* connecting: TCP, then TLS                                                                    */
+
+static void setup_failed(struct tstream *s, int err, const char *why)
+{
+	struct trojan *t = s->t;
+
+	t->host->counter_add(t->connect_failures, 1);
+	if (s->conn) {
+		xp_conn_t *conn = s->conn;
+
+		tstream_free(s, 1);
+		t->host->conn_fail(conn, err, why);
+		return;
+	}
+	if (s->timer) {
+		t->host->timer_free(s->timer);
+		s->timer = NULL;
+	}
+	s->state = T_READY; /* no more handshake steps */
+	s->err = err;
+	udp_failed(s, err, why);
+}
+
+static void handshake_done(struct tstream *s)
+{
+	struct trojan *t = s->t;
+
+	if (s->timer) {
+		t->host->timer_free(s->timer);
+		s->timer = NULL;
+	}
+	s->state = T_READY;
+	s->hs_need = 0;
+	t->host->counter_add(t->connects, 1);
+	if (s->conn) {
+		io_update(s);
+		t->host->conn_ready_stream(s->conn, &trojan_stream_ops, s);
+		return;
+	}
+	/* UDP: the header and whatever datagrams were queued meanwhile */
+	s->send_need = 0;
+	if (q_flush(s, &s->send_need)) {
+		udp_failed(s, -EPIPE, "the UDP tunnel failed (TLS write)");
+		return;
+	}
+	io_update(s);
+}
+
+static void handshake_step(struct tstream *s)
+{
+	struct trojan *t = s->t;
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_connect(s->ssl);
+	if (r == 1) {
+		handshake_done(s);
+		return;
+	}
+	e = SSL_get_error(s->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		s->hs_need = e == SSL_ERROR_WANT_READ ? XP_IO_READ : XP_IO_WRITE;
+		io_update(s);
+		return;
+	}
+	t->host->counter_add(t->tls_failures, 1);
+	if (SSL_get_verify_result(s->ssl) != X509_V_OK)
+		t->host->log(t->self, XP_LOG_WARN,
+			     "TLS handshake with the server failed: certificate: %s",
+			     X509_verify_cert_error_string(SSL_get_verify_result(s->ssl)));
+	else
+		t->host->log(t->self, XP_LOG_WARN, "TLS handshake with the server failed: %s",
+			     e == SSL_ERROR_SYSCALL ? "connection lost" : ssl_reason());
+	setup_failed(s, -ECONNREFUSED, "TLS handshake with the trojan server failed");
+}
+
+static int tls_start(struct tstream *s)
+{
+	struct trojan *t = s->t;
+
+	s->ssl = SSL_new(t->ctx);
+	if (!s->ssl || !SSL_set_fd(s->ssl, s->fd))
+		return -ENOMEM;
+	SSL_set_connect_state(s->ssl);
+	if (!t->sni_is_ip && !SSL_set_tlsext_host_name(s->ssl, t->sni))
+		return -EINVAL;
+	if (t->cfg->verify) {
+		if (t->sni_is_ip) {
+			if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), t->sni))
+				return -EINVAL;
+		} else if (!SSL_set1_host(s->ssl, t->sni)) {
+			return -EINVAL;
+		}
+	}
+	s->state = T_HANDSHAKE;
+	handshake_step(s);
+	return 0;
+}
+
+static void tstream_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
+{
+	struct tstream *s = arg;
+	unsigned wake = 0;
+
+	if (s->state == T_CONNECTING) {
+		socklen_t len = sizeof(int);
+		int soerr = 0;
+
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+			soerr = errno;
+		if (soerr) {
+			setup_failed(s, -soerr, "connecting to the trojan server failed");
+			return;
+		}
+		if (!(revents & XP_IO_WRITE))
+			return;
+		if (tls_start(s))
+			setup_failed(s, -ENOMEM, "TLS setup failed");
+		return;
+	}
+	if (s->state == T_HANDSHAKE) {
+		if (revents & s->hs_need)
+			handshake_step(s);
+		return;
+	}
+	if (s->failed || s->err)
+		return;
+	if (s->recv_need && (revents & s->recv_need)) {
+		s->recv_need = 0;
+		if (s->recv_blocked) {
+			s->recv_blocked = false;
+			wake |= XP_WAKE_RECV;
+		}
+	}
+	if (s->send_need && (revents & s->send_need)) {
+		int rc;
+
+		s->send_need = 0;
+		rc = q_flush(s, &s->send_need);
+		if (!rc && !s->send_need)
+			rc = do_shutdown(s, &s->send_need);
+		if (rc) {
+			fail(s, rc);
+			wake |= XP_WAKE_RECV | XP_WAKE_SEND;
+			if (s->udp) {
+				udp_failed(s, rc, "the UDP tunnel failed (TLS write)");
+				return;
+			}
+		} else if (!s->send_need && s->send_blocked) {
+			s->send_blocked = false;
+			wake |= XP_WAKE_SEND;
+		}
+	}
+	if (s->udp && (revents & XP_IO_READ)) {
+		udp_read(s);
+		return; /* `s` may be gone (udp_fail) */
+	}
+	io_update(s);
+	if (wake && s->conn)
+		s->t->host->stream_wake(s->conn, wake);
+}
+
+static void tstream_timer_cb(xp_timer_t *timer, void *arg)
+{
+	struct tstream *s = arg;
+
+	if (s->state != T_READY)
+		setup_failed(s, -ETIMEDOUT, "connecting to the trojan server timed out");
+}
+
+/* A new connection to the server with the request queued. NULL with *err on failure. */
+static struct tstream *tstream_new(struct trojan *t, xp_loop_t *loop, int cmd,
+				   const struct xp_target *target, size_t qcap, int *err)
+{
+	const struct xp_host *host = t->host;
+	struct tstream *s;
+	ssize_t hl;
+	int one = 1;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	s->t = t;
+	s->fd = -1;
+	s->qcap = qcap;
+	s->q = malloc(qcap);
+	if (!s->q) {
+		*err = -ENOMEM;
+		goto err;
+	}
+	hl = trojan_request(t->hash, cmd, &target->addr, target->domain, s->q);
+	if (hl < 0) {
+		*err = -EAFNOSUPPORT;
+		goto err;
+	}
+	s->qlen = (size_t)hl;
+	s->qfresh = cmd == TROJAN_CMD_CONNECT;
+	s->fd = host->upstream_socket(t->self, t->server.sa.sa_family, SOCK_STREAM, IPPROTO_TCP);
+	if (s->fd < 0) {
+		*err = s->fd;
+		s->fd = -1;
+		goto err;
+	}
+	if (t->cfg->tcp_nodelay)
+		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->io = host->io_new(loop, s->fd, tstream_io_cb, s);
+	if (!s->io) {
+		*err = -ENOMEM;
+		goto err;
+	}
+	if (t->cfg->timeout_ms) {
+		s->timer = host->timer_new(loop, tstream_timer_cb, s);
+		if (!s->timer) {
+			*err = -ENOMEM;
+			goto err;
+		}
+		host->timer_set(s->timer, t->cfg->timeout_ms, 0);
+	}
+	if (connect(s->fd, &t->server.sa, t->server_len) < 0 && errno != EINPROGRESS) {
+		*err = -errno;
+		goto err;
+	}
+	s->state = T_CONNECTING;
+	io_update(s);
+	return s;
+err:
+	tstream_free(s, 1);
+	return NULL;
+}
+
+static int trojan_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target,
+			      void **cctx)
+{
+	struct trojan *t = inst;
+	const struct xp_conn_info *ci = t->host->conn_info(conn);
+	struct tstream *s;
+	int err = 0;
+
+	*cctx = NULL;
+	s = tstream_new(t, t->host->conn_loop(conn), TROJAN_CMD_CONNECT, target, QCAP_TCP, &err);
+	if (!s) {
+		if (err == -ENOMEM || err == -EAFNOSUPPORT)
+			return err;
+		/* the server is unreachable: tell the client as a refused connect would */
+		t->host->counter_add(t->connect_failures, 1);
+		t->host->conn_fail(conn, err, "connecting to the trojan server failed");
+		return 0;
+	}
+	s->conn = conn;
+	s->id = ci ? ci->id : 0;
+	*cctx = s;
+	return 0;
+}
+
+static void trojan_tcp_abort(void *inst, void *cctx)
+{
+	if (cctx)
+		tstream_free(cctx, 1);
+}
+
+static int trojan_udp_open(void *inst, xp_udp_t *u, const struct xp_target *target,
+			   void **uctx)
+{
+	struct trojan *t = inst;
+	struct tstream *s;
+	int err = 0;
+
+	s = tstream_new(t, t->host->udp_loop(u), TROJAN_CMD_UDP, target, QCAP_UDP, &err);
+	if (!s)
+		return err;
+	s->udp = u;
+	s->rbuf = malloc(UDP_RBUF);
+	if (!s->rbuf) {
+		tstream_free(s, 1);
+		return -ENOMEM;
+	}
+	*uctx = s;
+	return 0;
+}
+
+static int trojan_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst,
+			   const char *domain, const void *buf, size_t len)
+{
+	struct trojan *t = inst;
+	struct tstream *s = uctx;
+	ssize_t hl;
+	int rc;
+
+	if (s->failed || s->err)
+		return -ENOTCONN;
+	if (len > TROJAN_UDP_MAX)
+		return -EMSGSIZE;
+	if (s->qoff && s->qoff == s->qlen)
+		s->qoff = s->qlen = 0;
+	if (s->qcap - s->qlen < TROJAN_UDP_HDR_MAX + len) {
+		t->host->counter_add(t->udp_dropped, 1);
+		return -ENOBUFS; /* the tunnel is slower than the client: drop, as a router would */
+	}
+	hl = trojan_udp_header(dst, domain, len, s->q + s->qlen);
+	if (hl < 0)
+		return (int)hl;
+	memcpy(s->q + s->qlen + hl, buf, len);
+	s->qlen += (size_t)hl + len;
+	t->host->counter_add(t->udp_sent, 1);
+	if (s->state != T_READY || s->send_need)
+		return 0; /* goes out when the tunnel is up or writable again */
+	rc = q_flush(s, &s->send_need);
+	if (rc) {
+		fail(s, rc);
+		return -ENOTCONN;
+	}
+	io_update(s);
+	return 0;
+}
+
+static void trojan_udp_close(void *inst, void *uctx)
+{
+	tstream_free(uctx, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* instances                                                                                    */
+
+/* "h2,http/1.1" -> ALPN wire format. Length or -EINVAL. */
+static int alpn_wire(const char *list, uint8_t *out, size_t cap)
+{
+	size_t n = 0;
+
+	while (*list) {
+		const char *comma = strchr(list, ',');
+		size_t l = comma ? (size_t)(comma - list) : strlen(list);
+
+		if (!l || l > 255 || n + 1 + l > cap)
+			return -EINVAL;
+		out[n++] = (uint8_t)l;
+		memcpy(out + n, list, l);
+		n += l;
+		list += l + (comma ? 1 : 0);
+	}
+	return n ? (int)n : -EINVAL;
+}
+
+static int trojan_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
+			       const void *config, void **inst)
+{
+	const struct trojan_cfg *cfg = config;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	struct in6_addr ip;
+	struct trojan *t;
+	char hostname[256];
+	const char *port;
+	uint8_t alpn[256];
+	int rc, n;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->host = host;
+	t->self = self;
+	t->cfg = cfg;
+	rc = -EINVAL;
+	if (!cfg->password || !*cfg->password) {
+		host->log(self, XP_LOG_ERROR, "password: must not be empty");
+		goto err;
+	}
+	if (split_hostport(cfg->server, hostname, sizeof(hostname), &port)) {
+		host->log(self, XP_LOG_ERROR, "server \"%s\": not host:port", cfg->server);
+		goto err;
+	}
+	if (getaddrinfo(hostname, port, &hints, &res) || res->ai_addrlen > sizeof(t->server)) {
+		host->log(self, XP_LOG_ERROR, "server \"%s\": cannot resolve it", cfg->server);
+		rc = -EHOSTUNREACH;
+		goto err;
+	}
+	memcpy(&t->server, res->ai_addr, res->ai_addrlen);
+	t->server_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	snprintf(t->sni, sizeof(t->sni), "%s", cfg->sni && *cfg->sni ? cfg->sni : hostname);
+	t->sni_is_ip = inet_pton(AF_INET, t->sni, &ip) == 1 || inet_pton(AF_INET6, t->sni, &ip) == 1;
+	if (trojan_password_hash(cfg->password, t->hash)) {
+		rc = -EIO;
+		goto err;
+	}
+
+	t->ctx = SSL_CTX_new(TLS_client_method());
+	if (!t->ctx) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (cfg->verify) {
+		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+		if (cfg->ca_file ? !SSL_CTX_load_verify_locations(t->ctx, cfg->ca_file, NULL)
+				 : !SSL_CTX_set_default_verify_paths(t->ctx)) {
+			host->log(self, XP_LOG_ERROR, "ca_file \"%s\": cannot load it (%s)",
+				  cfg->ca_file ? cfg->ca_file : "(system)", ssl_reason());
+			goto err;
+		}
+	} else {
+		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
+		host->log(self, XP_LOG_WARN,
+			  "verify = no: the server's certificate is not checked (anyone on the "
+			  "path can impersonate it)");
+	}
+	if (cfg->alpn && *cfg->alpn) {
+		n = alpn_wire(cfg->alpn, alpn, sizeof(alpn));
+		if (n < 0 || SSL_CTX_set_alpn_protos(t->ctx, alpn, (unsigned)n)) {
+			host->log(self, XP_LOG_ERROR, "alpn \"%s\": not a list of protocol names",
+				  cfg->alpn);
+			goto err;
+		}
+	}
+#define COUNTER(f, name, help)                                                                    \
+	if (!(t->f = host->counter_new(self, name, help))) {                                      \
+		rc = -ENOMEM;                                                                     \
+		goto err;                                                                         \
+	}
+	COUNTER(connects, "connects", "TLS connections to the server made");
+	COUNTER(connect_failures, "connect_failures", "connections to the server that failed");
+	COUNTER(tls_failures, "tls_failures", "TLS handshakes that failed (certificate, protocol)");
+	COUNTER(stream_errors, "stream_errors", "TLS streams that failed after the handshake");
+	COUNTER(udp_sent, "udp_sent", "datagrams queued to the server");
+	COUNTER(udp_received, "udp_received", "datagrams from the server delivered");
+	COUNTER(udp_dropped, "udp_dropped", "datagrams dropped: the tunnel's queue was full");
+	COUNTER(udp_errors, "udp_errors", "UDP tunnels that failed (closed, malformed frames)");
+#undef COUNTER
+	host->log(self, XP_LOG_DEBUG, "server %s, sni %s, verify %s", cfg->server, t->sni,
+		  cfg->verify ? "yes" : "no");
+	*inst = t;
+	return 0;
+err:
+	if (t->ctx)
+		SSL_CTX_free(t->ctx);
+	OPENSSL_cleanse(t->hash, sizeof(t->hash));
+	free(t);
+	return rc;
+}
+
+static void trojan_instance_free(void *inst)
+{
+	struct trojan *t = inst;
+
+	SSL_CTX_free(t->ctx);
+	OPENSSL_cleanse(t->hash, sizeof(t->hash));
+	free(t);
+}
+
+#ifndef TROJAN_UDP_CAP
+#define TROJAN_UDP_CAP 0
+#endif
+
+static const struct xp_outbound_ops trojan_ops = {
+	.size = sizeof(struct xp_outbound_ops),
+	/* UDP is implemented (the ops below) but advertised only where this tree's loader
+	 * accepts XP_OUTBOUND_UDP: a plugin with an unknown cap is refused as a whole. */
+	.caps = XP_OUTBOUND_TCP | TROJAN_UDP_CAP,
+	.tcp_connect = trojan_tcp_connect,
+	.tcp_abort = trojan_tcp_abort,
+	.udp_open = trojan_udp_open,
+	.udp_send = trojan_udp_send,
+	.udp_close = trojan_udp_close,
+};
+
+static const struct xp_plugin_desc trojan_desc = {
+	.size = sizeof(struct xp_plugin_desc),
+	.abi_major = XP_PLUGIN_ABI_MAJOR,
+	.abi_minor = XP_PLUGIN_ABI_MINOR,
+	.name = "trojan",
+	.version = "1.0",
+	.summary = "trojan over TLS (OpenSSL), TCP CONNECT and UDP ASSOCIATE",
+	.kinds = XP_KIND_OUTBOUND,
+	.option_size = sizeof(struct xp_option),
+	.options = trojan_options,
+	.config_size = sizeof(struct trojan_cfg),
+	.instance_new = trojan_instance_new,
+	.instance_free = trojan_instance_free,
+	.outbound = &trojan_ops,
+};
+
+const struct xp_plugin_desc *XP_PLUGIN_ENTRY(uint32_t host_abi)
+{
+	if ((host_abi >> 16) != XP_PLUGIN_ABI_MAJOR || (host_abi & 0xffff) < 1)
+		return NULL;
+	return &trojan_desc;
+}
