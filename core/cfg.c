@@ -322,6 +322,8 @@ struct parser {
 	long cur;	    /* current section index, or SEC_* */
 	long cur_ob;	    /* current outbound index, or -1 */
 	long sec_global, sec_route;
+	long sec_dns;	/* [dns], or -3 while there is none */
+	int dseen[4];	/* line of each core [dns] key (plugin, strict, grace, map_size) */
 
 	int gseen[G__COUNT]; /* line of each [global] key, 0 = not set */
 	uint32_t next_rule_id;
@@ -458,6 +460,77 @@ static long add_section(struct parser *ps, const char *name, int line)
 	return (long)cfg->n_sections++;
 }
 
+/* [dns]: the core's keys; every other key is the DNS plugin's option, checked by the plugin
+ * manager once the plugin is loaded (file:line errors there, as for [outbound.NAME]). */
+static const char *const dns_keys[] = {"plugin", "strict", "grace", "map_size"};
+
+bool cfg_dns_core_key(const char *key)
+{
+	for (size_t i = 0; i < sizeof(dns_keys) / sizeof(dns_keys[0]); i++)
+		if (!strcmp(key, dns_keys[i]))
+			return true;
+	return false;
+}
+
+static void handle_dns(struct parser *ps, const char *key, const char *value)
+{
+	struct cfg_dns *d = &ps->cfg->dns;
+	uint64_t v;
+	bool b;
+	int k = -1;
+
+	for (int j = 0; j < 4; j++)
+		if (!strcmp(key, dns_keys[j]))
+			k = j;
+	if (k < 0)
+		return; /* the plugin's */
+	if (ps->dseen[k]) {
+		add_error(ps, ps->lineno, "duplicate key '%s' in [dns] (first at line %d)", key,
+			  ps->dseen[k]);
+		return;
+	}
+	ps->dseen[k] = ps->lineno;
+	switch (k) {
+	case 0:
+		if (!*value) {
+			add_error(ps, ps->lineno, "[dns] plugin: empty (a plugin name or a .so path)");
+			return;
+		}
+		free(d->plugin);
+		d->plugin = xstrdup(ps, value);
+		return;
+	case 1:
+		if (cfg_parse_bool(value, &b)) {
+			add_error(ps, ps->lineno,
+				  "[dns] strict: '%.64s' is not a boolean (yes/no, true/false, "
+				  "on/off, 1/0)",
+				  value);
+			return;
+		}
+		d->strict = b;
+		return;
+	case 2:
+		if (cfg_parse_duration_ms(value, &v) || v > 24ull * 3600 * 1000) {
+			add_error(ps, ps->lineno,
+				  "[dns] grace: '%.64s' is not a duration from 0 to 24h (250ms, 10s, "
+				  "5m, 1h)",
+				  value);
+			return;
+		}
+		d->grace_ms = v;
+		return;
+	case 3:
+		if (cfg_parse_u64(value, &v) || v < 16 || v > (1u << 24)) {
+			add_error(ps, ps->lineno,
+				  "[dns] map_size: '%.64s' is not a number from 16 to 16777216",
+				  value);
+			return;
+		}
+		d->map_size = (uint32_t)v;
+		return;
+	}
+}
+
 static bool valid_outbound_name(const char *n)
 {
 	size_t len = strlen(n);
@@ -497,6 +570,22 @@ static void open_section(struct parser *ps, const char *name)
 		}
 		cfg->sections[idx].line = line;
 		ps->cur = idx;
+		return;
+	}
+	if (!strcmp(name, "dns")) {
+		if (ps->sec_dns >= 0) {
+			add_error(ps, line, "duplicate section [dns] (first at line %d)",
+				  cfg->dns.line);
+			return;
+		}
+		ps->sec_dns = add_section(ps, name, line);
+		if (ps->sec_dns < 0) {
+			ps->sec_dns = -3;
+			return;
+		}
+		cfg->dns.present = true;
+		cfg->dns.line = line;
+		ps->cur = ps->sec_dns;
 		return;
 	}
 	if (!strncmp(name, "outbound.", 9) || !strcmp(name, "outbound")) {
@@ -1045,6 +1134,8 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 		handle_global(ps, name, value);
 	} else if (ps->cur == ps->sec_route) {
 		handle_route(ps, name, value);
+	} else if (ps->cur == ps->sec_dns) {
+		handle_dns(ps, name, value);
 	} else if (ps->cur_ob >= 0) {
 		handle_outbound(ps, &cfg->outbounds[ps->cur_ob], name, value, first_line);
 	}
@@ -1225,8 +1316,14 @@ static void finish(struct parser *ps)
 		names[i] = cfg->outbounds[i].name;
 	if (names)
 		qsort(names, cfg->n_outbounds, sizeof(*names), cmp_name);
-	for (size_t i = 0; i < cfg->route.n; i++)
+	for (size_t i = 0; i < cfg->route.n; i++) {
 		check_target(ps, &cfg->route.rules[i], "rule", names);
+		if (cfg->route.rules[i].kind == RT_DNS && !cfg->dns.present)
+			add_error(ps, cfg->route.rules[i].line,
+				  "rule target DNS needs a [dns] section (the plugin that answers)");
+	}
+	if (ps->sec_dns >= 0)
+		cfg->dns.section = &cfg->sections[ps->sec_dns];
 	check_target(ps, &cfg->route.fallback, "fallback", names);
 	free(names);
 	/* the domain index: matching cost independent of the number of domain rules */
@@ -1278,6 +1375,11 @@ static void set_defaults(struct parser *ps)
 	ps->cfg->route.fallback.target = xstrdup(ps, "DIRECT");
 	ps->sec_global = add_section(ps, "global", 0);
 	ps->sec_route = add_section(ps, "route", 0);
+	ps->sec_dns = -3;
+	ps->cfg->dns.plugin = xstrdup(ps, "dns");
+	ps->cfg->dns.strict = true;
+	ps->cfg->dns.grace_ms = 60 * 1000;
+	ps->cfg->dns.map_size = 65536;
 }
 
 static char *dir_of(const char *path)
@@ -1447,6 +1549,7 @@ void cfg_free(struct cfg *cfg)
 		free(cfg->outbounds[i].plugin);
 	}
 	free(cfg->outbounds);
+	free(cfg->dns.plugin);
 	rule_list_free(&cfg->route);
 	for (size_t i = 0; i < cfg->n_sections; i++) {
 		struct cfg_section *s = &cfg->sections[i];

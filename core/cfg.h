@@ -84,6 +84,17 @@ struct cfg_global {
 	uint32_t max_udp_sessions; /* across all workers */
 };
 
+/* [dns]: the DNS plugin and DNS routing (core/names.c, core/dnsq.c). */
+struct cfg_dns {
+	bool present;	   /* the file has a [dns] section */
+	int line;	   /* its header */
+	char *plugin;	   /* default "dns" */
+	bool strict;	   /* default yes: every port-53 flow goes to the plugin */
+	uint64_t grace_ms; /* kept past an answer's TTL (default 60 s) */
+	uint32_t map_size; /* addresses remembered (default 65536) */
+	const struct cfg_section *section; /* raw keys; the plugin's options among them */
+};
+
 struct cfg {
 	char *path; /* file name used in messages ("<embedded>" for the default) */
 	struct cfg_global global;
@@ -92,11 +103,15 @@ struct cfg {
 	struct rule_list route; /* [route] rules and fallback; targets resolved by name only */
 	struct cfg_section *sections;
 	size_t n_sections;
+	struct cfg_dns dns;
 };
 
 /* Parse `text`; `path` is only used in messages. On success *out is set and 0 returned. On
  * failure -EINVAL is returned and *errors (if errors != NULL) receives a malloc'd string of
  * "path:line: message\n" lines. Other negative errnos: -ENOMEM. */
+/* Is `key` one of [dns]'s own keys (not the plugin's)? */
+bool cfg_dns_core_key(const char *key);
+
 int cfg_parse(const char *path, const char *text, size_t len, struct cfg **out, char **errors);
 /* Read and parse a file (-errno with a message in *errors when it cannot be read). */
 int cfg_load(const char *path, struct cfg **out, char **errors);

@@ -46,6 +46,7 @@
 #define KNOWN_EVENTS                                                                               \
 	(XP_EVENT_MASK(XP_EVENT_FLOW_NEW) | XP_EVENT_MASK(XP_EVENT_FLOW_END) |                     \
 	 XP_EVENT_MASK(XP_EVENT_DROP))
+#define PLUG_LIST_MAX 1024 /* values of one XP_OPT_LIST key: a bound, not a design limit */
 #define KNOWN_OPT_FLAGS	    (XP_OPT_REQUIRED | XP_OPT_SECRET)
 #define KNOWN_OUTBOUND_CAPS XP_OUTBOUND_TCP
 #define KNOWN_SNIFF_CAPS    (XP_SNIFF_TCP | XP_SNIFF_UDP)
@@ -161,6 +162,8 @@ static size_t opt_field_size(unsigned type)
 	case XP_OPT_DURATION:
 	case XP_OPT_SIZE:
 		return sizeof(uint64_t);
+	case XP_OPT_LIST:
+		return sizeof(char **);
 	}
 	return 0;
 }
@@ -229,6 +232,7 @@ static int parse_value(const struct xp_option *o, const char *s, union optval *v
 
 	switch (o->type) {
 	case XP_OPT_STRING:
+	case XP_OPT_LIST: /* one value of the list */
 		v->s = (char *)s; /* copied by the caller */
 		return 0;
 	case XP_OPT_HOSTPORT:
@@ -858,6 +862,42 @@ static int find_option(const struct plugin *p, const char *key)
 	return -1;
 }
 
+/* XP_OPT_LIST: the field holds a NULL-terminated array (NULL until the first value); append a
+ * copy of s. -E2BIG past PLUG_LIST_MAX values. */
+static int list_append(unsigned char *field, const char *s)
+{
+	char **v, **nv;
+	size_t n = 0;
+
+	memcpy(&v, field, sizeof(v));
+	while (v && v[n])
+		n++;
+	if (n >= PLUG_LIST_MAX)
+		return -E2BIG;
+	nv = realloc(v, (n + 2) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	memcpy(field, &nv, sizeof(nv));
+	nv[n] = strdup(s);
+	nv[n + 1] = NULL;
+	return nv[n] ? 0 : -ENOMEM;
+}
+
+/* plugin.h: a list is never NULL; an empty one is { NULL }. */
+static int list_ensure(unsigned char *field)
+{
+	char **v;
+
+	memcpy(&v, field, sizeof(v));
+	if (v)
+		return 0;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
 /* Store a parsed value at its offset (memcpy: the plugin's struct may pack fields tightly). */
 static int store_value(const struct xp_option *o, void *config, const union optval *v)
 {
@@ -885,6 +925,8 @@ static int store_value(const struct xp_option *o, void *config, const union optv
 	case XP_OPT_SIZE:
 		memcpy(field, &v->u, sizeof(v->u));
 		return 0;
+	case XP_OPT_LIST:
+		return list_append(field, v->s);
 	}
 	return -EINVAL;
 }
@@ -944,18 +986,27 @@ int plug_config_fill(const struct plugin *p, const char *file, const struct cfg_
 					       "%s:%d: [%s] %s: unknown option (plugin %s takes no "
 					       "options)",
 					       file, kv->line, sec->name, k, p->name);
-		} else if (seen[idx]) {
+		} else if (seen[idx] && p->options[idx].type != XP_OPT_LIST) {
 			bad++;
 			rc = add_error(errors, "%s:%d: [%s] %s: set twice (first at line %d)", file,
 				       kv->line, sec->name, k, seen[idx]->line);
 		} else {
-			seen[idx] = kv;
+			if (!seen[idx])
+				seen[idx] = kv;
 			if (parse_value(&p->options[idx], kv->value, &v, msg, sizeof(msg))) {
 				bad++;
 				rc = add_error(errors, "%s:%d: [%s] %s: %s", file, kv->line,
 					       sec->name, k, msg);
 			} else {
 				rc = store_value(&p->options[idx], cfg, &v);
+				if (rc == -E2BIG) {
+					bad++;
+					rc = add_error(errors,
+						       "%s:%d: [%s] %s: more than %d values (first "
+						       "at line %d)",
+						       file, kv->line, sec->name, k, PLUG_LIST_MAX,
+						       seen[idx]->line);
+				}
 			}
 		}
 		if (rc)
@@ -978,6 +1029,8 @@ int plug_config_fill(const struct plugin *p, const char *file, const struct cfg_
 			if (!rc)
 				rc = store_value(o, cfg, &v);
 		}
+		if (!rc && o->type == XP_OPT_LIST)
+			rc = list_ensure((unsigned char *)cfg + o->offset);
 		if (rc)
 			goto err_seen;
 	}
@@ -1006,6 +1059,15 @@ void plug_config_free(const struct plugin *p, void *config)
 		const struct xp_option *o = &p->options[i];
 		char *s;
 
+		if (o->type == XP_OPT_LIST) {
+			char **v;
+
+			memcpy(&v, (unsigned char *)config + o->offset, sizeof(v));
+			for (size_t j = 0; v && v[j]; j++)
+				free(v[j]);
+			free(v);
+			continue;
+		}
 		if (!opt_is_string(o))
 			continue;
 		memcpy(&s, (unsigned char *)config + o->offset, sizeof(s));

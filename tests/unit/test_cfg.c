@@ -630,7 +630,8 @@ static void test_route(void **state)
 	expect_errors(
 		BASE "[outbound.dns]\nplugin = x\n[route]\nrule = dport:53, dns\n",
 		"t.ini:3: outbound name 'dns' is reserved (DIRECT, BLOCK, INSPECT, DNS and "
-		"REJECT, in any case)\n"); /* the rule's DNS target is the [dns] plugin */
+		"REJECT, in any case)\n"
+		"t.ini:6: rule target DNS needs a [dns] section (the plugin that answers)\n");
 }
 
 static void test_route_files(void **state)
