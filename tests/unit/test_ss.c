@@ -381,6 +381,9 @@ static void test_addr(void **state)
 	buf[0] = 3;
 	buf[1] = 0;
 	assert_int_equal(ss_addr_decode(buf, 20, &b, name), -EINVAL);
+	/* a name with a NUL inside (found by fuzz_trojan): refused, not cut short */
+	memcpy(buf, "\x03\x04" "ab\0c" "\x00\x35", 8);
+	assert_int_equal(ss_addr_decode(buf, 8, &b, name), -EINVAL);
 	a.sa.sa_family = AF_UNIX;
 	assert_int_equal(ss_addr_encode(&a, NULL, buf), -EINVAL);
 }

@@ -69,6 +69,8 @@ ssize_t ss_addr_decode(const uint8_t *in, size_t len, union xp_sockaddr *addr, c
 			return -EINVAL;
 		if (len < 4 + n)
 			return -EAGAIN;
+		if (memchr(in + 2, '\0', n))
+			return -EINVAL; /* a NUL would cut the name short */
 		if (name) {
 			memcpy(name, in + 2, n);
 			name[n] = '\0';

@@ -18,7 +18,7 @@
  * (<= SOCKS_ADDR_MAX) or -EINVAL. */
 ssize_t ss_addr_encode(const union xp_sockaddr *addr, const char *domain, uint8_t *out);
 /* Parse an address header at in[0..len). Returns its length, -EAGAIN when truncated, -EINVAL
- * for an unknown type or an empty domain. IPv4/IPv6 go to *addr; a domain is copied, NUL
+ * for an unknown type, an empty domain or one with a NUL byte. IPv4/IPv6 go to *addr; a domain is copied, NUL
  * terminated, into name (256 bytes, may be NULL) and *addr gets family AF_UNSPEC with the
  * port in in.sin_port. */
 ssize_t ss_addr_decode(const uint8_t *in, size_t len, union xp_sockaddr *addr, char *name);
