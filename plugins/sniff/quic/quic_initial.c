@@ -72,14 +72,15 @@ static int hmac(EVP_MD_CTX *c, const uint8_t *key, size_t klen, const uint8_t *a
 
 	if (klen > sizeof(pad))
 		return -1;
-	for (i = 0; i < sizeof(pad); i++)
-		pad[i] = (i < klen ? key[i] : 0) ^ 0x36;
+	memset(pad, 0x36, sizeof(pad));
+	for (i = 0; i < klen; i++)
+		pad[i] ^= key[i];
 	if (!EVP_DigestInit_ex2(c, alg_sha256, NULL) || !EVP_DigestUpdate(c, pad, sizeof(pad)) ||
 	    !EVP_DigestUpdate(c, a, alen) || (blen && !EVP_DigestUpdate(c, b, blen)) ||
 	    !EVP_DigestFinal_ex(c, inner, &n))
 		return -1;
 	for (i = 0; i < sizeof(pad); i++)
-		pad[i] = (i < klen ? key[i] : 0) ^ 0x5c;
+		pad[i] ^= 0x36 ^ 0x5c; /* ipad to opad */
 	if (!EVP_DigestInit_ex2(c, alg_sha256, NULL) || !EVP_DigestUpdate(c, pad, sizeof(pad)) ||
 	    !EVP_DigestUpdate(c, inner, sizeof(inner)) || !EVP_DigestFinal_ex(c, out, &n))
 		return -1;
@@ -322,6 +323,14 @@ int quic_stream_add(struct quic_stream *s, uint64_t off, const uint8_t *data, si
 	for (i = (size_t)off; i < end; i++) {
 		uint8_t b = data[i - off];
 
+		/* the usual case, 8 new bytes at an aligned offset: no per-byte bookkeeping */
+		if (!(i & 7) && end - i >= 8 && !s->have[i >> 3]) {
+			memcpy(s->data + i, data + (i - off), 8);
+			s->have[i >> 3] = 0xff;
+			i += 7;
+			continue;
+		}
+
 		if (have_bit(s, i)) {
 			/* RFC 9000 2.2: data at an offset must not change on resend */
 			if (s->data[i] != b)
@@ -331,8 +340,14 @@ int quic_stream_add(struct quic_stream *s, uint64_t off, const uint8_t *data, si
 		s->data[i] = b;
 		s->have[i >> 3] |= (uint8_t)(1u << (i & 7));
 	}
-	while (s->contig < QUIC_CRYPTO_MAX && have_bit(s, s->contig))
-		s->contig++;
+	while (s->contig < QUIC_CRYPTO_MAX) {
+		if (!(s->contig & 7) && s->have[s->contig >> 3] == 0xff)
+			s->contig += 8;
+		else if (have_bit(s, s->contig))
+			s->contig++;
+		else
+			break;
+	}
 	return 0;
 }
 
@@ -373,6 +388,15 @@ int quic_frames(const uint8_t *p, size_t len, struct quic_stream *s)
 		off += n;
 		switch (type) {
 		case FRAME_PADDING:
+			/* usually most of the packet: skip zeros a word at a time */
+			while (len - off >= 8) {
+				uint64_t w8;
+
+				memcpy(&w8, p + off, 8);
+				if (w8)
+					break;
+				off += 8;
+			}
 			while (off < len && !p[off])
 				off++;
 			break;
