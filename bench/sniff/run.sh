@@ -15,3 +15,9 @@ files() { awk -F'\t' -v k="$1" -v d="$work" '$2 == k { print d "/" $1 }' "$work/
 echo
 # shellcheck disable=SC2046
 "$bench" "$@" -p 80 "$plugins/http_sniff.so" $(files http)
+echo
+# QUIC: the RFC 9001 and RFC 9369 client Initials (one 1200-byte datagram each), kept next to
+# the quic unit test's data (tests/unit/data/quic, beside the capture script)
+quic_data=$(dirname "$capture")/data/quic
+"$bench" "$@" -u "$plugins/quic.so" "$quic_data/rfc9001_client_initial.bin" \
+	"$quic_data/rfc9369_client_initial.bin"
