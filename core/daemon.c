@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
 #include "outbound.h"
 #include "plug.h"
 #include "rules.h"
+#include "udp.h"
 
 #define JANITOR_MS 5000
 #define LOCK_NAME "xproxyd" /* abstract unix socket "@xproxyd": one daemon per netns */
@@ -51,6 +53,9 @@ struct daemon {
 	unsigned n_workers;
 	unsigned n_started;
 	struct conn_opts copts;
+	struct udp_worker **udp; /* one per worker, NULL where it could not be made */
+	struct udp_opts uopts;
+	atomic_int direct_ob_id; /* an outbound of the direct plugin (INSPECT -> DIRECT), 0: none */
 	int lock_fd;
 	ev_io lock_io;
 	ev_io events_io;
@@ -120,6 +125,27 @@ static void conn_opts_from(struct conn_opts *co, const struct cfg_global *g)
 	co->halfclose_timeout_ms = g->halfclose_timeout_ms;
 	co->buffer_bytes = g->buffer_bytes;
 	co->max_connections = g->max_connections;
+}
+
+static void udp_opts_from(struct udp_opts *uo, const struct cfg_global *g)
+{
+	memset(uo, 0, sizeof(*uo));
+	uo->idle_timeout_ms = g->udp_idle_timeout_ms;
+	uo->sniff_timeout_ms = g->sniff_timeout_ms;
+	uo->max_sessions = g->max_udp_sessions;
+	/* dns_idle_timeout_ms, max_reply_sockets: udp.c's defaults */
+}
+
+/* INSPECT sessions decided DIRECT go through an outbound of the direct plugin (the datagrams
+ * are in userspace already). Main thread, after every outbounds_apply(). */
+static void find_direct_outbound(const struct cfg *cfg)
+{
+	int id = 0;
+
+	for (size_t i = 0; i < cfg->n_outbounds && !id; i++)
+		if (!strcmp(cfg->outbounds[i].plugin, "direct"))
+			id = outbound_id_lookup(cfg->outbounds[i].name);
+	atomic_store(&D.direct_ob_id, id > 0 ? id : 0);
 }
 
 static const char *verdict_name(unsigned v)
@@ -241,6 +267,107 @@ static int route_connection(void *ctx, const union xp_sockaddr *client,
 		out->why = "the flow is not a proxied one";
 		return -EINVAL;
 	}
+}
+
+/* Called on a worker thread for every new UDP session (udp.h). */
+static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_sockaddr *dst,
+		     unsigned flags, struct conn_route *out)
+{
+	struct rule_flow rf = { .l4proto = IPPROTO_UDP };
+	const struct rule *r;
+	struct xp_tuple t;
+	struct xp_flow f;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = host_tuple_from(&t, client, dst, IPPROTO_UDP);
+	if (err) {
+		out->why = "unsupported address family";
+		return err;
+	}
+	err = dp_flow_lookup(D.dp, &t, &f);
+	if (err) {
+		out->why = "no flow entry for the datagram";
+		return err;
+	}
+	out->source = f.vsrc;
+	out->rule_id = f.rule_id;
+	out->from_host = f.origin == XP_ORIGIN_HOST;
+	if (!(flags & UDP_ROUTE_RULES)) {
+		out->route = f.verdict;
+		if (f.verdict == XP_V_PROXY) {
+			out->ob = outbound_get(f.outbound_id);
+			if (!out->ob) {
+				out->why = "its outbound no longer exists";
+				return -ENOENT;
+			}
+		}
+		return 0;
+	}
+	/* INSPECT without a name: the [route] rules that do not need one. */
+	memcpy(rf.saddr, t.saddr, 16);
+	memcpy(rf.daddr, t.daddr, 16);
+	rf.sport = t.sport; /* xp_tuple ports are in host order */
+	rf.dport = t.dport;
+	r = rule_list_match(&D.cfg->route, &rf);
+	out->rule_id = r->id;
+	out->source = r->id ? XP_SRC_RULE : XP_SRC_FALLBACK;
+	switch (r->kind) {
+	case RT_BLOCK:
+		out->route = XP_V_BLOCK;
+		return 0;
+	case RT_OUTBOUND:
+		out->ob = outbound_get_by_name(r->target);
+		break;
+	default:
+		out->ob = outbound_get((uint16_t)atomic_load(&D.direct_ob_id));
+		break;
+	}
+	if (!out->ob) {
+		out->why = "no outbound for the rule";
+		return -ENOENT;
+	}
+	out->route = XP_V_PROXY;
+	return 0;
+}
+
+static int udp_netns_socket(void *ctx, int domain, int type, int protocol)
+{
+	return dp_netns_socket(D.dp, domain, type | SOCK_CLOEXEC, protocol);
+}
+
+/* A full-cone session's new peer: its datagrams must find the client in the reply program. */
+static int udp_peer_learn(void *ctx, const union xp_sockaddr *client,
+			  const union xp_sockaddr *dst, const union xp_sockaddr *peer)
+{
+	struct xp_tuple t, tp;
+	struct xp_flow f;
+	int err;
+
+	err = host_tuple_from(&t, client, dst, IPPROTO_UDP);
+	if (!err)
+		err = host_tuple_from(&tp, client, peer, IPPROTO_UDP);
+	if (!err)
+		err = dp_flow_lookup(D.dp, &t, &f);
+	if (err)
+		return err;
+	f.first_ns = f.last_ns = dp_now_ns();
+	f.packets = 0;
+	return dp_flow_update(D.dp, &tp, &f);
+}
+
+static struct outbound *udp_direct_outbound(void *ctx)
+{
+	return outbound_get((uint16_t)atomic_load(&D.direct_ob_id));
+}
+
+static bool udp_ob_alive(struct outbound *ob)
+{
+	struct outbound *live = outbound_get(ob->id);
+
+	if (live)
+		outbound_put(live);
+	return live == ob;
 }
 
 static int rule_outbound_id(void *ctx, const char *name)
@@ -449,6 +576,20 @@ static void log_stats(void)
 		 (unsigned long long)conn_stats.connect_timeout,
 		 (unsigned long long)conn_stats.resets, (unsigned long long)conn_stats.bytes_up,
 		 (unsigned long long)conn_stats.bytes_down);
+	log_info("stats: udp sessions %llu active %llu refused %llu no-route %llu open-failed %llu "
+		 "idle-expired %llu failed %llu; datagrams up %llu down %llu; bytes up %llu down "
+		 "%llu; errors send %llu reply %llu recv %llu; sniff dropped %llu timeout %llu",
+		 (unsigned long long)udp_stats.sessions, (unsigned long long)udp_stats.active,
+		 (unsigned long long)udp_stats.refused_limit, (unsigned long long)udp_stats.no_route,
+		 (unsigned long long)udp_stats.open_failed,
+		 (unsigned long long)udp_stats.idle_expired, (unsigned long long)udp_stats.failed,
+		 (unsigned long long)udp_stats.dgrams_up, (unsigned long long)udp_stats.dgrams_down,
+		 (unsigned long long)udp_stats.bytes_up, (unsigned long long)udp_stats.bytes_down,
+		 (unsigned long long)udp_stats.send_errors,
+		 (unsigned long long)udp_stats.reply_errors,
+		 (unsigned long long)udp_stats.recv_errors,
+		 (unsigned long long)udp_stats.sniff_dropped,
+		 (unsigned long long)udp_stats.sniff_timeout);
 	host_counters_foreach(log_counter, NULL);
 }
 
@@ -516,6 +657,16 @@ static void reload(void)
 	conn_opts_from(&D.copts, &ncfg->global);
 	for (unsigned i = 0; i < D.n_started; i++)
 		worker_set_opts(&D.workers[i], &D.copts);
+	find_direct_outbound(ncfg);
+	udp_opts_from(&D.uopts, &ncfg->global);
+	for (unsigned i = 0; i < D.n_started; i++) {
+		if (!D.udp[i])
+			continue;
+		udp_worker_set_opts(D.udp[i], &D.uopts);
+		/* Sessions of a changed or removed outbound end; the client's next datagram
+		 * starts a session through the new one. */
+		udp_worker_sweep(D.udp[i], udp_ob_alive);
+	}
 	cfg_free(D.prev_cfg);
 	D.prev_cfg = D.cfg;
 	D.cfg = ncfg;
@@ -575,15 +726,49 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* Worker i's UDP socket, before its thread starts. */
+static int start_udp(unsigned i)
+{
+	static const struct udp_env uenv = {
+		.route = route_udp,
+		.netns_socket = udp_netns_socket,
+		.peer_learn = udp_peer_learn,
+		.direct_outbound = udp_direct_outbound,
+	};
+	int fd = dp_netns_socket(D.dp, AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int err;
+
+	if (fd < 0) {
+		log_error("worker %u: UDP socket in the private netns: %s", i, strerror(-fd));
+		return fd;
+	}
+	err = udp_listen(fd);
+	if (!err)
+		err = dp_listener_set(D.dp, XP_LISTENER_UDP(i), fd);
+	if (err) {
+		log_error("worker %u: UDP socket: %s", i, strerror(-err));
+		close(fd);
+		return err;
+	}
+	D.udp[i] = udp_worker_new(&D.workers[i].loop, fd, &D.uopts, &uenv);
+	if (!D.udp[i]) {
+		log_error("worker %u: UDP: %s", i, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static int start_workers(void)
 {
 	unsigned n = dp_n_workers(D.dp);
 	int err;
 
 	D.workers = calloc(n, sizeof(*D.workers));
-	if (!D.workers)
+	D.udp = calloc(n, sizeof(*D.udp));
+	if (!D.workers || !D.udp)
 		return -ENOMEM;
 	D.n_workers = n;
+	udp_opts_from(&D.uopts, &D.cfg->global);
 	for (unsigned i = 0; i < n; i++) {
 		int fd = dp_netns_socket(D.dp, AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 					 0);
@@ -603,9 +788,16 @@ static int start_workers(void)
 			close(fd);
 			return err;
 		}
+		err = start_udp(i);
+		if (err) {
+			worker_fini(&D.workers[i]);
+			return err;
+		}
 		err = worker_start(&D.workers[i]);
 		if (err) {
 			log_error("worker %u: thread: %s", i, strerror(-err));
+			udp_worker_free(D.udp[i]); /* uses the worker's loop: before worker_fini */
+			D.udp[i] = NULL;
 			worker_fini(&D.workers[i]);
 			return err;
 		}
@@ -620,16 +812,25 @@ static void stop_workers(void)
 	 * it is freed after the join, once no thread runs that loop but before it is destroyed. */
 	if (D.n_started && D.heartbeat)
 		loop_post(&D.workers[0].loop, heartbeat_stop_post, NULL);
-	for (unsigned i = 0; i < D.n_started; i++)
+	for (unsigned i = 0; i < D.n_started; i++) {
+		if (D.udp[i])
+			udp_worker_stop(D.udp[i]); /* posted first: runs before the loop stops */
 		worker_stop(&D.workers[i]);
+	}
 	for (unsigned i = 0; i < D.n_started; i++)
 		worker_join(&D.workers[i]);
 	if (D.heartbeat)
 		heartbeat_stop_post(NULL);
+	for (unsigned i = 0; i < D.n_workers && D.udp; i++) {
+		udp_worker_free(D.udp[i]);
+		D.udp[i] = NULL;
+	}
 	for (unsigned i = 0; i < D.n_started; i++)
 		worker_fini(&D.workers[i]);
 	free(D.workers);
 	D.workers = NULL;
+	free(D.udp);
+	D.udp = NULL;
 	D.n_started = D.n_workers = 0;
 }
 
@@ -751,6 +952,8 @@ int daemon_run(const struct daemon_opts *o)
 	}
 	free(errors);
 
+	find_direct_outbound(D.cfg);
+	dpo.udp = true; /* start_workers() registers a UDP socket per worker or fails */
 	rc = dp_create(D.cfg, &dpo, &D.dp, err, sizeof(err));
 	if (rc) {
 		log_error("datapath: %s", err[0] ? err : strerror(-rc));

@@ -518,6 +518,8 @@ static int load_object(struct dp *dp, const struct cfg *cfg, const struct dp_opt
 
 	dp->n_workers = effective_workers(g->workers);
 	xc->flags = g->flow_events_all ? XP_CFG_EVENTS_DIRECT : 0;
+	if (opts && opts->udp)
+		xc->flags |= XP_CFG_UDP;
 	xc->mark = g->mark;
 	xc->mark_mask = g->mark_mask;
 	xc->xp0_ifindex = (uint32_t)dp->pair.host_ifindex;
@@ -1186,6 +1188,13 @@ void dp_set_fail_closed(struct dp *dp, bool closed)
 int dp_flow_lookup(struct dp *dp, const struct xp_tuple *t, struct xp_flow *out)
 {
 	if (bpf_map_lookup_elem(bpf_map__fd(dp->flows), t, out))
+		return -errno;
+	return 0;
+}
+
+int dp_flow_update(struct dp *dp, const struct xp_tuple *t, const struct xp_flow *f)
+{
+	if (bpf_map_update_elem(bpf_map__fd(dp->flows), t, f, BPF_ANY))
 		return -errno;
 	return 0;
 }

@@ -51,6 +51,7 @@ struct dp;
 struct dp_opts {
 	const char *bpf_obj; /* load this object instead of the embedded skeleton (NULL) */
 	bool no_lan_wan;     /* set up netns + pair + maps only (BPF tests) */
+	bool udp;	     /* the daemon will register UDP sockets: let UDP be proxied (XP_CFG_UDP) */
 };
 
 /* 0, or -errno with one clear line in err ("lan device eth9 does not exist", "need
@@ -96,6 +97,8 @@ int dp_netlink_process(struct dp *dp); /* 0 or -errno; resyncs after an overrun 
 
 /* Map access. */
 int dp_flow_lookup(struct dp *dp, const struct xp_tuple *t, struct xp_flow *out); /* -ENOENT */
+/* Create or replace a flow entry (UDP: a full-cone session's new peer, see udp.h). */
+int dp_flow_update(struct dp *dp, const struct xp_tuple *t, const struct xp_flow *f);
 int dp_dst_set(struct dp *dp, const struct xp_dst_key *k, const struct xp_dst_verdict *v);
 int dp_dst_del(struct dp *dp, const struct xp_dst_key *k);
 int dp_stats(struct dp *dp, struct xp_stats *sum); /* summed over CPUs */

@@ -48,7 +48,7 @@
 	 XP_EVENT_MASK(XP_EVENT_DROP))
 #define PLUG_LIST_MAX 1024 /* values of one XP_OPT_LIST key: a bound, not a design limit */
 #define KNOWN_OPT_FLAGS	    (XP_OPT_REQUIRED | XP_OPT_SECRET)
-#define KNOWN_OUTBOUND_CAPS XP_OUTBOUND_TCP
+#define KNOWN_OUTBOUND_CAPS (XP_OUTBOUND_TCP | XP_OUTBOUND_UDP)
 #define KNOWN_SNIFF_CAPS    (XP_SNIFF_TCP | XP_SNIFF_UDP)
 
 /* A table without its terminator would be read until something crashes; stop well before. */
@@ -443,6 +443,11 @@ static int check_desc(struct plugin *p, const char *path, char *err, size_t errl
 		if ((p->outbound.caps & XP_OUTBOUND_TCP) && !p->outbound.tcp_abort)
 			return fmt_err(err, errlen, path, -EINVAL,
 				       "outbound with XP_OUTBOUND_TCP but no tcp_abort");
+		if ((p->outbound.caps & XP_OUTBOUND_UDP) &&
+		    (!p->outbound.udp_open || !p->outbound.udp_send || !p->outbound.udp_close))
+			return fmt_err(err, errlen, path, -EINVAL,
+				       "outbound with XP_OUTBOUND_UDP but no udp_open, udp_send or "
+				       "udp_close");
 	}
 	if (c->kinds & XP_KIND_SNIFFER) {
 		rc = copy_ops(&p->sniffer, sizeof(p->sniffer), SNIFFER_SIZE_1_0, c->sniffer,

@@ -7,7 +7,9 @@
  *                                     how = hook | origin << 8. Fills d; XP_NEXT, or a drop
  *                                     code (FRAG_ORPHAN, FAIL_CLOSED).
  *   int xp_track_server(skb, p, hook) server -> client packet at WAN ingress: bookkeeping only
- *                                     (FIN_SERVER / RST, FLOW_END, last_ns); TC_ACT_OK.
+ *                                     (FIN_SERVER / RST, FLOW_END, last_ns; with XP_CFG_UDP,
+ *                                     UDP a remote peer starts towards the router is
+ *                                     remembered: udp_remote_record); TC_ACT_OK.
  *   int xp_reply_lookup(skb, p, r, hook)  reply from a listener at xp0: where it goes back to.
  *                                     XP_NEXT, or NO_FLOW / FRAG_ORPHAN / REDIRECT drop codes.
  *
@@ -20,7 +22,8 @@
  *      only: such flows never get an entry, so a hit cannot be one, and the established
  *      path saves a hash lookup.
  *   2. TCP that does not start a connection (no SYN, or SYN|ACK): DIRECT, MIDSTREAM (entry
- *      created: it predates us, or the other side started it)
+ *      created: it predates us, or the other side started it). With XP_CFG_UDP, UDP that
+ *      answers a flow the other side started (udp_answers_remote): DIRECT, MIDSTREAM too
  *   3. xp_dst_verdicts (daddr, dport, proto), then (daddr, 0, 0); expired entries ignored
  *   4. kernel rules, 5. fallback (rules.h)
  *   then a proxy verdict the flow cannot have (not TCP; UDP without XP_CFG_UDP): DIRECT,
@@ -256,6 +259,69 @@ static __always_inline int flow_hit(struct xp_flow *f, const struct xp_pkt *p,
 	return XP_NEXT;
 }
 
+/*
+ * UDP has no SYN: a datagram answering a flow the other side started (a server on the router
+ * answering a WAN client, seen at WAN egress; a port-forwarded server behind the router, seen
+ * at LAN ingress) looks like a new client flow and the rules could send it to the proxy, which
+ * would break that server. WAN ingress remembers UDP that a remote peer sends to a router
+ * address under (peer, zero address, local port): the destination address is zeroed because a
+ * port forward rewrites it (DNAT, after tc) to the LAN server's. An answer is then a new UDP
+ * flow whose reverse tuple, with the same address zeroed, is known. An exact reverse entry
+ * (the other side's flow classified by us) counts too.
+ *
+ * The price of the zeroed address: a LAN client that starts a flow from the very port the NAT
+ * (or one of our upstream sockets) used towards the same peer, while that entry lives, is
+ * taken for an answer and goes DIRECT. Ports are chosen at random; the entries expire with
+ * other idle UDP flows.
+ */
+static __always_inline int udp_answers_remote(const struct xp_pkt *p)
+{
+	struct xp_tuple k __attribute__((aligned(8)));
+
+	xp_tuple_reverse(&k, &p->t);
+	if (bpf_map_lookup_elem(&xp_flows, &k))
+		return 1;
+	__builtin_memset(k.daddr, 0, sizeof(k.daddr));
+	return bpf_map_lookup_elem(&xp_flows, &k) != NULL;
+}
+
+/* WAN ingress, no entry for the reverse tuple: see udp_answers_remote. */
+static __always_inline void udp_remote_record(struct __sk_buff *skb, const struct xp_pkt *p,
+					      __u8 hook)
+{
+	struct xp_tuple k __attribute__((aligned(8)));
+	struct xp_flow nf, *f;
+	__u64 now = xp_now();
+	long err;
+
+	__builtin_memcpy(&k, &p->t, sizeof(k));
+	if (!dst_is_local(&k))
+		return; /* forwarded traffic: its answer is not ours to tell apart */
+	__builtin_memset(k.daddr, 0, sizeof(k.daddr));
+	f = bpf_map_lookup_elem(&xp_flows, &k);
+	if (f) {
+		f->last_ns = now;
+		return;
+	}
+	__builtin_memset(&nf, 0, sizeof(nf));
+	nf.first_ns = now;
+	nf.last_ns = now;
+	nf.ifindex = skb->ifindex;
+	nf.verdict = XP_V_DIRECT;
+	nf.vsrc = XP_SRC_MIDSTREAM;
+	nf.origin = XP_ORIGIN_HOST;
+	nf.hook = hook;
+	nf.packets = 1;
+	err = bpf_map_update_elem(&xp_flows, &k, &nf, BPF_NOEXIST);
+	if (err && err != -17 /* -EEXIST: another CPU recorded it first */) {
+		struct xp_stats *st = xp_stats_get();
+
+		if (st)
+			st->map_full++;
+		ev_map_full(hook, XP_MAP_FLOWS, err);
+	}
+}
+
 static __always_inline int classify_new(struct __sk_buff *skb, const struct xp_pkt *p,
 					const struct xp_tuple *key, struct xp_decision *d,
 					__u64 now, __u8 hook, __u8 origin)
@@ -271,7 +337,8 @@ static __always_inline int classify_new(struct __sk_buff *skb, const struct xp_p
 	/* Only a SYN without ACK starts a connection here. A SYN|ACK without an entry answers
 	 * one the other side started (a port-forwarded server behind us, a server on the
 	 * router): through the rules it could be sent to the proxy, which would break it. */
-	if (proto == XP_IPPROTO_TCP && (p->tcp_flags & (XP_TH_SYN | XP_TH_ACK)) != XP_TH_SYN) {
+	if ((proto == XP_IPPROTO_TCP && (p->tcp_flags & (XP_TH_SYN | XP_TH_ACK)) != XP_TH_SYN) ||
+	    (proto == XP_IPPROTO_UDP && (xp_cfg.flags & XP_CFG_UDP) && udp_answers_remote(p))) {
 		d->verdict = XP_V_DIRECT;
 		d->vsrc = XP_SRC_MIDSTREAM;
 	} else {
@@ -385,8 +452,11 @@ __noinline int xp_track_server(struct __sk_buff *skb, struct xp_pkt *p, __u32 ho
 		return TC_ACT_OK;
 	xp_tuple_reverse(&k, &p->t);
 	f = bpf_map_lookup_elem(&xp_flows, &k);
-	if (!f)
+	if (!f) {
+		if (p->t.l4proto == XP_IPPROTO_UDP && (xp_cfg.flags & XP_CFG_UDP))
+			udp_remote_record(skb, p, hook);
 		return TC_ACT_OK;
+	}
 	f->last_ns = xp_now();
 	if (p->t.l4proto == XP_IPPROTO_TCP)
 		flow_tcp_update(f, &k, tcp_bits(p->tcp_flags, 1), hook);

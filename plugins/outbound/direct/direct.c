@@ -7,8 +7,14 @@
  * lets it leave instead of catching it again, and it is already non-blocking. A pending connect
  * is one heap object (struct pending) owned by the connection's worker loop: it is freed exactly
  * once, by the io callback, the optional timer, or tcp_abort, whichever comes first.
+ *
+ * UDP: one upstream socket per session, watched on the session's loop. Endpoint-dependent
+ * sessions connect it to the destination (the kernel then drops datagrams from anyone else and
+ * reports ICMP errors); endpoint-independent ones leave it unconnected and send each datagram to
+ * the destination the client chose, delivering whatever any peer sends back.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -42,6 +48,8 @@ struct direct {
 	/* counter_add is thread-safe: every worker updates these */
 	xp_counter_t *connects;
 	xp_counter_t *failures;
+	xp_counter_t *udp_sessions;
+	xp_counter_t *udp_icmp; /* ICMP errors reported on a session's socket; the session goes on */
 };
 
 struct pending {
@@ -205,6 +213,152 @@ static void direct_tcp_abort(void *inst, void *cctx)
 	free(p);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* UDP                                                                                          */
+
+#define UDP_RECV_BATCH 64 /* datagrams per wakeup: one busy session cannot starve the loop */
+
+struct dudp {
+	struct direct *d;
+	xp_udp_t *s;
+	int fd;
+	int family;
+	bool connected;
+	xp_io_t *io;
+};
+
+static socklen_t sa_len(int family)
+{
+	return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+/* ICMP errors (port unreachable, host unreachable) surface as the next call's error. */
+static bool icmp_error(int err)
+{
+	return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
+	       err == EHOSTDOWN || err == ENETDOWN || err == EMSGSIZE;
+}
+
+static void dudp_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
+{
+	static __thread uint8_t buf[65536];
+	struct dudp *u = arg;
+	const struct xp_host *host = u->d->host;
+
+	for (int i = 0; i < UDP_RECV_BATCH; i++) {
+		union xp_sockaddr from;
+		socklen_t alen = sizeof(from);
+		ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, &from.sa, &alen);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (icmp_error(errno)) {
+				host->counter_add(u->d->udp_icmp, 1);
+				continue;
+			}
+			return; /* EAGAIN, or nothing we can do about it here */
+		}
+		/* udp_deliver may not end the session under us: the core defers that. */
+		host->udp_deliver(u->s, &from, buf, (size_t)n);
+	}
+}
+
+static int direct_udp_open(void *inst, xp_udp_t *s, const struct xp_target *target,
+			   void **uctx)
+{
+	struct direct *d = inst;
+	const struct xp_host *host = d->host;
+	const struct xp_conn_info *info = host->udp_info(s);
+	int family = target->addr.sa.sa_family;
+	const char *reason = NULL;
+	struct dudp *u;
+	int err;
+
+	*uctx = NULL;
+	if (family != AF_INET && family != AF_INET6)
+		return -EAFNOSUPPORT;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->d = d;
+	u->s = s;
+	u->family = family;
+	u->fd = host->upstream_socket(d->self, family, SOCK_DGRAM, IPPROTO_UDP);
+	if (u->fd < 0) {
+		err = u->fd;
+		goto err_free;
+	}
+	if (d->cfg->bind_interface &&
+	    setsockopt(u->fd, SOL_SOCKET, SO_BINDTODEVICE, d->cfg->bind_interface,
+		       strlen(d->cfg->bind_interface))) {
+		err = -errno;
+		reason = "binding to bind_interface failed";
+		goto err_close;
+	}
+	/* 1.0-sized info (an older core) has no flags: endpoint-dependent. */
+	u->connected = !(info->size >= offsetof(struct xp_conn_info, flags) + sizeof(info->flags) &&
+			 (info->flags & XP_CONN_F_UDP_INDEPENDENT));
+	if (u->connected && connect(u->fd, &target->addr.sa, sa_len(family))) {
+		err = -errno;
+		reason = "connect failed";
+		goto err_close;
+	}
+	u->io = host->io_new(host->udp_loop(s), u->fd, dudp_io_cb, u);
+	if (!u->io) {
+		err = -ENOMEM;
+		goto err_close;
+	}
+	host->io_set(u->io, XP_IO_READ);
+	host->counter_add(d->udp_sessions, 1);
+	*uctx = u;
+	return 0;
+
+err_close:
+	close(u->fd);
+err_free:
+	free(u);
+	if (reason)
+		host->log(d->self, XP_LOG_DEBUG, "udp: %s: %s", reason, strerror(-err));
+	host->counter_add(d->failures, 1);
+	return err;
+}
+
+static int direct_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst,
+			   const char *domain, const void *buf, size_t len)
+{
+	struct dudp *u = uctx;
+	ssize_t n;
+
+	for (int tries = 0; tries < 2; tries++) {
+		if (u->connected)
+			n = send(u->fd, buf, len, MSG_DONTWAIT);
+		else if (dst->sa.sa_family == u->family)
+			n = sendto(u->fd, buf, len, MSG_DONTWAIT, &dst->sa, sa_len(u->family));
+		else
+			return -EAFNOSUPPORT;
+		if (n >= 0)
+			return 0;
+		/* An ICMP error from an earlier datagram is reported once, on this call: count
+		 * it and send this datagram anyway. */
+		if (!icmp_error(errno) || errno == EMSGSIZE)
+			return -errno;
+		u->d->host->counter_add(u->d->udp_icmp, 1);
+	}
+	return -EIO;
+}
+
+static void direct_udp_close(void *inst, void *uctx)
+{
+	struct dudp *u = uctx;
+
+	if (!u)
+		return;
+	u->d->host->io_free(u->io);
+	close(u->fd);
+	free(u);
+}
+
 static int direct_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
 			       const void *config, void **inst)
 {
@@ -227,7 +381,10 @@ static int direct_instance_new(void *state, const struct xp_host *host, xp_handl
 	d->cfg = cfg;
 	d->connects = host->counter_new(self, "connects", "upstream connections established");
 	d->failures = host->counter_new(self, "failures", "upstream connections that failed");
-	if (!d->connects || !d->failures) {
+	d->udp_sessions = host->counter_new(self, "udp_sessions", "UDP sessions opened");
+	d->udp_icmp = host->counter_new(self, "udp_icmp_errors",
+					"ICMP errors on UDP sessions (the session goes on)");
+	if (!d->connects || !d->failures || !d->udp_sessions || !d->udp_icmp) {
 		free(d);
 		return -ENOMEM;
 	}
@@ -242,9 +399,12 @@ static void direct_instance_free(void *inst)
 
 static const struct xp_outbound_ops direct_ops = {
 	.size = sizeof(struct xp_outbound_ops),
-	.caps = XP_OUTBOUND_TCP,
+	.caps = XP_OUTBOUND_TCP | XP_OUTBOUND_UDP,
 	.tcp_connect = direct_tcp_connect,
 	.tcp_abort = direct_tcp_abort,
+	.udp_open = direct_udp_open,
+	.udp_send = direct_udp_send,
+	.udp_close = direct_udp_close,
 };
 
 static const struct xp_plugin_desc direct_desc = {

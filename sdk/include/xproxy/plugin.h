@@ -127,7 +127,16 @@ struct xp_conn_info {
 	uint8_t source;		  /* enum xp_route_source */
 	uint8_t from_host;	  /* 1: the router itself started it */
 	uint8_t pad;
+	/* ABI 1.1 (check size): */
+	uint32_t flags; /* XP_CONN_F_* */
+	uint32_t pad2;
 };
+
+/* xp_conn_info.flags (ABI 1.1) */
+#define XP_CONN_F_UDP_INDEPENDENT 0x1 /* a UDP session with endpoint-independent mapping
+				       * ([outbound.NAME] udp_mapping = independent): udp_send
+				       * names any destination, and datagrams from any peer are
+				       * for the client; known before udp_open is called */
 
 /* A flow as the datapath knows it. */
 struct xp_flow_key {

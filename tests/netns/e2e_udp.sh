@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+# e2e_udp.sh [peer|plain]: UDP through xproxyd's direct outbound.
+#   - echo over IPv4 and IPv6: the answer comes from the original destination address:port and
+#     the server saw the router (the datagrams really went through xproxyd);
+#   - endpoint-dependent (default): a second server address cannot reach the client;
+#     endpoint-independent (udp_mapping = independent): it can, through the same session;
+#   - the router itself as a UDP client is proxied and answered;
+#   - a UDP server on the router answering a WAN client is not taken for a new proxied flow;
+#   - iperf3 -u completes with low loss;
+#   - idle sessions expire (statistics), and max_udp_sessions refuses and counts the rest.
+source "$(dirname "$0")/lib.sh"
+MODE=${1:-peer}
+xpt_require iperf3
+xpt_init udp
+xpt_topology
+TOOL="$(dirname "$0")/udp_tool.py"
+MAXS=40
+
+stats() { # the latest "stats: udp" line after a SIGUSR1
+	local n
+	n=$(grep -c "stats: udp" "$XPT_DLOG")
+	kill -USR1 "$XPT_DPID"
+	for _ in $(seq 1 50); do
+		[ "$(grep -c "stats: udp" "$XPT_DLOG")" -gt "$n" ] && break
+		sleep 0.1
+	done
+	grep "stats: udp" "$XPT_DLOG" | tail -n 1
+}
+stat_of() { # NAME in the udp stats line (first number after it)
+	sed -E "s/.*[ ;]$1 ([0-9]+).*/\\1/" <<<"$2"
+}
+
+start_server() { # NAME ARGS...: a udp_tool.py server in the server namespace
+	local name=$1
+	shift
+	nss python3 "$TOOL" "$@" >"$XPT_TMP/$name.out" 2>&1 &
+	XPT_PIDS="$XPT_PIDS $!"
+	for _ in $(seq 1 50); do grep -q ready "$XPT_TMP/$name.out" && return 0; sleep 0.1; done
+	xpt_fail "udp server $name did not start: $(cat "$XPT_TMP/$name.out")"
+}
+
+start_server echo echo "$P4:7" "[$P6]:7"
+start_server dep cone "$P4:7002" "$D4:7003"
+start_server cone cone "$S4:7000" "$D4:7001"
+
+xpt_config "$XPT_TMP/x.ini" "redirect = $MODE
+udp_idle_timeout = 2s
+max_udp_sessions = $MAXS" <<EOF
+[outbound.cone]
+plugin = direct
+udp_mapping = independent
+
+[route]
+rule = dst-cidr:10.1.5.0/24, cone
+rule = dst-cidr:10.1.2.0/24|fd00:1:2::/64, proxy
+rule = dst-cidr:10.1.3.0/24|fd00:1:3::/64, DIRECT
+fallback = DIRECT
+EOF
+xpt_start "$XPT_TMP/x.ini"
+grep -q "redirect $MODE" "$XPT_DLOG" || xpt_fail "xproxyd did not run in $MODE mode"
+
+# --- echo, IPv4 and IPv6 ----------------------------------------------------------------
+for dst in "$P4:7" "[$P6]:7"; do
+	out=$(nsc python3 "$TOOL" ask "$dst" 3) || xpt_fail "no UDP answer from $dst"
+	want=${dst%:*}
+	want=${want//[\[\]]/}
+	n=$(awk -v a="$want" '$1 == a && $2 == 7' <<<"$out" | wc -l)
+	[ "$n" = 3 ] || xpt_fail "$dst: expected 3 answers from $want:7, got: $out"
+	seen=$(awk '{print $3; exit}' <<<"$out")
+	case "$seen" in
+	"$C4" | "$C6") xpt_fail "$dst: the server saw the client ($seen): not proxied" ;;
+	esac
+	xpt_ok "UDP echo via xproxyd ($dst): 3/3 answers from $want:7, server saw $seen"
+done
+
+# --- mapping ----------------------------------------------------------------------------
+out=$(nsc python3 "$TOOL" ask "$P4:7002" 2) || xpt_fail "no answer from $P4:7002"
+grep -q "^$P4 7002 " <<<"$out" || xpt_fail "dependent: no answer from $P4:7002: $out"
+grep -q "^$D4 " <<<"$out" && xpt_fail "dependent mapping let a second address in: $out"
+xpt_ok "endpoint-dependent: only $P4:7002 answers, $D4:7003 is filtered"
+
+out=$(nsc python3 "$TOOL" ask "$S4:7000" 2) || xpt_fail "no answer from $S4:7000"
+grep -q "^$S4 7000 " <<<"$out" || xpt_fail "independent: no answer from $S4:7000: $out"
+grep -q "^$D4 7001 alt " <<<"$out" ||
+	xpt_fail "independent mapping: the second server address did not reach the client: $out"
+xpt_ok "endpoint-independent: answers from $S4:7000 and from $D4:7001 on the same client port"
+
+# --- the router itself as a client --------------------------------------------------------
+out=$(nsr python3 "$TOOL" ask "$P4:7" 2) || xpt_fail "router as a UDP client: no answer"
+grep -q "^$P4 7 " <<<"$out" || xpt_fail "router as a UDP client: wrong source: $out"
+xpt_ok "the router's own UDP to $P4:7 is answered from $P4:7"
+
+# --- a UDP server on the router answering a WAN client -----------------------------------
+nsr python3 "$TOOL" echo "$PR4:9999" >"$XPT_TMP/rtrsrv.out" 2>&1 &
+XPT_PIDS="$XPT_PIDS $!"
+for _ in $(seq 1 50); do grep -q ready "$XPT_TMP/rtrsrv.out" && break; sleep 0.1; done
+out=$(nss python3 "$TOOL" ask "$PR4:9999" 2 "$P4:9998") || xpt_fail "router's UDP server: no answer"
+grep -q "^$PR4 9999 $P4 9998 " <<<"$out" ||
+	xpt_fail "router's UDP server: the answer was taken for a new proxied flow: $out"
+xpt_ok "a UDP server on the router answers a WAN client directly (not proxied)"
+
+# --- iperf3 -u --------------------------------------------------------------------------
+nss iperf3 -s -1 -B "$P4" -p 5201 >"$XPT_TMP/iperf-s.out" 2>&1 &
+XPT_PIDS="$XPT_PIDS $!"
+for _ in $(seq 1 50); do nss ss -Htln 'sport = :5201' | grep -q . && break; sleep 0.1; done
+nsc iperf3 -c "$P4" -p 5201 -u -b 50M -t 3 -J >"$XPT_TMP/iperf.json" 2>&1 ||
+	xpt_fail "iperf3 -u failed: $(tail -n 5 "$XPT_TMP/iperf.json")"
+loss=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum"]["lost_percent"])' \
+	"$XPT_TMP/iperf.json") || xpt_fail "iperf3 output: $(tail -n 5 "$XPT_TMP/iperf.json")"
+python3 -c "import sys; sys.exit(0 if float('$loss') < 5 else 1)" ||
+	xpt_fail "iperf3 -u at 50 Mbit/s lost $loss % through xproxyd"
+xpt_ok "iperf3 -u 50 Mbit/s for 3 s through xproxyd: $loss % lost"
+
+# --- idle expiry ------------------------------------------------------------------------
+sleep 3.5 # udp_idle_timeout = 2s, plus the timers' slack
+line=$(stats)
+[ "$(stat_of active "$line")" = 0 ] || xpt_fail "sessions still active after the idle timeout: $line"
+[ "$(stat_of idle-expired "$line")" -ge 5 ] || xpt_fail "idle expiry not counted: $line"
+xpt_ok "idle sessions expired: $line"
+
+# --- the session bound ------------------------------------------------------------------
+n=$(nsc python3 "$TOOL" many "$P4:7" $((MAXS + 20)))
+[ "$n" = "$MAXS" ] || xpt_fail "max_udp_sessions = $MAXS: $n of $((MAXS + 20)) client ports answered"
+line=$(stats)
+[ "$(stat_of refused "$line")" -ge 20 ] || xpt_fail "refused sessions not counted: $line"
+xpt_ok "max_udp_sessions = $MAXS: $n client ports answered, the rest refused and counted"
+
+xpt_stop
+grep -q "stats: udp" "$XPT_DLOG" || xpt_fail "no UDP statistics at stop"
+xpt_ok "xproxyd stopped cleanly"
