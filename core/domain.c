@@ -22,15 +22,14 @@
 
 #define KIND_FULL 1u
 #define KIND_SUFFIX 2u
-#define NO_COND 0xffff
 
+/* 16 bytes: no stored hash (a probe compares the key: at most half the slots are used, so a
+ * lookup compares about 1.5 keys, most of which differ in the first character). */
 struct dentry {
 	const char *key;
-	uint32_t hash;
-	uint32_t first; /* into postings */
-	uint32_t n;
-	uint8_t kind;
-	uint8_t klen; /* names are at most 253 characters */
+	uint32_t first;	 /* into postings; for a key of one rule (n == 1): the rule itself */
+	uint32_t n : 31; /* rules under the key */
+	uint32_t suffix : 1;
 };
 
 struct domain_index {
@@ -44,7 +43,6 @@ struct domain_index {
 	uint32_t n_postings;
 	uint32_t *nodomain, *rest;
 	uint32_t n_nodomain, n_rest;
-	uint16_t *icond; /* per rule: the indexed condition, NO_COND when not indexed */
 	size_t mem;
 };
 
@@ -77,7 +75,7 @@ static uint32_t hash_key(const char *s, size_t len, uint32_t kind)
 	return hash_final(h, kind);
 }
 
-/* Entry index of (kind, key), or UINT32_MAX. */
+/* Entry index of (kind, key), or UINT32_MAX. `key` need not be NUL-terminated at klen. */
 static uint32_t find(const struct domain_index *di, uint32_t h, uint32_t kind, const char *key,
 		     size_t klen)
 {
@@ -88,16 +86,21 @@ static uint32_t find(const struct domain_index *di, uint32_t h, uint32_t kind, c
 			return UINT32_MAX;
 		const struct dentry *d = &di->entries[e - 1];
 
-		if (d->hash == h && d->kind == kind && d->klen == klen &&
-		    !memcmp(d->key, key, klen))
+		if (d->suffix == (kind == KIND_SUFFIX) && d->key[0] == key[0] &&
+		    !strncmp(d->key, key, klen) && d->key[klen] == '\0')
 			return e - 1;
 	}
 }
 
-/* The condition a rule is indexed by: its first non-negated full or suffix condition. */
-static int index_cond(const struct rule *r)
+static const uint32_t *postings(const struct domain_index *di, const struct dentry *d)
 {
-	for (size_t i = 0; i < r->n_conds && i < NO_COND; i++) {
+	return d->n == 1 ? &d->first : di->postings + d->first;
+}
+
+/* The condition a rule is indexed by: its first non-negated full or suffix condition. */
+int domain_index_cond(const struct rule *r)
+{
+	for (size_t i = 0; i < r->n_conds; i++) {
 		const struct rule_cond *c = &r->conds[i];
 
 		if (!c->negate && c->n && (c->type == RC_DOMAIN || c->type == RC_DOMAIN_SUFFIX))
@@ -119,6 +122,7 @@ struct domain_index *domain_index_build(const struct rule *rules, size_t n)
 {
 	struct domain_index *di;
 	uint32_t *pair_entry = NULL; /* per key occurrence: its entry */
+	uint32_t *all = NULL;	     /* every posting, before single ones move into entries */
 	size_t n_pairs = 0, n_slots = 2;
 
 	if (n >= UINT32_MAX) {
@@ -131,15 +135,11 @@ struct domain_index *domain_index_build(const struct rule *rules, size_t n)
 	di->mem = sizeof(*di);
 	di->rules = rules;
 	di->n_rules = n;
-	di->icond = xcalloc(n, sizeof(*di->icond), &di->mem);
-	if (!di->icond)
-		goto err;
 	size_t n_nodomain = 0, n_rest = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		int ic = index_cond(&rules[i]);
+		int ic = domain_index_cond(&rules[i]);
 
-		di->icond[i] = ic < 0 ? NO_COND : (uint16_t)ic;
 		if (ic >= 0)
 			n_pairs += rules[i].conds[ic].n;
 		else
@@ -153,6 +153,7 @@ struct domain_index *domain_index_build(const struct rule *rules, size_t n)
 	}
 	while (n_slots < 2 * n_pairs)
 		n_slots <<= 1;
+	/* sized for every pair being distinct; keys shared by rules only lower the load */
 	di->mask = (uint32_t)n_slots - 1;
 	di->slots = xcalloc(n_slots, sizeof(*di->slots), &di->mem);
 	di->nodomain = xcalloc(n_nodomain, sizeof(*di->nodomain), &di->mem);
@@ -167,13 +168,15 @@ struct domain_index *domain_index_build(const struct rule *rules, size_t n)
 	size_t p = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		int ic = domain_index_cond(&rules[i]);
+
 		if (!rules[i].has_domain)
 			di->nodomain[di->n_nodomain++] = (uint32_t)i;
-		if (di->icond[i] == NO_COND) {
+		if (ic < 0) {
 			di->rest[di->n_rest++] = (uint32_t)i;
 			continue;
 		}
-		const struct rule_cond *c = &rules[i].conds[di->icond[i]];
+		const struct rule_cond *c = &rules[i].conds[ic];
 		uint32_t kind = c->type == RC_DOMAIN ? KIND_FULL : KIND_SUFFIX;
 
 		for (size_t j = 0; j < c->n; j++, p++) {
@@ -191,9 +194,7 @@ struct domain_index *domain_index_build(const struct rule *rules, size_t n)
 				di->slots[s] = e + 1;
 				di->entries[e] = (struct dentry){
 					.key = key,
-					.hash = h,
-					.kind = (uint8_t)kind,
-					.klen = (uint8_t)(klen > 255 ? 255 : klen),
+					.suffix = kind == KIND_SUFFIX,
 				};
 			}
 			pair_entry[p] = e;
@@ -208,27 +209,51 @@ struct domain_index *domain_index_build(const struct rule *rules, size_t n)
 		off += di->entries[e].n;
 		di->entries[e].n = 0;
 	}
-	di->postings = xcalloc(off, sizeof(*di->postings), &di->mem);
-	if (!di->postings)
+	all = calloc(off ? off : 1, sizeof(*all));
+	if (!all)
 		goto err;
 	/* pass 2: rules in ascending order, so every group comes out sorted */
 	p = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (di->icond[i] == NO_COND)
+		int ic = domain_index_cond(&rules[i]);
+
+		if (ic < 0)
 			continue;
-		const struct rule_cond *c = &rules[i].conds[di->icond[i]];
+		const struct rule_cond *c = &rules[i].conds[ic];
 
 		for (size_t j = 0; j < c->n; j++, p++) {
 			struct dentry *d = &di->entries[pair_entry[p]];
-			uint32_t *g = di->postings + d->first;
+			uint32_t *g = all + d->first;
 
 			if (d->n && g[d->n - 1] == (uint32_t)i)
 				continue; /* "a.com|a.com" */
 			g[d->n++] = (uint32_t)i;
 		}
 	}
-	di->n_postings = off;
 	free(pair_entry);
+	pair_entry = NULL;
+	/* keep only the groups of two or more; a single rule lives in its entry */
+	off = 0;
+	for (uint32_t e = 0; e < di->n_entries; e++)
+		if (di->entries[e].n > 1)
+			off += di->entries[e].n;
+	di->postings = xcalloc(off, sizeof(*di->postings), &di->mem);
+	if (!di->postings)
+		goto err;
+	di->n_postings = off;
+	off = 0;
+	for (uint32_t e = 0; e < di->n_entries; e++) {
+		struct dentry *d = &di->entries[e];
+
+		if (d->n == 1) {
+			d->first = all[d->first];
+			continue;
+		}
+		memcpy(di->postings + off, all + d->first, d->n * sizeof(*all));
+		d->first = off;
+		off += d->n;
+	}
+	free(all);
 	if (di->n_entries < n_pairs) {
 		struct dentry *shrunk =
 			realloc(di->entries, (di->n_entries ? di->n_entries : 1) * sizeof(*shrunk));
@@ -240,6 +265,7 @@ struct domain_index *domain_index_build(const struct rule *rules, size_t n)
 	return di;
 
 err:
+	free(all);
 	free(pair_entry);
 	domain_index_free(di);
 	errno = ENOMEM;
@@ -255,7 +281,6 @@ void domain_index_free(struct domain_index *di)
 	free(di->postings);
 	free(di->nodomain);
 	free(di->rest);
-	free(di->icond);
 	free(di);
 }
 
@@ -285,7 +310,7 @@ static void add_hit(struct domain_iter *it, const struct domain_index *di, uint3
 	uint32_t e = find(di, h, kind, key, klen);
 
 	if (e != UINT32_MAX)
-		add_list(it, di->postings + di->entries[e].first, di->entries[e].n);
+		add_list(it, postings(di, &di->entries[e]), di->entries[e].n);
 }
 
 void domain_iter_init(struct domain_iter *it, const struct domain_index *di, const char *name)
@@ -293,7 +318,7 @@ void domain_iter_init(struct domain_iter *it, const struct domain_index *di, con
 	it->n_lists = 0;
 	it->started = false;
 	it->last = 0;
-	it->icond = di->icond;
+	it->rules = di->rules;
 	if (!name) {
 		add_list(it, di->nodomain, di->n_nodomain);
 		it->n_hit_lists = 0;
@@ -336,9 +361,7 @@ long domain_iter_next(struct domain_iter *it, int *skip_cond)
 		it->started = true;
 		it->last = v;
 		if (skip_cond)
-			*skip_cond = best < it->n_hit_lists && it->icond[v] != NO_COND
-					     ? it->icond[v]
-					     : -1;
+			*skip_cond = best < it->n_hit_lists ? domain_index_cond(&it->rules[v]) : -1;
 		return (long)v;
 	}
 }

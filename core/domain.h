@@ -33,6 +33,10 @@ struct domain_index;
 struct domain_index *domain_index_build(const struct rule *rules, size_t n);
 void domain_index_free(struct domain_index *di); /* NULL-safe */
 
+/* The condition a rule is indexed by (its first non-negated domain: or domain-suffix:
+ * condition with at least one alternative), or -1 when the rule is not indexed. */
+int domain_index_cond(const struct rule *r);
+
 /* Bytes the index holds (heap), for benchmarks and logs. */
 size_t domain_index_mem(const struct domain_index *di);
 /* Was it built for exactly this array? (a list changed after indexing must not use it) */
@@ -49,7 +53,7 @@ struct domain_iter {
 	unsigned n_hit_lists; /* list[0..n_hit_lists) came from index hits */
 	uint32_t last;	      /* the index returned last (duplicates are skipped) */
 	bool started;
-	const uint16_t *icond;
+	const struct rule *rules;
 };
 
 /* `name`: lower-case, no trailing dot, 1..253 characters; or NULL for a flow known to have no
