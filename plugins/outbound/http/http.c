@@ -301,10 +301,14 @@ static int hc_read_head(struct hc *c, const char **why)
 		c->ioff = (size_t)n; /* TLS: tunnel bytes may follow in in[ioff..ilen) */
 		if (r.status / 100 == 2)
 			return 0;
-		if (r.status == 407) {
-			*why = c->hp->cfg->username
-				       ? "proxy refused the username/password (407)"
-				       : "proxy requires authentication (407; set username and password)";
+		/* 407 is the RFC's answer; some proxies (tinyproxy's BasicAuth) send 401 */
+		if (r.status == 407 || r.status == 401) {
+			if (!c->hp->cfg->username)
+				*why = "proxy requires authentication (set username and password)";
+			else if (r.status == 407)
+				*why = "proxy refused the username/password (407)";
+			else
+				*why = "proxy refused the username/password (401)";
 			return -EACCES;
 		}
 		/* the status text is the proxy's: log it here (sanitised), pass a constant on */
