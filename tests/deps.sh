@@ -6,7 +6,7 @@ XP_BUILD_PKGS="meson ninja-build pkg-config gcc make libc6-dev clang llvm clang-
 	libbpf-dev bpftool libelf-dev zlib1g-dev libev-dev libinih-dev libssl-dev"
 XP_TEST_PKGS="libcmocka-dev libclang-rt-14-dev nginx-light curl iproute2 python3 util-linux
 	procps iputils-ping iperf3 wrk qemu-system-x86 busybox-static libzstd-dev"
-XP_TEST_PKGS="$XP_TEST_PKGS shadowsocks-libev trojan" # e2e_ss.sh, e2e_trojan.sh: interop servers
+XP_TEST_PKGS="$XP_TEST_PKGS shadowsocks-libev trojan nftables" # e2e_ss/e2e_trojan servers; bench/outbound/ss.sh (ss-redir TPROXY)
 XP_TEST_PKGS="$XP_TEST_PKGS openssl gnutls-bin wget" # test_sniff_*: real TLS/HTTP clients
 XP_TEST_PKGS="$XP_TEST_PKGS microsocks dante-server tinyproxy socat" # e2e_socks5, e2e_httpproxy, bench/outbound
 

@@ -36,11 +36,13 @@
 
 #include "ss_aead.h"
 
-/* plaintext taken per send(): four full chunks, about 64 KiB of ciphertext per write() */
-#define SEND_CHUNKS 4
+/* Plaintext taken per send(): two full chunks, about 32 KiB of ciphertext per write(). The
+ * two buffers stay below glibc's mmap threshold (128 KiB) together, so a connection's buffers
+ * come from the heap instead of an mmap/munmap pair per connection. */
+#define SEND_CHUNKS 2
 #define WBUF_CAP    (SS_SALT_MAX + SS_LEN_CHUNK + SS_ADDR_MAX + SS_TAG_LEN + \
 		     SEND_CHUNKS * SS_MAX_CHUNK)
-#define RBUF_CAP    65536
+#define RBUF_CAP    32768
 #define UDP_BUF	    65536
 #ifndef SS_UDP_CAP
 #define SS_UDP_CAP 0
@@ -104,7 +106,7 @@ struct ss_stream {
 	struct ss_reader rd;
 	uint8_t *rbuf;
 	size_t rlen, roff;
-	uint8_t *pend; /* one chunk's plaintext the caller had no room for */
+	uint8_t *pend; /* one chunk's plaintext the caller had no room for (allocated on need) */
 	size_t plen, poff;
 };
 
@@ -312,6 +314,8 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 						   len - total);
 
 			if (n == -ENOBUFS) {
+				if (!st->pend && !(st->pend = malloc(SS_MAX_PAYLOAD)))
+					return stream_fail(st, -ENOMEM);
 				n = ss_reader_feed(&st->rd, st->rbuf + st->roff,
 						   st->rlen - st->roff, &used, st->pend,
 						   SS_MAX_PAYLOAD);
@@ -413,10 +417,11 @@ static void stream_free(struct ss_stream *st, int abort)
 	}
 	ss_aead_free(&st->enc);
 	ss_reader_free(&st->rd);
-	if (st->wbuf) {
+	if (st->pend) {
 		OPENSSL_cleanse(st->pend, SS_MAX_PAYLOAD);
-		free(st->wbuf);
+		free(st->pend);
 	}
+	free(st->wbuf);
 	free(st);
 }
 
@@ -528,13 +533,12 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 	st->id = ci ? ci->id : 0;
 	st->fd = -1;
 	ss_reader_init(&st->rd, ss->cfg->method, ss->key);
-	st->wbuf = malloc(WBUF_CAP + RBUF_CAP + SS_MAX_PAYLOAD);
+	st->wbuf = malloc(WBUF_CAP + RBUF_CAP);
 	if (!st->wbuf) {
 		rc = -ENOMEM;
 		goto err;
 	}
 	st->rbuf = st->wbuf + WBUF_CAP;
-	st->pend = st->rbuf + RBUF_CAP;
 
 	/* salt and target chunk first: a crypto failure costs no connection */
 	if (RAND_bytes(salt, (int)ss->mi->salt_len) != 1) {

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+# bench/outbound/ss.sh - the shadowsocks outbound against shadowsocks-libev's own client, side by
+# side in one run (figures printed, never asserted):
+#
+#   ss-redir   nft TPROXY in the router -> ss-redir -T -> ss-server       (the baseline: 1.00)
+#   xproxyd    xproxyd (tc datapath, shadowsocks outbound) -> ss-server, default config
+#   xp-64k     the same with buffer_size = 64k (the core's relay buffer per direction; the
+#              default 1m is sized for splice throughput and shows in the RSS column)
+#
+# Same topology (tests/netns/lib.sh), same ss-server (in the server namespace), same cipher.
+# Workloads, client namespace -> 10.1.2.2 across the router:
+#   up1    iperf3, 1 stream, client -> server (the proxy encrypts), Gbit/s at the receiver
+#   down1  iperf3 -R, 1 stream, server -> client (the proxy decrypts)
+#   conn   wrk -H 'Connection: close' against nginx: new connections per second
+#   rss    peak RSS (VmHWM) of the router-side proxy process after its trials
+# Cases are interleaved and their order rotated every round; medians are printed.
+#
+# Usage: sudo bench/outbound/ss.sh [--rounds N] [--dur S] [--method M]
+#        (defaults: 3 rounds, 5 s, chacha20-ietf-poly1305; XP_BUILD=build-x picks the build)
+# Needs: shadowsocks-libev iperf3 wrk nftables nginx-light python3.
+set -uo pipefail
+ROUNDS=3
+DUR=5
+METHOD=chacha20-ietf-poly1305
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--dur) DUR=$2; shift 2 ;;
+	--method) METHOD=$2; shift 2 ;;
+	*) echo "usage: $0 [--rounds N] [--dur S] [--method M]" >&2; exit 2 ;;
+	esac
+done
+cd "$(dirname "$0")/../.." || exit 1
+export XPT_BUILD=${XPT_BUILD:-$PWD/${XP_BUILD:-build}}
+source tests/netns/lib.sh
+xpt_require iperf3 wrk nft ss-server ss-redir
+xpt_init bss
+xpt_topology
+xpt_nginx
+nss iperf3 -s -B $P4 -p 5201 >/dev/null 2>&1 &
+XPT_PIDS="$XPT_PIDS $!"
+SS=10.1.5.2
+PW=bench-ss-password
+ip netns exec "$XPT-srv" ss-server -s $SS -p 8388 -k $PW -m "$METHOD" --no-delay \
+	>"$XPT_TMP/ss-server.log" 2>&1 &
+XPT_PIDS="$XPT_PIDS $!"
+sleep 0.5
+
+{
+	printf '[outbound.ss]\nplugin = shadowsocks\nserver = %s:8388\nmethod = %s\n' $SS "$METHOD"
+	printf 'password = %s\n\n' $PW
+	printf '[route]\nrule = dst-cidr:10.1.2.0/24, ss\nfallback = DIRECT\n'
+} | xpt_config "$XPT_TMP/xp.ini" "log_level = info"
+# one worker per CPU, like a default install
+sed -i 's/^workers = 2$/workers = 0/' "$XPT_TMP/xp.ini"
+sed 's/^workers = 0$/workers = 0\nbuffer_size = 64k/' "$XPT_TMP/xp.ini" >"$XPT_TMP/xp-64k.ini"
+RAW=$XPT_TMP/raw.tsv
+: >"$RAW"
+
+# TPROXY plumbing for ss-redir, as shared/bench/peers.sh sets it up
+nsr ip rule add fwmark 0x1 lookup 100
+nsr ip route add local 0.0.0.0/0 dev lo table 100
+
+reset_state() { # sockets of the previous trial must not shape the next (TIME-WAIT reuse)
+	local ns
+	for ns in cli rtr srv; do
+		ip netns exec "$XPT-$ns" ss -K -t state time-wait >/dev/null 2>&1
+	done
+	sleep 0.3
+}
+
+PPID_CASE=""
+up() {
+	case $1 in
+	ss-redir)
+		ip netns exec "$XPT-rtr" ss-redir -s $SS -p 8388 -b 0.0.0.0 -l 12345 -k $PW \
+			-m "$METHOD" -T --no-delay >"$XPT_TMP/ss-redir.log" 2>&1 &
+		PPID_CASE=$!
+		XPT_PIDS="$XPT_PIDS $PPID_CASE"
+		for _ in $(seq 1 50); do
+			nsr ss -Htln 'sport = :12345' | grep -q . && break
+			sleep 0.1
+		done
+		nsr nft -f - <<NFT
+table inet xpb_ss {
+  chain pre {
+    type filter hook prerouting priority mangle; policy accept;
+    iifname "lan0" ip daddr 10.1.2.0/24 meta l4proto tcp socket transparent 1 meta mark set 0x1 accept
+    iifname "lan0" ip daddr 10.1.2.0/24 meta l4proto tcp tproxy ip to :12345 meta mark set 0x1 accept
+  }
+}
+NFT
+		;;
+	xproxyd | xp-64k)
+		local ini=xp
+		[ "$1" = xp-64k ] && ini=xp-64k
+		: >"$XPT_TMP/$1.log"
+		xpt_start "$XPT_TMP/$ini.ini" "$XPT_TMP/$1.log"
+		PPID_CASE=$XPT_DPID
+		;;
+	esac
+}
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+down() { # case
+	printf '%s\trss\t%s\n' "$1" "$(hwm_kb "$PPID_CASE")" >>"$RAW"
+	case $1 in
+	ss-redir)
+		nsr nft delete table inet xpb_ss 2>/dev/null
+		kill "$PPID_CASE" 2>/dev/null
+		wait "$PPID_CASE" 2>/dev/null
+		;;
+	xproxyd | xp-64k) xpt_stop TERM ;;
+	esac
+	PPID_CASE=""
+}
+
+check_path() { # both cases: nginx must see ss-server's connection (its own address)
+	local got
+	got=$(peer_of "http://$P4/")
+	[ "$got" = "$P4" ] || { xpt_log "$1: nginx saw '$got', want '$P4' (via ss-server)"; return 1; }
+}
+
+iperf() { # extra args
+	local out
+	out=$(nsc iperf3 -c $P4 -p 5201 -t "$DUR" -J "$@" 2>/dev/null) || return
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)' \
+		<<<"$out"
+}
+
+conn_rate() {
+	nsc wrk -t 1 -c 16 -d "${DUR}s" -H 'Connection: close' "http://$P4/" 2>/dev/null |
+		awk '/Requests\/sec/ {print $2}'
+}
+
+read -r _ U0 N0 S0 I0 W0 Q0 SQ0 ST0 _ </proc/stat
+for ((r = 0; r < ROUNDS; r++)); do
+	cases=(ss-redir xproxyd xp-64k)
+	for ((k = 0; k < 3; k++)); do
+		c=${cases[$(((k + r) % 3))]}
+		xpt_log "round $((r + 1))/$ROUNDS: $c"
+		up "$c"
+		if check_path "$c"; then
+			reset_state
+			printf '%s\tup1\t%s\n' "$c" "$(iperf)" >>"$RAW"
+			reset_state
+			printf '%s\tdown1\t%s\n' "$c" "$(iperf -R)" >>"$RAW"
+			reset_state
+			printf '%s\tconn\t%s\n' "$c" "$(conn_rate)" >>"$RAW"
+		fi
+		down "$c"
+		reset_state
+	done
+done
+read -r _ U1 N1 S1 I1 W1 Q1 SQ1 ST1 _ </proc/stat
+TOT=$(((U1 + N1 + S1 + I1 + W1 + Q1 + SQ1 + ST1) - (U0 + N0 + S0 + I0 + W0 + Q0 + SQ0 + ST0)))
+STEAL=$((100 * (ST1 - ST0) / (TOT ? TOT : 1)))
+
+python3 - "$RAW" "$ROUNDS" "$DUR" "$METHOD" "$STEAL" <<'PY'
+import statistics as st, sys
+raw, rounds, dur, method, steal = sys.argv[1:]
+data = {}
+for line in open(raw):
+    c, m, v = line.rstrip("\n").split("\t")
+    try:
+        data.setdefault((c, m), []).append(float(v))
+    except ValueError:
+        pass
+med = lambda c, m: st.median(data[(c, m)]) if data.get((c, m)) else None
+cases = ["ss-redir", "xproxyd", "xp-64k"]
+print("bench/outbound/ss.sh: %s, medians of %s rounds x %s s; (x) = xproxyd / ss-redir"
+      % (method, rounds, dur))
+print("%-34s" % "metric" + "".join("%18s" % c for c in cases))
+rows = (("up1", "TCP 1 stream up Gbit/s", "%.2f", max), ("down1", "TCP 1 stream down Gbit/s", "%.2f", max),
+        ("conn", "new connections/s", "%.0f", max), ("rss", "peak RSS MiB (max over trials)", "%.1f", max))
+for m, label, fmt, _ in rows:
+    row = "%-34s" % label
+    for c in cases:
+        v = data.get((c, m))
+        if not v:
+            row += "%18s" % "-"
+            continue
+        x = max(v) / 1024 if m == "rss" else med(c, m)
+        b = (max(data[("ss-redir", m)]) / 1024 if m == "rss" else med("ss-redir", m)) \
+            if data.get(("ss-redir", m)) else None
+        s = fmt % x
+        if c != "ss-redir" and b:
+            s += " (%.2fx)" % (x / b)
+        row += "%18s" % s
+    print(row)
+print("spread (min..max over rounds):")
+for m, label, fmt, _ in rows[:3]:
+    row = "%-34s" % label
+    for c in cases:
+        v = data.get((c, m))
+        row += "%18s" % (((fmt + ".." + fmt) % (min(v), max(v))) if v else "-")
+    print(row)
+print("targets (issue 6): throughput >= 1.2x, connection rate >= 1.5x, lower RSS")
+print("CPU stolen by the hypervisor during the run: %s%%" % steal)
+PY
