@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -564,13 +566,23 @@ static void ask(void *inst, struct xp_dns_query *q, uint16_t id, const char *nam
 	assert_int_equal(desc->dns->query(inst, q, m.b, m.n), 0);
 }
 
+static int last_octet_cb(const uint8_t *msg, size_t len, const struct dns_rr *rr, void *arg)
+{
+	if (rr->section == 1 && (rr->type == DNS_T_A || rr->type == DNS_T_AAAA))
+		*(int *)arg = msg[rr->rdata_off + rr->rdlen - 1];
+	return 0;
+}
+
+/* The last octet of the one address in the answer section. */
 static uint8_t answer_last_octet(const struct xp_dns_query *q)
 {
 	struct dns_msg d;
+	int last = -1;
 
-	assert_int_equal(dns_parse(q->ans, q->len, &d, NULL, NULL), 0);
+	assert_int_equal(dns_parse(q->ans, q->len, &d, last_octet_cb, &last), 0);
 	assert_int_equal(d.ancount, 1);
-	return q->ans[q->len - 1];
+	assert_true(last >= 0);
+	return (uint8_t)last;
 }
 
 static int setup(void **state)
@@ -939,6 +951,147 @@ static void test_spec_parse(void **state)
 	free(rules);
 }
 
+/* ------------------------------------------------------------------ DoT and DoH, for real */
+
+static uint16_t free_tcp_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &al);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static int tcp_up(uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001),
+				 .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+	ok = !connect(fd, (struct sockaddr *)&a, sizeof(a));
+	close(fd);
+	return ok;
+}
+
+/* unbound (from Debian) on the loopback with a certificate made now: tls:// with a name
+ * check, https:// (HTTP/2) with an address check, and a wrong CA refused. */
+static pid_t unbound_pid;
+static char unbound_dir[] = "/tmp/xp-dns-unit.XXXXXX";
+
+/* also after a failed assertion: no unbound and no files left behind */
+static int unbound_teardown(void **state)
+{
+	char cmd[128];
+
+	if (unbound_pid > 0) {
+		kill(unbound_pid, SIGKILL);
+		waitpid(unbound_pid, NULL, 0);
+		unbound_pid = 0;
+	}
+	if (strncmp(unbound_dir + strlen(unbound_dir) - 6, "XXXXXX", 6)) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", unbound_dir);
+		if (system(cmd))
+			fprintf(stderr, "cannot remove %s\n", unbound_dir);
+	}
+	return 0;
+}
+
+static void test_dot_doh_unbound(void **state)
+{
+	char *dir = unbound_dir, cmd[2048], ca[256], wrong[256], logf[256];
+	uint16_t pt = free_tcp_port(), ph = free_tcp_port();
+	struct xp_dns_query q;
+	pid_t pid;
+	void *inst;
+	FILE *f;
+	int i;
+
+	if (system("command -v unbound >/dev/null && command -v openssl >/dev/null")) {
+		fprintf(stderr, "  SKIP: unbound or openssl missing (tests/deps.sh installs them)\n");
+		skip();
+	}
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		 "-keyout key.pem -out cert.pem -days 2 -subj /CN=dns.test "
+		 "-addext subjectAltName=DNS:dns.test,IP:127.0.0.1 2>/dev/null && "
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		 "-keyout other.key -out other.pem -days 2 -subj /CN=other 2>/dev/null",
+		 dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s/unbound.conf", dir);
+	f = fopen(cmd, "w");
+	assert_non_null(f);
+	fprintf(f,
+		"server:\n  interface: 127.0.0.1@%u\n  interface: 127.0.0.1@%u\n"
+		"  tls-port: %u\n  https-port: %u\n"
+		"  tls-service-key: %s/key.pem\n  tls-service-pem: %s/cert.pem\n"
+		"  http-endpoint: \"/dns-query\"\n  do-daemonize: no\n  username: \"\"\n"
+		"  chroot: \"\"\n  directory: %s\n  pidfile: \"\"\n  use-syslog: no\n"
+		"  num-threads: 1\n  access-control: 127.0.0.0/8 allow\n"
+		"  module-config: \"iterator\"\n"
+		"  local-zone: \"test.example.\" static\n"
+		"  local-data: \"www.test.example. 300 IN A 192.0.2.80\"\n"
+		"  local-data: \"www.test.example. 300 IN AAAA 2001:db8::80\"\n"
+		"remote-control:\n  control-enable: no\n",
+		pt, ph, pt, ph, dir, dir, dir);
+	fclose(f);
+	snprintf(logf, sizeof(logf), "%s/unbound.log", dir);
+	pid = fork();
+	if (!pid) {
+		/* its own output file: never hold the test runner's pipes */
+		if (!freopen(logf, "w", stdout) || !freopen(logf, "w", stderr))
+			_exit(126);
+		execlp("unbound", "unbound", "-d", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	unbound_pid = pid;
+	for (i = 0; i < 100 && !(tcp_up(pt) && tcp_up(ph)); i++)
+		usleep(50000);
+	if (i == 100)
+		fail_msg("unbound did not start (log in %s)", logf);
+
+	snprintf(ca, sizeof(ca), "%s/cert.pem", dir);
+	snprintf(wrong, sizeof(wrong), "%s/other.pem", dir);
+	snprintf(specs[0], sizeof(specs[0]), "tls://127.0.0.1:%u#dns.test", pt);
+	cfg.ca_file = ca;
+	inst = instance(1, 0);
+	assert_non_null(inst);
+	ask(inst, &q, 0x5151, "www.test.example", DNS_T_A);
+	run(&q, 5000);
+	assert_int_equal(q.answers, 1);
+	assert_int_equal(dns_get16(q.ans), 0x5151);
+	assert_int_equal(answer_last_octet(&q), 80);
+	desc->instance_free(inst);
+
+	snprintf(specs[0], sizeof(specs[0]), "https://127.0.0.1:%u/dns-query", ph);
+	inst = instance(1, 0);
+	assert_non_null(inst);
+	ask(inst, &q, 0x5252, "www.test.example", DNS_T_AAAA);
+	run(&q, 5000);
+	assert_int_equal(q.answers, 1);
+	assert_int_equal(dns_get16(q.ans), 0x5252);
+	assert_int_equal(answer_last_octet(&q), 0x80);
+	assert_int_equal(learned[n_learned - 1].addr.sa.sa_family, AF_INET6);
+	desc->instance_free(inst);
+
+	/* a certificate the CA file does not vouch for: the exchange fails, SERVFAIL */
+	cfg.ca_file = wrong;
+	inst = instance(1, 0);
+	assert_non_null(inst);
+	ask(inst, &q, 0x5353, "www.test.example", DNS_T_A);
+	run(&q, 5000);
+	assert_int_equal(q.answers, 1);
+	assert_int_equal(DNS_RCODE(dns_get16(q.ans + 2)), DNS_R_SERVFAIL);
+	assert_int_equal(counter("upstream_failures"), 1);
+	desc->instance_free(inst);
+	cfg.ca_file = NULL;
+
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -952,6 +1105,7 @@ int main(void)
 		cmocka_unit_test_setup(test_servfail_and_cancel, setup),
 		cmocka_unit_test_setup(test_bad_client_queries, setup),
 		cmocka_unit_test_setup(test_config_errors, setup),
+		cmocka_unit_test_setup_teardown(test_dot_doh_unbound, setup, unbound_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
