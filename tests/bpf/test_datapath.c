@@ -1879,6 +1879,131 @@ static void test_proxy_reply(void **state)
 	}
 }
 
+/* ---------------------------------------------------------------- UDP (owner: the UDP work) */
+
+/* The entry WAN ingress leaves for UDP a remote peer sends to the router: the tuple with the
+ * destination address zeroed (flow.h, udp_answers_remote). */
+static int remote_get(struct inst *in, const struct pkt_spec *s, struct xp_flow *f)
+{
+	struct xp_tuple t;
+
+	pkt_tuple(s, &t);
+	memset(t.daddr, 0, sizeof(t.daddr));
+	return bpf_map_lookup_elem(in->flows, &t, f);
+}
+
+/* UDP answering a flow the other side started is not a new client flow: a server on the
+ * router (WAN egress), a port-forwarded server behind it (LAN ingress), v4 and v6; the rules
+ * still decide real client flows; nothing is recorded without XP_CFG_UDP or for forwarded
+ * traffic. */
+static void test_udp_answers(void **state)
+{
+	struct inst *in = reset(&I_plain);
+	struct pkt_spec ask = PKT_UDP4("198.51.100.9", 5000, "203.0.113.2", 9999);
+	struct pkt_spec ans_rtr = PKT_UDP4("203.0.113.2", 9999, "198.51.100.9", 5000);
+	struct pkt_spec ans_fwd = PKT_UDP4("192.168.1.20", 9999, "198.51.100.9", 5000);
+	struct pkt_spec client = PKT_UDP4("192.168.1.21", 9998, "198.51.100.9", 5000);
+	struct pkt_spec ask6 = PKT_UDP6("2001:db8:99::9", 5000, "2001:db8:ff::2", 4500);
+	struct pkt_spec ans6 = PKT_UDP6("2001:db8:1::20", 4500, "2001:db8:99::9", 5000);
+	struct xp_stats st;
+	struct xp_flow f;
+	struct run r;
+
+	ruleset(in, 0, 0, XP_V_PROXY, 4, 2);
+	local_put(in, "203.0.113.2", 0);
+	local_put(in, "2001:db8:ff::2", 1);
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(remote_get(in, &ask, &f), 0);
+	assert_int_equal(f.verdict, XP_V_DIRECT);
+	assert_int_equal(f.vsrc, XP_SRC_MIDSTREAM);
+	assert_int_equal(f.origin, XP_ORIGIN_HOST);
+	assert_int_equal(f.ifindex, if_wan);
+	assert_int_equal(f.hook, XP_HOOK_WAN_INGRESS);
+	check_no_flow(in, &ask); /* only the zeroed key */
+	/* a second datagram refreshes it, it does not add one */
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(remote_get(in, &ask, &f), 0);
+	assert_int_equal(f.packets, 1);
+
+	/* the router's own server answers: DIRECT at WAN egress, not through the rules */
+	assert_int_equal(send_spec(in, P_WAN_EG, &ans_rtr, if_wan, &r), TC_ACT_OK);
+	check_flow(in, &ans_rtr, XP_V_DIRECT, XP_SRC_MIDSTREAM, 0, 0, XP_ORIGIN_HOST, if_wan,
+		   XP_HOOK_WAN_EGRESS);
+	/* a port-forwarded server behind the router answers (DNAT changed the address) */
+	assert_int_equal(send_spec(in, P_LAN, &ans_fwd, if_lan, &r), TC_ACT_OK);
+	check_flow(in, &ans_fwd, XP_V_DIRECT, XP_SRC_MIDSTREAM, 0, 0, XP_ORIGIN_LAN, if_lan, 0);
+	/* a client flow to the same peer from another port is the rules' to decide: proxied */
+	assert_int_equal(send_spec(in, P_LAN, &client, if_lan, &r), TC_ACT_REDIRECT);
+	check_flow(in, &client, XP_V_PROXY, XP_SRC_FALLBACK, 4, 2, XP_ORIGIN_LAN, if_lan, 0);
+
+	/* IPv6 */
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask6, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(send_spec(in, P_LAN, &ans6, if_lan, &r), TC_ACT_OK);
+	check_flow(in, &ans6, XP_V_DIRECT, XP_SRC_MIDSTREAM, 0, 0, XP_ORIGIN_LAN, if_lan, 0);
+
+	/* an exact reverse entry counts as well */
+	{
+		struct pkt_spec theirs = PKT_UDP4("198.51.100.9", 6000, "192.168.1.30", 7000);
+		struct pkt_spec back = PKT_UDP4("192.168.1.30", 7000, "198.51.100.9", 6000);
+
+		flow_put(in, &theirs, XP_V_DIRECT, XP_SRC_RULE, XP_ORIGIN_LAN, if_lan, 0);
+		assert_int_equal(send_spec(in, P_LAN, &back, if_lan, &r), TC_ACT_OK);
+		check_flow(in, &back, XP_V_DIRECT, XP_SRC_MIDSTREAM, 0, 0, XP_ORIGIN_LAN, if_lan, 0);
+	}
+	stats_get(in, &st);
+	assert_int_equal(st.vsrc[XP_SRC_MIDSTREAM], 4);
+	assert_int_equal(st.flows[XP_V_PROXY], 1);
+	assert_int_equal(st.map_full, 0);
+
+	/* forwarded UDP (not to a router address) leaves nothing behind at WAN ingress */
+	ask.dst = "198.51.100.200";
+	ask.sport = 5001; /* the zeroed key would otherwise be the entry above */
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask, if_wan, &r), TC_ACT_OK);
+	assert_int_not_equal(remote_get(in, &ask, &f), 0);
+	/* neither does anything without XP_CFG_UDP: UDP is never proxied there */
+	in = reset(&I_peer);
+	local_put(in, "203.0.113.2", 0);
+	ask.dst = "203.0.113.2";
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask, if_wan, &r), TC_ACT_OK);
+	assert_int_not_equal(remote_get(in, &ask, &f), 0);
+}
+
+/* UDP replies from the private netns reach the client: LAN (redirect_neigh, untouched) and the
+ * router itself (WAN MAC, redirect to ingress), v4 and v6; a full-cone session's second peer
+ * once the daemon wrote its entry (before that: a counted NO_FLOW drop). */
+static void test_udp_replies(void **state)
+{
+	struct inst *in = reset(&I_plain);
+	struct pkt_spec fwd = PKT_UDP4("192.168.1.10", 5000, "198.51.100.7", 3478);
+	struct pkt_spec rep = PKT_UDP4("198.51.100.7", 3478, "192.168.1.10", 5000);
+	struct pkt_spec peer2 = PKT_UDP4("198.51.100.8", 4000, "192.168.1.10", 5000);
+	struct pkt_spec learn = PKT_UDP4("192.168.1.10", 5000, "198.51.100.8", 4000);
+	struct pkt_spec fwd6 = PKT_UDP6("2001:db8:ff::2", 5001, "2001:db8:99::7", 53);
+	struct pkt_spec rep6 = PKT_UDP6("2001:db8:99::7", 53, "2001:db8:ff::2", 5001);
+	struct xp_stats st;
+	struct pkt p;
+	struct run r;
+
+	flow_put(in, &fwd, XP_V_PROXY, XP_SRC_RULE, XP_ORIGIN_LAN, if_lan, 1);
+	pkt_build(&rep, &p);
+	assert_int_equal(run(in, P_PX_REPLY, &p, if_xp0, &r), TC_ACT_REDIRECT);
+	assert_memory_equal(r.out, p.b, p.len);
+	assert_int_equal(send_spec(in, P_PX_REPLY, &peer2, if_xp0, &r), TC_ACT_SHOT);
+	flow_put(in, &learn, XP_V_PROXY, XP_SRC_RULE, XP_ORIGIN_LAN, if_lan, 1);
+	assert_int_equal(send_spec(in, P_PX_REPLY, &peer2, if_xp0, &r), TC_ACT_REDIRECT);
+	/* and the client's next datagram to that peer goes to the proxy (the same session) */
+	assert_int_equal(send_spec(in, P_LAN, &learn, if_lan, &r), TC_ACT_REDIRECT);
+
+	flow_put(in, &fwd6, XP_V_PROXY, XP_SRC_RULE, XP_ORIGIN_HOST, if_wan, 1);
+	iface_put(in, if_wan, mac_wan, XP_IFACE_WAN);
+	pkt_build(&rep6, &p);
+	assert_int_equal(run(in, P_PX_REPLY, &p, if_xp0, &r), TC_ACT_REDIRECT);
+	assert_memory_equal(r.out, mac_wan, 6);
+	assert_memory_equal(r.out + 6, p.b + 6, p.len - 6);
+	stats_get(in, &st);
+	assert_int_equal(st.drops[XP_DROP_NO_FLOW], 1);
+}
+
 /* A proxy verdict on an object without xp0 (bare config): a counted drop, not a redirect to
  * nowhere. Its WAN egress (mark 0 under mask 0) leaves everything alone. */
 static void test_bare_config(void **state)
@@ -2195,6 +2320,8 @@ int main(void)
 		cmocka_unit_test(test_bare_config),
 		cmocka_unit_test(test_ringbuf_full),
 		cmocka_unit_test(test_truncation),
+		cmocka_unit_test(test_udp_answers),
+		cmocka_unit_test(test_udp_replies),
 	};
 	struct xp_bpf_config plain = {
 		.abi_version = XP_BPF_ABI_VERSION,
