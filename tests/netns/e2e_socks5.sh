@@ -49,6 +49,35 @@ xpo_bg nsx unshare -m sh -c "mount --bind '$XPT_TMP/passwd' /etc/passwd &&
 	mount --bind '$XPT_TMP/shadow' /etc/shadow && exec danted -f '$XPT_TMP/danted.conf'"
 xpo_wait_listen nsx 1090
 
+# Lying SOCKS5 servers: an HTTP answer, a reply with an unknown address type, silence
+cat >"$XPT_TMP/liar.py" <<'PY'
+import socket, sys, threading
+answers = {
+    1181: [b"HTTP/1.0 400 Bad Request\r\n\r\n"],
+    1182: [b"\x05\x00", b"\x05\x00\x00\x09" + b"\x00" * 32],
+    1183: [],
+}
+def serve(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], port))
+    s.listen(16)
+    while True:
+        c, _ = s.accept()
+        try:
+            for a in answers[port]:
+                c.recv(4096)
+                c.sendall(a)
+        except OSError:
+            pass
+        threading.Timer(10, c.close).start()
+for p in answers:
+    threading.Thread(target=serve, args=(p,), daemon=True).start()
+threading.Event().wait()
+PY
+xpo_bg nsx python3 "$XPT_TMP/liar.py" $X4
+xpo_wait_listen nsx 1183
+
 # 10.1.2.x / fd00:1:2::x: microsocks without auth; 10.1.5.2: microsocks with the right
 # password; 10.1.3.2: the wrong one; 10.1.4.2: a port nobody listens on; fd00:1:4::2: dante
 xpt_config "$XPT_TMP/x.ini" <<EOF
@@ -79,7 +108,23 @@ server = $X4:1090
 username = xpt_s5
 password = dante pw
 
+[outbound.liar1]
+plugin = socks5
+server = $X4:1181
+
+[outbound.liar2]
+plugin = socks5
+server = $X4:1182
+
+[outbound.liar3]
+plugin = socks5
+server = $X4:1183
+timeout = 1s
+
 [route]
+rule = dst-cidr:10.1.4.4/32, liar1
+rule = dst-cidr:10.1.4.5/32, liar2
+rule = dst-cidr:10.1.4.6/32, liar3
 rule = dst-cidr:10.1.2.0/24|fd00:1:2::/64, s5
 rule = dst-cidr:10.1.5.0/24, s5auth
 rule = dst-cidr:10.1.3.0/24, s5bad
@@ -111,6 +156,23 @@ xpt_ok "wrong password logged as an authentication failure (auth_failures=$n), n
 xpo_reset_check "http://$B4/" "SOCKS5 server down"
 grep -q "\[outbound.s5down\].*cannot reach the SOCKS5 server" "$XPT_DLOG" ||
 	xpt_fail "no log line for the unreachable SOCKS5 server"
+
+# lying servers: closed with a line and a counter (the silent one when `timeout` ends)
+for i in 1 2; do
+	xpo_reset_check "http://10.1.4.$((i + 3))/" "lying SOCKS5 server $i"
+	n=$(xpo_stat outbound.liar$i.protocol_errors)
+	[ "${n:-0}" -ge 1 ] || xpt_fail "liar$i: protocol_errors counter is '${n:-none}'"
+done
+grep -q "\[outbound.liar1\].*bad reply from the SOCKS5 server.*not a SOCKS5 server" "$XPT_DLOG" ||
+	xpt_fail "no log line for the HTTP answer"
+grep -q "\[outbound.liar2\].*bad reply from the SOCKS5 server.*unknown address type" \
+	"$XPT_DLOG" || xpt_fail "no log line for the unknown address type"
+out=$(nsc curl -s --max-time 5 -o /dev/null -w '%{time_total}' "http://10.1.4.6/" 2>&1)
+rc=$?
+[ $rc != 0 ] && [ $rc != 28 ] || xpt_fail "silent server: curl exit $rc after $out s (want a reset)"
+n=$(xpo_stat outbound.liar3.timeouts)
+[ "${n:-0}" -ge 1 ] || xpt_fail "liar3: timeouts counter is '${n:-none}'"
+xpt_ok "lying SOCKS5 servers (HTTP answer, bad address type) and a silent one ($out s, timeout 1s) closed, logged and counted"
 
 # dante: username method (system account in its mount namespace), TCP
 expect_peer "http://[$B6]/" "$X6" "dante with username/password"
