@@ -78,6 +78,50 @@ PY
 xpo_bg nsx python3 "$XPT_TMP/liar.py" $X4
 xpo_wait_listen nsx 3203
 
+# A proxy that puts the 200 and the target's first bytes in one write (one TLS record on
+# 3302): the plugin must hand those bytes on, not swallow them with the head; then it echoes
+cat >"$XPT_TMP/eager.py" <<'PY'
+import socket, ssl, sys, threading
+def handle(c):
+    try:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(4096)
+            if not d:
+                return
+            head += d
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\nEAGER-BANNER\n")
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        c.close()
+def serve(port, ctx):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], port))
+    s.listen(16)
+    while True:
+        c, _ = s.accept()
+        if ctx:
+            try:
+                c = ctx.wrap_socket(c, server_side=True)
+            except (OSError, ssl.SSLError):
+                c.close()
+                continue
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+threading.Thread(target=serve, args=(3301, None), daemon=True).start()
+serve(3302, ctx)
+PY
+xpo_bg nsx python3 "$XPT_TMP/eager.py" $X4 "$XPT_TMP/cert.pem" "$XPT_TMP/key.pem"
+xpo_wait_listen nsx 3302
+
 xpt_config "$XPT_TMP/x.ini" <<EOF
 [outbound.hp]
 plugin = http
@@ -135,7 +179,19 @@ server = $X4:3202
 plugin = http
 server = $X4:3203
 
+[outbound.eager]
+plugin = http
+server = $X4:3301
+
+[outbound.eagertls]
+plugin = http
+server = $X4:3302
+tls = yes
+ca_file = $XPT_TMP/cert.pem
+
 [route]
+rule = dst-cidr:10.1.4.7/32, eager
+rule = dst-cidr:10.1.4.8/32, eagertls
 rule = dst-cidr:10.1.2.0/24|fd00:1:2::/64, hp
 rule = dst-cidr:10.1.5.0/24, hpauth
 rule = dst-cidr:10.1.3.0/24, hpbad
@@ -179,6 +235,19 @@ grep -q "\[outbound.hptlsca\].*TLS to the HTTP proxy failed: .*certificate" "$XP
 n=$(xpo_stat outbound.hptlsca.tls_failures)
 [ "${n:-0}" -ge 1 ] || xpt_fail "tls_failures counter is '${n:-none}'"
 xpt_ok "an untrusted proxy certificate is refused (tls_failures=$n)"
+
+# the target's first bytes in the same write (plain) or TLS record as the 200
+for ip in 10.1.4.7 10.1.4.8; do
+	out=$(nsc timeout 10 python3 -c '
+import socket, sys
+c = socket.create_connection((sys.argv[1], 9000), timeout=5)
+f = c.makefile("rb")
+first = f.readline()
+c.sendall(b"ping\n")
+print(first.decode().strip(), f.readline().decode().strip())' $ip 2>&1)
+	[ "$out" = "EAGER-BANNER ping" ] || xpt_fail "bytes behind the 200 via $ip: got '$out'"
+done
+xpt_ok "bytes sent right behind the 200 reach the client (plain: MSG_PEEK; TLS: same record)"
 
 xpo_reset_check "http://10.1.4.3/" "HTTP proxy down"
 grep -q "\[outbound.hpdown\].*cannot reach the HTTP proxy" "$XPT_DLOG" ||
