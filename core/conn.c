@@ -79,7 +79,41 @@ struct xp_conn {
 	unsigned kick_what;
 	ev_tstamp start, last, half; /* accept, last bytes moved, first direction ended */
 	char why[64];
+	char domain[256]; /* info.domain points here once named */
+	struct conn_headless *hl; /* headless (a dial): no client, no worker */
 };
+
+struct conn_headless {
+	struct xp_loop *loop;
+	struct conn_headless_ops ops;
+	void *arg;
+};
+
+xp_conn_t *conn_headless_new(struct xp_loop *loop, const struct xp_conn_info *info,
+			     const struct conn_headless_ops *ops, void *arg)
+{
+	struct xp_conn *c = calloc(1, sizeof(*c) + sizeof(struct conn_headless));
+
+	if (!c)
+		return NULL;
+	c->hl = (struct conn_headless *)(c + 1);
+	c->hl->loop = loop;
+	c->hl->ops = *ops;
+	c->hl->arg = arg;
+	c->info = *info;
+	c->info.size = sizeof(c->info);
+	c->info.id = atomic_fetch_add(&conn_next_id, 1) + 1;
+	c->cfd = -1;
+	c->res.fd = -1;
+	c->state = CONN_CONNECT;
+	return c;
+}
+
+void conn_headless_free(xp_conn_t *c)
+{
+	if (c && c->hl)
+		free(c);
+}
 
 static void conn_route_step(struct xp_conn *c);
 static void conn_close(struct xp_conn *c, bool abort, const char *why);
@@ -104,6 +138,8 @@ static void reset_close(int fd)
  * queue, so discard them first (MSG_TRUNC discards TCP data without copying). */
 static void fin_close(int fd)
 {
+	if (fd < 0)
+		return; /* handed over (adopt) */
 	recv(fd, NULL, 1 << 30, MSG_TRUNC | MSG_DONTWAIT);
 	close(fd);
 }
@@ -446,6 +482,10 @@ static bool result_wanted(struct xp_conn *c, const char *what)
 
 void conn_ready_fd(xp_conn_t *c, int fd)
 {
+	if (c && c->hl) {
+		c->hl->ops.ready_fd(c->hl->arg, fd);
+		return;
+	}
 	if (!c || !result_wanted(c, "ready_fd")) {
 		/* Handed over: ours to close, or it leaks. */
 		if (fd >= 0)
@@ -467,6 +507,10 @@ void conn_ready_stream(xp_conn_t *c, const struct xp_stream_ops *ops, void *stre
 	bool ok = ops && ops->size >= offsetof(struct xp_stream_ops, close) + sizeof(ops->close) &&
 		  ops->send && ops->recv && ops->shutdown && ops->close;
 
+	if (c && c->hl) {
+		c->hl->ops.ready_stream(c->hl->arg, ops, stream);
+		return;
+	}
 	if (!c || !result_wanted(c, "ready_stream")) {
 		if (ops && ops->close)
 			ops->close(stream, 1);
@@ -487,6 +531,10 @@ void conn_ready_stream(xp_conn_t *c, const struct xp_stream_ops *ops, void *stre
 
 void conn_fail(xp_conn_t *c, int err, const char *reason)
 {
+	if (c && c->hl) {
+		c->hl->ops.fail(c->hl->arg, err, reason);
+		return;
+	}
 	if (!c || !result_wanted(c, "fail"))
 		return;
 	c->res.type = RES_FAIL;
@@ -502,6 +550,10 @@ void conn_stream_wake(xp_conn_t *c, unsigned what)
 {
 	unsigned bits;
 
+	if (c && c->hl) {
+		c->hl->ops.wake(c->hl->arg, what);
+		return;
+	}
 	if (!c || c->state == CONN_CLOSE)
 		return;
 	bits = (what & XP_WAKE_RECV ? RELAY_SERVER_READ : 0) |
@@ -518,6 +570,8 @@ const struct xp_conn_info *conn_info(xp_conn_t *c)
 
 xp_loop_t *conn_loop(xp_conn_t *c)
 {
+	if (c->hl)
+		return c->hl->loop;
 	return &c->w->loop;
 }
 
@@ -573,6 +627,20 @@ static void conn_route_step(struct xp_conn *c)
 	c->state = CONN_ROUTE;
 	if (w->route)
 		err = w->route(w->route_ctx, &c->info.client, &c->info.dst, &rt);
+	if (err >= 0 && !rt.ob && rt.adopt) {
+		/* Not relayed: the client socket goes to whoever serves the verdict (DNS). */
+		c->info.route = rt.route;
+		c->info.source = rt.source;
+		c->info.from_host = rt.from_host;
+		c->info.rule_id = rt.rule_id;
+		if (rt.adopt(&w->loop, c->cfd, &c->info) == 0) {
+			c->cfd = -1;
+			conn_close(c, false, "handed over");
+			return;
+		}
+		err = -ENOMEM;
+		rt.why = "could not hand the connection over";
+	}
 	if (err < 0 || !rt.ob) {
 		char cs[64], ds[64];
 
@@ -595,6 +663,10 @@ static void conn_route_step(struct xp_conn *c)
 	c->info.source = rt.source;
 	c->info.from_host = rt.from_host;
 	c->info.rule_id = rt.rule_id;
+	if (rt.domain[0] && !c->info.domain) {
+		snprintf(c->domain, sizeof(c->domain), "%s", rt.domain);
+		c->info.domain = c->domain;
+	}
 	conn_connect(c);
 }
 

@@ -48,6 +48,10 @@ struct conn_route {
 	uint8_t from_host;
 	uint32_t rule_id;
 	const char *why; /* when ob == NULL: a short reason for the log */
+	/* Instead of an outbound (ob NULL): hand the client socket over (DNS over TCP). 0: fd is
+	 * the callee's now; -errno: refused, the connection is reset. */
+	int (*adopt)(struct xp_loop *loop, int fd, const struct xp_conn_info *info);
+	char domain[256]; /* the flow's name (core/names.c), "" when unknown */
 };
 
 /* Called on the worker's thread for every accepted connection. 0, or -errno (refuse). */
@@ -99,6 +103,20 @@ void worker_set_opts(struct worker *w, const struct conn_opts *opts);
 void worker_stop(struct worker *w);
 void worker_join(struct worker *w);
 void worker_fini(struct worker *w); /* closes the listener; NULL-safe */
+
+/* Headless connections: an xp_conn_t with no client socket, for a plugin's own connection
+ * through an outbound (core/dial.c). The outbound's results and stream wakes go to these
+ * callbacks, called as the outbound calls them (possibly inside tcp_connect()). */
+struct conn_headless_ops {
+	void (*ready_fd)(void *arg, int fd);
+	void (*ready_stream)(void *arg, const struct xp_stream_ops *ops, void *stream);
+	void (*fail)(void *arg, int err, const char *reason);
+	void (*wake)(void *arg, unsigned what);
+};
+/* info is copied (its strings are not: they must outlive the connection). NULL with errno. */
+xp_conn_t *conn_headless_new(struct xp_loop *loop, const struct xp_conn_info *info,
+			     const struct conn_headless_ops *ops, void *arg);
+void conn_headless_free(xp_conn_t *c); /* NULL-safe */
 
 /* Host-table implementations (same loop as the connection). */
 const struct xp_conn_info *conn_info(xp_conn_t *c);

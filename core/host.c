@@ -17,9 +17,12 @@
 #include "xp_config.h"
 
 #include "conn.h"
+#include "dial.h"
+#include "dnsq.h"
 #include "host.h"
 #include "log.h"
 #include "loop.h"
+#include "names.h"
 #include "outbound.h"
 #include "plug.h"
 #include "udp.h"
@@ -361,6 +364,24 @@ void host_counters_free(void)
 	pthread_mutex_unlock(&counters_lock);
 }
 
+/* ------------------------------------------------------------------------------ DNS */
+
+static int host_route_domain(xp_handle_t *who, const char *domain, struct xp_route_result *out)
+{
+	return names_route_domain(domain, out);
+}
+
+static int host_dns_learn(xp_handle_t *who, const char *domain, const union xp_sockaddr *addr,
+			  uint32_t ttl_ms)
+{
+	return names_learn(domain, addr, ttl_ms);
+}
+
+static xp_dial_t *host_dial(xp_handle_t *who, xp_loop_t *loop, const struct xp_dial_req *req)
+{
+	return dial_new(who, loop, req);
+}
+
 /* ------------------------------------------------------------------------------ the table */
 
 static const struct xp_host table = {
@@ -398,6 +419,14 @@ static const struct xp_host table = {
 	.udp_loop = udp_loop,
 	.udp_deliver = udp_deliver,
 	.udp_fail = udp_fail,
+	.route_domain = host_route_domain,
+	.dns_learn = host_dns_learn,
+	.dns_query_info = dnsq_info,
+	.dns_query_loop = dnsq_loop,
+	.dns_answer = dnsq_answer,
+	.dns_drop = dnsq_drop,
+	.dial = host_dial,
+	.dial_close = dial_close,
 };
 
 const struct xp_host *host_table(void)
