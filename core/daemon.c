@@ -28,10 +28,13 @@
 #include "cfg.h"
 #include "conn.h"
 #include "daemon.h"
+#include "dial.h"
+#include "dnsq.h"
 #include "dp.h"
 #include "host.h"
 #include "log.h"
 #include "loop.h"
+#include "names.h"
 #include "outbound.h"
 #include "plug.h"
 #include "rules.h"
@@ -256,13 +259,17 @@ static int route_connection(void *ctx, const union xp_sockaddr *client,
 			out->why = "its outbound no longer exists";
 			return -ENOENT;
 		}
+		/* A verdict a DNS answer (or a sniffed name) wrote: the outbound gets the name. */
+		if (f.vsrc == XP_SRC_DSTMAP)
+			names_lookup(dst, IPPROTO_TCP, out->domain, sizeof(out->domain));
 		return 0;
 	case XP_V_INSPECT:
 		out->why = "INSPECT needs a sniffer and this version has none";
 		return -EOPNOTSUPP;
 	case XP_V_DNS:
-		out->why = "DNS needs the dns plugin and this version has none";
-		return -EOPNOTSUPP;
+		/* DNS over TCP: dnsq reads the queries and writes the answers itself. */
+		out->adopt = dnsq_tcp_adopt;
+		return 0;
 	default:
 		out->why = "the flow is not a proxied one";
 		return -EINVAL;
@@ -375,14 +382,55 @@ static int rule_outbound_id(void *ctx, const char *name)
 	return outbound_id(name);
 }
 
+/* [dns] strict = yes: `proto:tcp|udp & dport:53, DNS` ahead of the user's rules, so every
+ * port-53 flow (LAN and the router's own) reaches the DNS plugin, whatever resolver it names.
+ * Only the kernel gets it: names.c routes answers by the user's rules alone. *out shares the
+ * user's rules (free only out->rules); id 0, so a FLOW_NEW names no [route] line for it. */
+static int strict_dns_rules(const struct cfg *cfg, struct rule_list *out, struct rule *dns)
+{
+	char err[128];
+	int rc;
+
+	*out = cfg->route;
+	out->index = NULL;
+	if (!cfg->dns.present || !cfg->dns.strict)
+		return 0;
+	rc = rule_parse("proto:tcp|udp & dport:53, DNS", false, ".", dns, err, sizeof(err));
+	if (rc)
+		return rc;
+	dns->id = 0;
+	dns->line = cfg->dns.line;
+	out->rules = malloc((cfg->route.n + 1) * sizeof(*out->rules));
+	if (!out->rules) {
+		rule_free(dns);
+		return -ENOMEM;
+	}
+	out->rules[0] = *dns;
+	if (cfg->route.n)
+		memcpy(out->rules + 1, cfg->route.rules, cfg->route.n * sizeof(*out->rules));
+	out->n = cfg->route.n + 1;
+	return 0;
+}
+
 static int apply_rules(const struct cfg *cfg)
 {
 	struct rule_image img = { 0 };
+	struct rule_list klist;
+	struct rule dns = { 0 };
 	char err[256] = "";
 	int rc;
 
-	rc = rules_compile(&cfg->route, dp_rules_next_gen(D.dp), rule_outbound_id, NULL, &img, err,
+	rc = strict_dns_rules(cfg, &klist, &dns);
+	if (rc) {
+		log_error("%s: [dns] strict: %s", cfg->path, strerror(-rc));
+		return rc;
+	}
+	rc = rules_compile(&klist, dp_rules_next_gen(D.dp), rule_outbound_id, NULL, &img, err,
 			   sizeof(err));
+	if (klist.rules != cfg->route.rules) {
+		free(klist.rules);
+		rule_free(&dns);
+	}
 	if (rc) {
 		log_error("%s: [route]: %s", cfg->path, err[0] ? err : strerror(-rc));
 		return rc;
@@ -536,6 +584,7 @@ static void janitor_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	int n = dp_janitor(D.dp);
 
+	n += (int)names_expire();
 	if (n > 0)
 		log_debug("janitor: %d expired entries removed", n);
 }
@@ -546,6 +595,28 @@ static void log_counter(const char *name, uint64_t value, void *arg)
 {
 	log_info("stats: %s %llu", name, (unsigned long long)value);
 }
+
+#define U(x) ((unsigned long long)(x))
+static void log_dns_stats(void)
+{
+	struct dnsq_stats *q = &dnsq_stats;
+	struct names_stats n;
+
+	log_info("stats: dns queries udp %llu tcp %llu answered %llu dropped %llu timeouts %llu "
+		 "cancelled %llu no-plugin %llu query-errors %llu bad-queries %llu bad-answers %llu; "
+		 "tcp conns %llu closed-bad %llu stalled %llu overflow %llu",
+		 U(q->udp_queries), U(q->tcp_queries), U(q->answered), U(q->dropped),
+		 U(q->timeouts), U(q->cancelled), U(q->no_plugin), U(q->query_errors),
+		 U(q->bad_queries), U(q->bad_answers), U(q->tcp_conns), U(q->tcp_closed_bad),
+		 U(q->tcp_stalled), U(q->tcp_overflow));
+	names_stats_get(&n);
+	log_info("stats: dns names learned %llu sniffed %llu sniff-skipped %llu conflicts %llu "
+		 "partial %llu full %llu map-errors %llu expired %llu; live addresses %llu names "
+		 "%llu",
+		 U(n.learned), U(n.sniffed), U(n.sniff_skipped), U(n.conflicts), U(n.partial),
+		 U(n.full), U(n.map_errors), U(n.expired), U(n.live), U(n.names));
+}
+#undef U
 
 static void log_stats(void)
 {
@@ -590,6 +661,7 @@ static void log_stats(void)
 		 (unsigned long long)udp_stats.recv_errors,
 		 (unsigned long long)udp_stats.sniff_dropped,
 		 (unsigned long long)udp_stats.sniff_timeout);
+	log_dns_stats();
 	host_counters_foreach(log_counter, NULL);
 }
 
@@ -646,11 +718,21 @@ static void reload(void)
 		return;
 	}
 	free(errors);
+	errors = NULL;
+	if (dnsq_apply(ncfg, &D.plugins, host_table(), false, &errors)) {
+		/* The old instance (or none) keeps answering; the outbounds already changed. */
+		print_errors(errors);
+		log_error("reload: [dns] failed (above); DNS queries keep the previous plugin");
+	}
+	free(errors);
 	if (apply_rules(ncfg)) {
 		/* The outbounds already changed; the old rules stay live and still name them by
 		 * stable ids, so a flow classified by an old rule still finds its outbound. */
 		log_error("reload: rules not applied; the previous rules stay live");
 	}
+	/* Live names re-routed by the new rules (ncfg outlives them: it becomes D.cfg). */
+	names_set_rules(&ncfg->route, ncfg->dns.map_size, ncfg->dns.grace_ms);
+	dial_set_default_timeout(ncfg->global.connect_timeout_ms);
 	dp_set_fail_closed(D.dp, ncfg->global.fail == CFG_FAIL_CLOSED);
 	if (D.opts.log_level < 0)
 		log_set_level(ncfg->global.log_level);
@@ -710,6 +792,23 @@ static int dst_set_cb(void *ctx, const struct xp_dst_key *k, const struct xp_dst
 static int dst_del_cb(void *ctx, const struct xp_dst_key *k)
 {
 	return dp_dst_del(D.dp, k);
+}
+
+static int names_dst_set(void *ctx, const struct xp_dst_key *k, const struct xp_dst_verdict *v)
+{
+	int err = dp_dst_set(D.dp, k, v);
+
+	return err == -E2BIG ? -ENOSPC : err;
+}
+
+static int names_dst_del(void *ctx, const struct xp_dst_key *k)
+{
+	return dp_dst_del(D.dp, k);
+}
+
+static int names_ob_id(void *ctx, const char *name)
+{
+	return outbound_id_lookup(name);
 }
 
 /* ------------------------------------------------------------------------------ start/stop */
@@ -874,6 +973,9 @@ static void teardown(void)
 	 * the programs, new proxied SYNs find no listener and are dropped; the client's
 	 * retransmission a second later is forwarded by the kernel as if we were not there. */
 	stop_workers();
+	udp_set_dns_hook(NULL);
+	dnsq_clear();
+	names_fini(0); /* the kernel map goes with the datapath */
 	dp_destroy(D.dp);
 	D.dp = NULL;
 	outbounds_clear();
@@ -952,6 +1054,17 @@ int daemon_run(const struct daemon_opts *o)
 	}
 	free(errors);
 
+	errors = NULL;
+	rc = dnsq_apply(D.cfg, &D.plugins, host_table(), false, &errors);
+	if (rc) {
+		print_errors(errors);
+		free(errors);
+		log_error("[dns] could not be set up (above)");
+		goto err_out;
+	}
+	free(errors);
+	dial_set_default_timeout(D.cfg->global.connect_timeout_ms);
+
 	find_direct_outbound(D.cfg);
 	dpo.udp = true; /* start_workers() registers a UDP socket per worker or fails */
 	rc = dp_create(D.cfg, &dpo, &D.dp, err, sizeof(err));
@@ -961,6 +1074,20 @@ int daemon_run(const struct daemon_opts *o)
 	}
 	dp_set_fail_closed(D.dp, D.cfg->global.fail == CFG_FAIL_CLOSED);
 	dp_set_event_handler(D.dp, on_datapath_event, NULL);
+
+	rc = names_init(&(struct names_env){ .dst_set = names_dst_set, .dst_del = names_dst_del,
+					     .now_ns = dp_now_ns, .outbound_id = names_ob_id },
+			&D.cfg->route, D.cfg->dns.map_size, D.cfg->dns.grace_ms);
+	if (rc) {
+		log_error("dns names: %s", strerror(-rc));
+		goto err_out;
+	}
+	if (D.cfg->dns.present) {
+		struct udp_dns_hook hook;
+
+		dnsq_udp_hook(&hook);
+		udp_set_dns_hook(&hook);
+	}
 
 	conn_opts_from(&D.copts, &D.cfg->global);
 	if (start_workers())
@@ -1067,6 +1194,8 @@ int daemon_check(const struct daemon_opts *o)
 		else
 			plug_config_free(p, conf);
 	}
+	if (ok && dnsq_apply(cfg, &reg, host_table(), true, &errors))
+		ok = false;
 	print_errors(errors);
 	free(errors);
 	if (ok) {

@@ -226,7 +226,7 @@ int dnsq_apply(const struct cfg *cfg, struct plug_registry *reg, const struct xp
 		rc = -EINVAL;
 		goto err_fp;
 	}
-	rc = plug_init(p, host, err, sizeof(err));
+	rc = check_only ? 0 : plug_init(p, host, err, sizeof(err));
 	if (rc) {
 		append_err(errors, "%s:%d: [dns] plugin %s: %s", cfg->path, cfg->dns.line, p->name,
 			   err);
