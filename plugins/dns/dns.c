@@ -47,7 +47,7 @@ static const struct xp_option dns_options[] = {
 		     "most cached answers (0: no cache)"),
 	XP_OPT_RANGE(struct dns_cfg, cache_bytes, "cache_bytes", XP_OPT_SIZE, "4m", 0, 4096,
 		     (int64_t)1 << 34, "most memory the cached answers may take"),
-	XP_OPT_RANGE(struct dns_cfg, cache_max_ttl_ms, "cache_max_ttl", XP_OPT_DURATION, "1d", 0,
+	XP_OPT_RANGE(struct dns_cfg, cache_max_ttl_ms, "cache_max_ttl", XP_OPT_DURATION, "24h", 0,
 		     1000, (int64_t)7 * 86400 * 1000, "keep no answer longer than this"),
 	XP_OPTION_END,
 };
