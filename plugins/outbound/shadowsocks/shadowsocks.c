@@ -44,9 +44,6 @@
 		     SEND_CHUNKS * SS_MAX_CHUNK)
 #define RBUF_CAP    32768
 #define UDP_BUF	    65536
-#ifndef SS_UDP_CAP
-#define SS_UDP_CAP 0
-#endif
 
 struct ss_cfg {
 	const char *server;
@@ -806,10 +803,7 @@ static void ss_instance_free(void *inst)
 
 static const struct xp_outbound_ops ss_ops = {
 	.size = sizeof(struct xp_outbound_ops),
-	/* UDP is implemented (the ops below) but not advertised until this tree's loader
-	 * accepts XP_OUTBOUND_UDP (core/plug.c KNOWN_OUTBOUND_CAPS): a plugin with an unknown
-	 * cap is refused as a whole. */
-	.caps = XP_OUTBOUND_TCP | SS_UDP_CAP,
+	.caps = XP_OUTBOUND_TCP | XP_OUTBOUND_UDP,
 	.tcp_connect = ss_tcp_connect,
 	.tcp_abort = ss_tcp_abort,
 	.udp_open = ss_udp_open_session,

@@ -917,15 +917,9 @@ static void trojan_instance_free(void *inst)
 	free(t);
 }
 
-#ifndef TROJAN_UDP_CAP
-#define TROJAN_UDP_CAP 0
-#endif
-
 static const struct xp_outbound_ops trojan_ops = {
 	.size = sizeof(struct xp_outbound_ops),
-	/* UDP is implemented (the ops below) but advertised only where this tree's loader
-	 * accepts XP_OUTBOUND_UDP: a plugin with an unknown cap is refused as a whole. */
-	.caps = XP_OUTBOUND_TCP | TROJAN_UDP_CAP,
+	.caps = XP_OUTBOUND_TCP | XP_OUTBOUND_UDP,
 	.tcp_connect = trojan_tcp_connect,
 	.tcp_abort = trojan_tcp_abort,
 	.udp_open = trojan_udp_open,
