@@ -1454,12 +1454,21 @@ struct compiler {
 	size_t errlen;
 	size_t cap_rules, cap_cidrs, cap_pranges;
 	struct rule_image *img;
+	/* [sniff]: domain rules stand in as these copies without their domain conditions; their
+	 * verdict is XP_V_INSPECT */
+	const struct rule *insp;
+	size_t n_insp;
+	struct rule_cond *insp_conds_base; /* owned by rules_compile */
 };
 
 static int resolve(struct compiler *cc, const struct rule *r, struct target *t)
 {
 	t->rule_id = r->id;
 	t->outbound_id = 0;
+	if (cc->n_insp && r >= cc->insp && r < cc->insp + cc->n_insp) {
+		t->verdict = XP_V_INSPECT;
+		return 0;
+	}
 	switch (r->kind) {
 	case RT_BLOCK:
 		t->verdict = XP_V_BLOCK;
@@ -1967,6 +1976,39 @@ err_targets:
 	return rc;
 }
 
+/* Same non-domain conditions (shallow copies of parsed ones), in the same order? */
+static bool conds_equal(const struct rule *a, const struct rule *b)
+{
+	if (a->n_conds != b->n_conds)
+		return false;
+	for (size_t i = 0; i < a->n_conds; i++) {
+		const struct rule_cond *x = &a->conds[i], *y = &b->conds[i];
+		size_t sz;
+
+		if (x->type != y->type || x->negate != y->negate || x->n != y->n)
+			return false;
+		switch (x->type) {
+		case RC_DST_CIDR:
+		case RC_SRC_CIDR:
+			sz = sizeof(*x->cidrs);
+			break;
+		case RC_DPORT:
+		case RC_SPORT:
+			sz = sizeof(*x->ports);
+			break;
+		case RC_PROTO:
+		case RC_IPVER:
+			sz = 1;
+			break;
+		default:
+			return false;
+		}
+		if (memcmp(x->cidrs, y->cidrs, x->n * sz))
+			return false;
+	}
+	return true;
+}
+
 /* Kind of a rule that can join a merged run, or 0. */
 static enum rule_cond_type merge_kind(const struct rule *r)
 {
@@ -1995,6 +2037,8 @@ int rules_compile(const struct rule_list *rl, uint32_t gen, rule_outbound_id_fn 
 		.img = out,
 	};
 	const struct rule **kr = NULL;
+	struct rule *insp = NULL;
+	struct rule_cond *insp_conds = NULL;
 	size_t nk = 0;
 	struct target fb;
 	int rc;
@@ -2019,13 +2063,60 @@ int rules_compile(const struct rule_list *rl, uint32_t gen, rule_outbound_id_fn 
 			goto err_image;
 		}
 	}
-	/* Domain rules never match in the kernel: dropping them first also lets the runs on
-	 * either side of one merge, which is still first-match for every unnamed flow. */
+	if (rl->inspect_domains) {
+		size_t n_dom = 0, n_dconds = 0;
+
+		for (size_t i = 0; i < rl->n; i++) {
+			if (rl->rules[i].has_domain) {
+				n_dom++;
+				n_dconds += rl->rules[i].n_conds;
+			}
+		}
+		insp = calloc(n_dom ? n_dom : 1, sizeof(*insp));
+		insp_conds = calloc(n_dconds ? n_dconds : 1, sizeof(*insp_conds));
+		cc.insp_conds_base = insp_conds;
+		if (!insp || !insp_conds) {
+			rc = -ENOMEM;
+			goto err_image;
+		}
+		cc.insp = insp;
+	}
+	for (size_t i = 0; i < rl->n; i++)
+		out->n_skipped += rl->rules[i].has_domain;
 	for (size_t i = 0; i < rl->n; i++) {
-		if (rl->rules[i].has_domain)
-			out->n_skipped++;
-		else
-			kr[nk++] = &rl->rules[i];
+		const struct rule *r = &rl->rules[i];
+
+		if (!r->has_domain) {
+			kr[nk++] = r;
+			continue;
+		}
+		/* Without [sniff], domain rules never match in the kernel: dropping them first
+		 * also lets the runs on either side of one merge, which is still first-match for
+		 * every unnamed flow. */
+		if (!rl->inspect_domains)
+			continue;
+		/* With [sniff], a flow that could match the rule must reach the sniffers: the rule
+		 * without its domain conditions sends it there (XP_V_INSPECT). */
+		struct rule *p = &insp[cc.n_insp];
+
+		*p = *r;
+		p->conds = insp_conds;
+		p->n_conds = 0;
+		p->has_domain = false;
+		for (size_t j = 0; j < r->n_conds; j++)
+			if (!is_domain_type(r->conds[j].type))
+				p->conds[p->n_conds++] = r->conds[j];
+		/* the same conditions as the INSPECT rule just before: nothing new can reach it
+		 * in the kernel (consecutive pure domain rules become one INSPECT rule) */
+		if (nk && kr[nk - 1] == p - 1 && conds_equal(p - 1, p))
+			continue;
+		insp_conds += p->n_conds;
+		cc.n_insp++;
+		kr[nk++] = p;
+		/* an INSPECT rule with no condition catches every flow: what follows is never
+		 * reached in the kernel */
+		if (p->n_conds == 0)
+			break;
 	}
 	for (size_t i = 0; i < nk;) {
 		enum rule_cond_type kind = merge_kind(kr[i]);
@@ -2059,12 +2150,16 @@ int rules_compile(const struct rule_list *rl, uint32_t gen, rule_outbound_id_fn 
 	out->set.fallback_verdict = fb.verdict;
 	out->set.fallback_outbound = fb.outbound_id;
 	free(kr);
+	free(insp);
+	free(cc.insp_conds_base);
 	return 0;
 
 err_image:
 	if (rc == -ENOMEM)
 		seterr(err, errlen, "out of memory");
 	free(kr);
+	free(insp);
+	free(cc.insp_conds_base);
 	rule_image_free(out);
 	return rc;
 }

@@ -155,7 +155,7 @@ struct rule_image {
 	struct xp_prange *pranges; /* pranges[i] goes to xp_pranges[gen * XP_MAX_PRANGES + i] */
 	size_t n_pranges;
 	struct xp_ruleset set; /* first = gen * XP_MAX_RULES, count, fallback */
-	size_t n_skipped;      /* rules skipped because they need a domain */
+	size_t n_skipped;      /* rules that need a domain (skipped, or INSPECT with [sniff]) */
 };
 
 /* Outbound name -> id resolver (ids are stable for the daemon's lifetime); -ENOENT if unknown. */

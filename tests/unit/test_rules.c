@@ -1679,6 +1679,131 @@ static void test_compile_reference(void **state)
 	assert_true(total_rules > lists * 5);
 }
 
+/* [sniff]: domain rules compile to INSPECT rules with their other conditions, so the kernel
+ * sends a flow to the sniffers exactly when a domain rule could decide it. The expectation is
+ * rule_list_match_partial with everything known but the name: a partial answer is INSPECT. */
+static void test_compile_inspect(void **state)
+{
+	size_t lists = 3000, flows = 100, inspects = 0, skipped_inspect = 0;
+	static char texts[24][1024];
+
+	seed_rng();
+	for (size_t l = 0; l < lists; l++) {
+		struct rule_list rl;
+		struct rule_image img;
+		size_t n = rn(16);
+		uint64_t list_seed = rng;
+		char err[512];
+
+		memset(&rl, 0, sizeof(rl));
+		rl.inspect_domains = true;
+		rl.rules = calloc(n ? n : 1, sizeof(*rl.rules));
+		for (size_t i = 0; i < n; i++) {
+			char body[900];
+
+			rand_rule(body, sizeof(body));
+			/* a third are domain rules; runs of them happen */
+			if (rn(3) == 0 && !strstr(body, "domain"))
+				snprintf(texts[i], sizeof(texts[i]), "domain%s:%s & %s",
+					 rn(2) ? "-suffix" : "", rn(2) ? "a.example" : "b.test",
+					 body);
+			else if (rn(6) == 0)
+				snprintf(texts[i], sizeof(texts[i]), "domain-keyword:x, %s",
+					 rn(2) ? "DIRECT" : "o1");
+			else
+				snprintf(texts[i], sizeof(texts[i]), "%s", body);
+			if (rule_parse(texts[i], false, NULL, &rl.rules[rl.n], err, sizeof(err)))
+				fail_msg("generated rule '%s' refused: %s", texts[i], err);
+			rl.rules[rl.n].id = (uint32_t)rl.n + 1;
+			rl.n++;
+		}
+		assert_int_equal(rule_parse("o2", true, NULL, &rl.fallback, NULL, 0), 0);
+		compile_ok(&rl, rn(2), &img);
+		for (size_t k = 0; k < flows; k++) {
+			struct rule_flow f;
+			bool partial;
+
+			rand_flow(&f);
+			const struct rule *r = rule_list_match_partial(
+				&rl, &f, RF_KNOWN_ALL & ~RF_KNOWN_DOMAIN, &partial);
+			struct model_verdict e = expected(&rl, &f), mv = model_eval(&img, &f);
+
+			if (partial) {
+				e.verdict = XP_V_INSPECT;
+				e.outbound_id = 0;
+				e.rule_id = r->id;
+				e.vsrc = XP_SRC_RULE;
+				inspects++;
+			}
+			if (e.verdict != mv.verdict || e.outbound_id != mv.outbound_id ||
+			    e.rule_id != mv.rule_id || e.vsrc != mv.vsrc) {
+				for (size_t i = 0; i < rl.n; i++)
+					print_error("  rule %zu: %s\n", i + 1, texts[i]);
+				fail_msg("list %zu (XP_TEST_SEED=0x%llx): model verdict %u rule %u, "
+					 "expected verdict %u rule %u",
+					 l, (unsigned long long)list_seed, mv.verdict, mv.rule_id,
+					 e.verdict, e.rule_id);
+			}
+		}
+		skipped_inspect += img.n_skipped;
+		rule_image_free(&img);
+		rule_list_free(&rl);
+	}
+	assert_true(inspects > lists);
+	assert_true(skipped_inspect > lists / 2);
+
+	/* consecutive pure domain rules: one unconditional INSPECT rule, nothing after it */
+	static const char *const pure[] = {
+		"dst-cidr:10.0.0.0/8, DIRECT",
+		"domain-suffix:a.com, o1",
+		"domain:b.com, o2",
+		"domain-keyword:c, BLOCK",
+		"dport:22, o3",
+	};
+	struct rule_list rl;
+	struct rule_image img;
+	struct rule_flow f = flow("192.168.1.2", "192.0.2.1", 1000, 22, 6, NULL);
+
+	list_from(&rl, pure, 5, "DIRECT");
+	compile_ok(&rl, 0, &img);
+	/* without [sniff]: the two address rules; the flow falls to dport:22 */
+	assert_int_equal(img.n_rules, 2);
+	assert_int_equal(img.n_skipped, 3);
+	assert_int_equal(model_eval(&img, &f).rule_id, 5);
+	rule_image_free(&img);
+	rl.inspect_domains = true;
+	compile_ok(&rl, 0, &img);
+	assert_int_equal(img.n_rules, 2);
+	assert_int_equal(img.n_skipped, 3);
+	assert_int_equal(img.rules[1].verdict, XP_V_INSPECT);
+	assert_int_equal(img.rules[1].rule_id, 2);
+	assert_int_equal(model_eval(&img, &f).verdict, XP_V_INSPECT);
+	assert_int_equal(model_eval(&img, &f).rule_id, 2);
+	rule_image_free(&img);
+	rule_list_free(&rl);
+
+	/* domain rules with ports: one INSPECT rule each, identical neighbours merged */
+	static const char *const ported[] = {
+		"domain-suffix:a.com & dport:443, o1",
+		"domain:b.com & dport:443, o2",
+		"domain:c.com & dport:80, o2",
+	};
+	list_from(&rl, ported, 3, "DIRECT");
+	rl.inspect_domains = true;
+	compile_ok(&rl, 1, &img);
+	f.dport = 443;
+	assert_int_equal(model_eval(&img, &f).verdict, XP_V_INSPECT);
+	assert_int_equal(model_eval(&img, &f).rule_id, 1);
+	f.dport = 80;
+	assert_int_equal(model_eval(&img, &f).verdict, XP_V_INSPECT);
+	assert_int_equal(model_eval(&img, &f).rule_id, 3);
+	f.dport = 8080;
+	assert_int_equal(model_eval(&img, &f).verdict, XP_V_DIRECT);
+	assert_int_equal(model_eval(&img, &f).vsrc, XP_SRC_FALLBACK);
+	rule_image_free(&img);
+	rule_list_free(&rl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1698,6 +1823,7 @@ int main(void)
 		cmocka_unit_test(test_compile_gen_bits),
 		cmocka_unit_test(test_compile_limits),
 		cmocka_unit_test(test_compile_reference),
+		cmocka_unit_test(test_compile_inspect),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
