@@ -7,17 +7,22 @@
 #   direct   xproxyd, direct outbound                         (splice relay, no proxy server)
 #   socks5   xproxyd, socks5 outbound -> microsocks           (proxy namespace, 10.1.7.2)
 #   http     xproxyd, http outbound   -> tinyproxy (CONNECT)
+#   socks5_native, http_native: no xproxyd; the client itself uses microsocks / tinyproxy
+#            (curl --socks5, curl -p -x): what the proxy server alone delivers, to tell its
+#            cost from xproxyd's (only the dl workload can be proxy-aware)
 #
 # Workloads, client namespace -> 10.1.2.2 across the router:
 #   tcp1   iperf3, 1 stream, Gbit/s at the receiver
 #   conn   wrk -H 'Connection: close' against nginx: new connections (requests) per second
+#   dl     curl downloading a 256 MiB file from nginx, Gbit/s
 # Cases are interleaved and their order rotated every round; medians and spreads are printed.
 # Proxy servers run in their own namespace (tests/netns/outbound_lib.sh), so a proxied case
 # pays for the proxy server as well as for xproxyd: that is what a user gets.
 #
 # Adding an outbound: write case_<name>_setup (start its server, once), case_<name>_outbound
 # (the body of its [outbound] section on stdout) and case_<name>_peer (the address the server
-# sees), and add <name> to CASES below or pass --cases.
+# sees), and add <name> to CASES below or pass --cases. A case_<name>_curl (curl options, no
+# xproxyd) makes a client-side case instead.
 #
 # Usage: sudo bench/outbound/run.sh [--rounds N] [--dur S] [--cases "forward direct ..."]
 #        (defaults: 3 rounds, 4 s, all cases; XP_BUILD=build-x picks the build)
@@ -25,7 +30,7 @@
 set -uo pipefail
 ROUNDS=3
 DUR=4
-CASES="forward direct socks5 http"
+CASES="forward direct socks5 socks5_native http http_native"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -45,6 +50,7 @@ xpo_proxy_ns
 xpt_nginx
 nss iperf3 -s -B $P4 -p 5201 >/dev/null 2>&1 &
 XPT_PIDS="$XPT_PIDS $!"
+head -c $((256 << 20)) /dev/zero >"$XPT_TMP/ngx/www/dl"
 
 # ---- the cases ---------------------------------------------------------------------------
 case_forward_peer() { echo $C4; }
@@ -81,6 +87,11 @@ EOF
 }
 case_http_outbound() { printf 'plugin = http\nserver = %s:3128\n' $X4; }
 case_http_peer() { echo $X4; }
+
+case_socks5_native_curl() { echo "--socks5 $X4:1080"; }
+case_socks5_native_peer() { echo $X4; }
+case_http_native_curl() { echo "-p -x http://$X4:3128"; }
+case_http_native_peer() { echo $X4; }
 
 # ---- one config per case -----------------------------------------------------------------
 for c in $CASES; do
@@ -121,9 +132,16 @@ down() {
 
 check_path() { # case: the traffic takes the path the case names
 	local got want
-	got=$(peer_of "http://$P4/")
+	got=$(peer_of "http://$P4/" $(curl_args "$1"))
 	want=$("case_${1}_peer")
 	[ "$got" = "$want" ] || { xpt_log "$1: nginx saw '$got', want '$want'"; return 1; }
+}
+
+curl_args() { declare -F "case_${1}_curl" >/dev/null && "case_${1}_curl"; }
+
+download() { # case
+	nsc curl -s -o /dev/null --max-time 60 -w '%{speed_download}' $(curl_args "$1") \
+		"http://$P4/dl" | awk '{ printf "%.3f\n", $1 * 8 / 1e9 }'
 }
 
 iperf() {
@@ -147,10 +165,14 @@ for ((r = 0; r < ROUNDS; r++)); do
 		xpt_log "round $((r + 1))/$ROUNDS: $c"
 		up "$c"
 		if check_path "$c"; then
+			if ! declare -F "case_${c}_curl" >/dev/null; then
+				reset_state
+				printf '%s\ttcp1\t%s\n' "$c" "$(iperf)" >>"$RAW"
+				reset_state
+				printf '%s\tconn\t%s\n' "$c" "$(conn_rate)" >>"$RAW"
+			fi
 			reset_state
-			printf '%s\ttcp1\t%s\n' "$c" "$(iperf)" >>"$RAW"
-			reset_state
-			printf '%s\tconn\t%s\n' "$c" "$(conn_rate)" >>"$RAW"
+			printf '%s\tdl\t%s\n' "$c" "$(download "$c")" >>"$RAW"
 		fi
 		down
 		reset_state
@@ -173,24 +195,25 @@ for line in open(raw):
         pass
 med = lambda c, m: st.median(data[(c, m)]) if data.get((c, m)) else None
 base = cases[0]
-metrics = (("tcp1", "TCP 1 stream Gbit/s", "%.2f"), ("conn", "new connections/s", "%.0f"))
+metrics = (("tcp1", "TCP 1 stream Gbit/s", "%.2f"), ("conn", "new connections/s", "%.0f"),
+           ("dl", "256 MiB download Gbit/s", "%.2f"))
 print("bench/outbound: medians of %s rounds x %s s; (x) = ratio to %s" % (rounds, dur, base))
-print("%-22s" % "metric" + "".join("%17s" % c for c in cases))
+print("%-24s" % "metric" + "".join("%16s" % c for c in cases))
 for m, label, fmt in metrics:
-    row = "%-22s" % label
+    row = "%-24s" % label
     for c in cases:
         x, b = med(c, m), med(base, m)
         s = "-" if x is None else fmt % x
         if x is not None and b and c != base:
             s += " (%.2fx)" % (x / b)
-        row += "%17s" % s
+        row += "%16s" % s
     print(row)
 print("spread (min..max over rounds):")
 for m, label, fmt in metrics:
-    row = "%-22s" % label
+    row = "%-24s" % label
     for c in cases:
         v = data.get((c, m))
-        row += "%17s" % ((fmt + ".." + fmt) % (min(v), max(v)) if v else "-")
+        row += "%16s" % ((fmt + ".." + fmt) % (min(v), max(v)) if v else "-")
     print(row)
 print("CPU stolen by the hypervisor during the run: %s%% (high values make every figure noisy)"
       % steal)
