@@ -33,6 +33,7 @@
 #include "xp_config.h"
 
 #include "cfg.h"
+#include "group.h"
 #include "link.h"
 #include "log.h"
 
@@ -329,6 +330,7 @@ struct parser {
 	uint32_t next_rule_id;
 	int fallback_line;
 	bool value_is_comment; /* the current line's value is only a comment */
+	struct group_set *groups; /* [group.*], while finish() checks route targets */
 
 	struct cfg_error *errv; /* min(n_errors, CFG_ERRORS_MAX) of them */
 	size_t n_errors;
@@ -646,6 +648,14 @@ static void open_section(struct parser *ps, const char *name)
 		ps->ob_section[cfg->n_outbounds] = (size_t)idx;
 		ps->cur_ob = (long)cfg->n_outbounds++;
 		ps->cur = idx;
+		return;
+	}
+	if (!strncmp(name, "group.", 6)) {
+		/* raw keys: core/group.c checks them (and the name) in finish() */
+		long idx = add_section(ps, name, line);
+
+		if (idx >= 0)
+			ps->cur = idx;
 		return;
 	}
 	add_error(ps, line, "unknown section [%s] (expected [global], [route] or [outbound.NAME])",
@@ -1284,6 +1294,11 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static void group_error(void *arg, int line, const char *msg)
+{
+	add_error(arg, line, "%s", msg);
+}
+
 /* names: the outbound names, sorted (NULL when that allocation failed: search linearly) */
 static void check_target(struct parser *ps, const struct rule *r, const char *what,
 			 const char **names)
@@ -1293,6 +1308,8 @@ static void check_target(struct parser *ps, const struct rule *r, const char *wh
 	if (names ? bsearch(&r->target, names, ps->cfg->n_outbounds, sizeof(*names), cmp_name) !=
 			    NULL
 		  : cfg_outbound_find(ps->cfg, r->target) != NULL)
+		return;
+	if (group_find(ps->groups, r->target) >= 0)
 		return;
 	add_error(ps, r->line, "%s target '%s' has no [outbound.%s] section", what, r->target,
 		  r->target);
@@ -1309,6 +1326,8 @@ static void finish(struct parser *ps)
 			add_error(ps, cfg->outbounds[i].line, "[outbound.%s] has no 'plugin' key",
 				  cfg->outbounds[i].name);
 	}
+	if (group_set_parse(cfg, &ps->groups, group_error, ps) == -ENOMEM)
+		ps->nomem = true;
 	/* sorted names: thousands of rules times thousands of outbounds stays cheap */
 	const char **names = cfg->n_outbounds ? malloc(cfg->n_outbounds * sizeof(*names)) : NULL;
 
@@ -1326,6 +1345,8 @@ static void finish(struct parser *ps)
 		cfg->dns.section = &cfg->sections[ps->sec_dns];
 	check_target(ps, &cfg->route.fallback, "fallback", names);
 	free(names);
+	group_set_free(ps->groups);
+	ps->groups = NULL;
 	/* the domain index: matching cost independent of the number of domain rules */
 	if (rule_list_index(&cfg->route))
 		add_error(ps, cfg->sections[ps->sec_route].line, "out of memory indexing [route]");
