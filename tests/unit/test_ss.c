@@ -365,9 +365,15 @@ static void test_addr(void **state)
 	assert_int_equal(ss_addr_decode(buf, 14, &b, name), -EAGAIN);
 	assert_int_equal(ss_addr_decode(buf, 1, &b, name), -EAGAIN);
 
+	/* a name that is too long or not a plain host name: the address goes instead */
 	memset(longname, 'a', 256);
 	longname[256] = '\0';
-	assert_int_equal(ss_addr_encode(&a, longname, buf), -EINVAL);
+	assert_int_equal(ss_addr_encode(&a, longname, buf), 19);
+	assert_int_equal(buf[0], 4);
+	assert_int_equal(ss_addr_encode(&a, "bad name", buf), 19);
+	assert_int_equal(ss_addr_encode(&a, "x\r\nHost: y", buf), 19);
+	assert_int_equal(ss_addr_encode(&a, "", buf), 19);
+	assert_int_equal(ss_addr_encode(&a, "A-b_c.9", buf), 4 + 7);
 	longname[255] = '\0';
 	assert_int_equal(ss_addr_encode(&a, longname, buf), 4 + 255);
 	assert_int_equal(ss_addr_decode(buf, 4 + 255, &b, name), 4 + 255);

@@ -14,7 +14,7 @@
 #define SOCKS_ADDR_MAX (1 + 1 + 255 + 2)
 
 /* SOCKS5 address form: ATYP 1 (IPv4), 3 (domain), 4 (IPv6), then the port (big-endian).
- * ss_addr_encode: the domain when given (1..255 bytes), else addr. Returns the length written
+ * ss_addr_encode: the domain when it is 1-255 of [A-Za-z0-9._-], else addr. Returns the length written
  * (<= SOCKS_ADDR_MAX) or -EINVAL. */
 ssize_t ss_addr_encode(const union xp_sockaddr *addr, const char *domain, uint8_t *out);
 /* Parse an address header at in[0..len). Returns its length, -EAGAIN when truncated, -EINVAL
