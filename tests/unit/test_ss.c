@@ -2,7 +2,9 @@
 /*
  * test_ss - the shadowsocks AEAD codec: key derivation against values computed independently
  * (Python hashlib/hmac and the `cryptography` package, see the comments), chunk round trips,
- * and every way a server's stream can be wrong.
+ * and every way a server's stream can be wrong. Then the plugin's stream as the core drives
+ * it, against a fake host and a server made of a loopback socket: the bytes it sends, small
+ * caller buffers, backpressure, and hostile or truncated server streams.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,7 +18,14 @@
 
 #include <cmocka.h>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "../../plugins/outbound/shadowsocks/ss_aead.h"
+/* the plugin itself, for the stream tests at the end (its statics are reachable) */
+#include "../../plugins/outbound/shadowsocks/shadowsocks.c"
 
 static void unhex(const char *hex, uint8_t *out, size_t n)
 {
@@ -434,6 +443,428 @@ static void test_udp(void **state)
 	}
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The plugin's stream against a fake host                                                      */
+
+struct fake_io {
+	int fd;
+	xp_io_cb cb;
+	void *arg;
+	unsigned events;
+};
+struct fake_counter {
+	char name[64];
+	uint64_t value;
+};
+static struct {
+	char last_log[512];
+	const struct xp_stream_ops *ops;
+	void *stream;
+	int fail_err;
+	unsigned wakes;
+	struct fake_io *io; /* the last one made */
+	struct fake_counter counters[16];
+	int ncounters;
+	struct xp_conn_info info;
+} fk;
+
+static void fk_log(xp_handle_t *who, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(fk.last_log, sizeof(fk.last_log), fmt, ap);
+	va_end(ap);
+}
+static xp_io_t *fk_io_new(xp_loop_t *loop, int fd, xp_io_cb cb, void *arg)
+{
+	struct fake_io *io = calloc(1, sizeof(*io));
+
+	io->fd = fd;
+	io->cb = cb;
+	io->arg = arg;
+	fk.io = io;
+	return (xp_io_t *)io;
+}
+static void fk_io_set(xp_io_t *io, unsigned ev)
+{
+	((struct fake_io *)io)->events = ev;
+}
+static void fk_io_free(xp_io_t *io)
+{
+	if (fk.io == (struct fake_io *)io)
+		fk.io = NULL;
+	free(io);
+}
+static int fk_upstream_socket(xp_handle_t *who, int domain, int type, int protocol)
+{
+	int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+
+	return fd < 0 ? -errno : fd;
+}
+static xp_counter_t *fk_counter_new(xp_handle_t *who, const char *name, const char *help)
+{
+	struct fake_counter *c = &fk.counters[fk.ncounters++];
+
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	return (xp_counter_t *)c;
+}
+static void fk_counter_add(xp_counter_t *c, uint64_t d)
+{
+	((struct fake_counter *)c)->value += d;
+}
+static uint64_t counter(const char *name)
+{
+	for (int i = 0; i < fk.ncounters; i++)
+		if (!strcmp(fk.counters[i].name, name))
+			return fk.counters[i].value;
+	fail_msg("no counter %s", name);
+	return 0;
+}
+static const struct xp_conn_info *fk_conn_info(xp_conn_t *c)
+{
+	return &fk.info;
+}
+static xp_loop_t *fk_conn_loop(xp_conn_t *c)
+{
+	return NULL;
+}
+static void fk_ready_stream(xp_conn_t *c, const struct xp_stream_ops *ops, void *stream)
+{
+	fk.ops = ops;
+	fk.stream = stream;
+}
+static void fk_conn_fail(xp_conn_t *c, int err, const char *reason)
+{
+	fk.fail_err = err;
+}
+static void fk_stream_wake(xp_conn_t *c, unsigned what)
+{
+	fk.wakes |= what;
+}
+
+static const struct xp_host fk_host = {
+	.size = sizeof(struct xp_host),
+	.log = fk_log,
+	.io_new = fk_io_new,
+	.io_set = fk_io_set,
+	.io_free = fk_io_free,
+	.upstream_socket = fk_upstream_socket,
+	.counter_new = fk_counter_new,
+	.counter_add = fk_counter_add,
+	.conn_info = fk_conn_info,
+	.conn_loop = fk_conn_loop,
+	.conn_ready_stream = fk_ready_stream,
+	.conn_fail = fk_conn_fail,
+	.stream_wake = fk_stream_wake,
+};
+
+struct rig {
+	int lfd, sfd; /* listener, the server's end */
+	struct ss_cfg cfg;
+	char server[64];
+	void *inst;
+	uint8_t key[32];
+	int method;
+};
+
+/* A listener, an instance pointing at it, one connection made ready. */
+static void rig_up(struct rig *g, int method, int small_rcvbuf)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t sl = sizeof(sin);
+	union xp_sockaddr dst = { 0 };
+	struct xp_target t = { .size = sizeof(t), .l4proto = IPPROTO_TCP };
+	void *cctx;
+	int one = 4096;
+
+	memset(&fk, 0, sizeof(fk));
+	memset(g, 0, sizeof(*g));
+	g->method = method;
+	g->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (small_rcvbuf)
+		setsockopt(g->lfd, SOL_SOCKET, SO_RCVBUF, &one, sizeof(one));
+	assert_int_equal(bind(g->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(g->lfd, 4), 0);
+	getsockname(g->lfd, (struct sockaddr *)&sin, &sl);
+	snprintf(g->server, sizeof(g->server), "127.0.0.1:%u", ntohs(sin.sin_port));
+	g->cfg.server = g->server;
+	g->cfg.method = method;
+	g->cfg.password = "stream test";
+	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &g->cfg, &g->inst), 0);
+	ss_password_key("stream test", g->key, ss_method_info(method)->key_len);
+
+	dst.in.sin_family = AF_INET;
+	dst.in.sin_port = htons(80);
+	dst.in.sin_addr.s_addr = htonl(0x0a010203);
+	t.addr = dst;
+	fk.info.id = 42;
+	assert_int_equal(ss_tcp_connect(g->inst, (xp_conn_t *)g, &t, &cctx), 0);
+	g->sfd = accept(g->lfd, NULL, NULL);
+	assert_true(g->sfd >= 0);
+	if (small_rcvbuf) {
+		struct ss_stream *st = cctx;
+
+		setsockopt(st->fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
+	}
+	/* the connect completes: the core gets the stream */
+	assert_non_null(fk.io);
+	assert_true(fk.io->events & XP_IO_WRITE);
+	fk.io->cb((xp_io_t *)fk.io, fk.io->fd, XP_IO_WRITE, fk.io->arg);
+	assert_non_null(fk.ops);
+	assert_int_equal(fk.fail_err, 0);
+}
+
+static void rig_down(struct rig *g)
+{
+	if (fk.ops)
+		fk.ops->close(fk.stream, 1);
+	if (g->sfd >= 0)
+		close(g->sfd);
+	close(g->lfd);
+	ss_instance_free(g->inst);
+}
+
+/* Read what the plugin sent: everything available within 200 ms. */
+static size_t server_read(struct rig *g, uint8_t *buf, size_t cap)
+{
+	size_t got = 0;
+	struct pollfd p = { .fd = g->sfd, .events = POLLIN };
+
+	while (got < cap && poll(&p, 1, 200) > 0) {
+		ssize_t n = recv(g->sfd, buf + got, cap - got, 0);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
+/* The server side of the stream: its own salt and writer. */
+struct srv_writer {
+	struct ss_aead a;
+};
+static void srv_start(struct rig *g, struct srv_writer *w)
+{
+	const struct ss_method_info *mi = ss_method_info(g->method);
+	uint8_t salt[32];
+
+	memset(salt, 0x77, sizeof(salt));
+	assert_int_equal(ss_aead_init(&w->a, g->method, g->key, salt), 0);
+	assert_int_equal(send(g->sfd, salt, mi->salt_len, 0), (ssize_t)mi->salt_len);
+}
+static void srv_chunk(struct rig *g, struct srv_writer *w, const uint8_t *p, size_t n,
+		      size_t cut, int flip)
+{
+	static uint8_t out[SS_MAX_CHUNK];
+	ssize_t k = ss_seal_chunk(&w->a, p, n, out);
+
+	assert_true(k > 0);
+	if (flip >= 0)
+		out[flip] ^= 0x01;
+	if (cut)
+		k = (ssize_t)cut;
+	assert_int_equal(send(g->sfd, out, (size_t)k, 0), k);
+}
+
+/* recv() until -EAGAIN, 0 or an error, in buffers of `step` bytes; returns the last result. */
+static ssize_t client_recv_all(uint8_t *buf, size_t cap, size_t step, size_t *got)
+{
+	ssize_t n;
+
+	*got = 0;
+	for (;;) {
+		size_t want = cap - *got < step ? cap - *got : step;
+
+		n = fk.ops->recv(fk.stream, buf + *got, want);
+		if (n <= 0)
+			return n;
+		assert_true((size_t)n <= want);
+		*got += (size_t)n;
+	}
+}
+
+static void test_stream_wire_and_small_buffers(void **state)
+{
+	static uint8_t buf[65536], plain[12000];
+	struct rig g;
+	struct srv_writer w;
+	struct ss_reader r;
+	size_t got, n, used, off = 0;
+	ssize_t k;
+	uint8_t out[SS_MAX_PAYLOAD];
+
+	for (int m = 0; m < SS_METHOD_COUNT; m++) {
+		rig_up(&g, m, 0);
+		/* the client's first bytes leave with the salt and the address chunk */
+		assert_int_equal(fk.ops->send(fk.stream, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+		n = server_read(&g, buf, sizeof(buf));
+		ss_reader_init(&r, m, g.key);
+		assert_int_equal(ss_reader_feed(&r, buf, n, &used, out, sizeof(out)), 0); /* salt */
+		off = used;
+		assert_int_equal(ss_reader_feed(&r, buf + off, n - off, &used, out, sizeof(out)), 0);
+		off += used;
+		k = ss_reader_feed(&r, buf + off, n - off, &used, out, sizeof(out));
+		assert_int_equal(k, 7);
+		assert_memory_equal(out, "\x01\x0a\x01\x02\x03\x00\x50", 7);
+		off += used;
+		assert_int_equal(ss_reader_feed(&r, buf + off, n - off, &used, out, sizeof(out)), 0);
+		off += used;
+		k = ss_reader_feed(&r, buf + off, n - off, &used, out, sizeof(out));
+		assert_int_equal(k, 18);
+		assert_memory_equal(out, "GET / HTTP/1.0\r\n\r\n", 18);
+		assert_int_equal(off + used, n);
+		ss_reader_free(&r);
+
+		/* the server's 12000-byte chunk read through 100-byte buffers */
+		for (size_t i = 0; i < sizeof(plain); i++)
+			plain[i] = (uint8_t)(i * 13);
+		srv_start(&g, &w);
+		srv_chunk(&g, &w, plain, sizeof(plain), 0, -1);
+		srv_chunk(&g, &w, plain, 10, 0, -1);
+		assert_int_equal(client_recv_all(buf, sizeof(buf), 100, &got), -EAGAIN);
+		assert_int_equal(got, sizeof(plain) + 10);
+		assert_memory_equal(buf, plain, sizeof(plain));
+		assert_memory_equal(buf + sizeof(plain), plain, 10);
+		/* nothing more: it waits for readability, and the next byte wakes the core */
+		assert_true(fk.io->events & XP_IO_READ);
+		srv_chunk(&g, &w, plain, 1, 0, -1);
+		fk.io->cb((xp_io_t *)fk.io, fk.io->fd, XP_IO_READ, fk.io->arg);
+		assert_true(fk.wakes & XP_WAKE_RECV);
+		assert_int_equal(fk.ops->recv(fk.stream, buf, sizeof(buf)), 1);
+		/* the server's clean end at a chunk boundary is a clean end */
+		shutdown(g.sfd, SHUT_WR);
+		assert_int_equal(client_recv_all(buf, sizeof(buf), 100, &got), 0);
+		/* the client's half-close reaches the server as a FIN after its bytes */
+		assert_int_equal(fk.ops->shutdown(fk.stream), 0);
+		assert_int_equal(recv(g.sfd, buf, sizeof(buf), 0), 0);
+		ss_aead_free(&w.a);
+		assert_int_equal(counter("connects"), 1);
+		rig_down(&g);
+	}
+}
+
+static void test_stream_tampered(void **state)
+{
+	static uint8_t buf[65536];
+	struct rig g;
+	struct srv_writer w;
+	size_t got;
+
+	rig_up(&g, SS_AES_256_GCM, 0);
+	srv_start(&g, &w);
+	srv_chunk(&g, &w, (const uint8_t *)"good bytes", 10, 0, -1);
+	srv_chunk(&g, &w, (const uint8_t *)"evil bytes", 10, 0, SS_LEN_CHUNK + 2);
+	/* what authenticated before the damage is delivered, then the reset */
+	assert_int_equal(client_recv_all(buf, sizeof(buf), 4096, &got), -ECONNRESET);
+	assert_int_equal(got, 10);
+	assert_memory_equal(buf, "good bytes", 10);
+	assert_non_null(strstr(fk.last_log, "authentication failed after 1 chunks"));
+	assert_int_equal(counter("auth_failures"), 1);
+	/* dead for good, both ways */
+	assert_int_equal(fk.ops->recv(fk.stream, buf, 10), -ECONNRESET);
+	assert_int_equal(fk.ops->send(fk.stream, "x", 1), -ECONNRESET);
+	ss_aead_free(&w.a);
+	rig_down(&g);
+
+	/* a first chunk sealed with another key: the log names the likely cause */
+	rig_up(&g, SS_CHACHA20_POLY1305, 0);
+	ss_password_key("another password", g.key, 32);
+	srv_start(&g, &w);
+	srv_chunk(&g, &w, (const uint8_t *)"hello", 5, 0, -1);
+	assert_int_equal(client_recv_all(buf, sizeof(buf), 4096, &got), -ECONNRESET);
+	assert_int_equal(got, 0);
+	assert_non_null(strstr(fk.last_log, "first chunk (wrong password or method?)"));
+	ss_aead_free(&w.a);
+	rig_down(&g);
+}
+
+static void test_stream_truncated(void **state)
+{
+	static uint8_t buf[65536];
+	struct rig g;
+	struct srv_writer w;
+	size_t got;
+
+	/* the server stops inside a chunk's payload */
+	rig_up(&g, SS_AES_128_GCM, 0);
+	srv_start(&g, &w);
+	srv_chunk(&g, &w, (const uint8_t *)"0123456789", 10, SS_LEN_CHUNK + 4, -1);
+	shutdown(g.sfd, SHUT_WR);
+	usleep(20000);
+	assert_int_equal(client_recv_all(buf, sizeof(buf), 4096, &got), -ECONNRESET);
+	assert_int_equal(got, 0);
+	assert_non_null(strstr(fk.last_log, "ended inside a chunk"));
+	assert_int_equal(counter("truncated"), 1);
+	ss_aead_free(&w.a);
+	rig_down(&g);
+
+	/* inside the salt */
+	rig_up(&g, SS_AES_128_GCM, 0);
+	assert_int_equal(send(g.sfd, "abc", 3, 0), 3);
+	shutdown(g.sfd, SHUT_WR);
+	usleep(20000);
+	assert_int_equal(client_recv_all(buf, sizeof(buf), 4096, &got), -ECONNRESET);
+	assert_non_null(strstr(fk.last_log, "ended inside a chunk"));
+	rig_down(&g);
+
+	/* not a byte */
+	rig_up(&g, SS_AES_128_GCM, 0);
+	shutdown(g.sfd, SHUT_WR);
+	usleep(20000);
+	assert_int_equal(client_recv_all(buf, sizeof(buf), 4096, &got), -ECONNRESET);
+	assert_non_null(strstr(fk.last_log, "closed without a reply"));
+	rig_down(&g);
+}
+
+static void test_stream_backpressure(void **state)
+{
+	static uint8_t buf[1 << 16];
+	struct rig g;
+	ssize_t n = 0;
+	size_t sent = 0, drained = 0;
+
+	rig_up(&g, SS_CHACHA20_POLY1305, 1);
+	/* the server reads nothing: send() takes bytes until the socket is full, then -EAGAIN
+	 * and a write watch, never an unbounded queue */
+	for (int i = 0; i < 100000; i++) {
+		n = fk.ops->send(fk.stream, buf, sizeof(buf));
+		if (n < 0)
+			break;
+		assert_true(n > 0 && (size_t)n <= 2 * SS_MAX_PAYLOAD);
+		sent += (size_t)n;
+	}
+	assert_int_equal(n, -EAGAIN);
+	assert_true(fk.io->events & XP_IO_WRITE);
+	assert_true(sent < (64u << 20));
+	/* the server drains; the queued ciphertext goes out and the core is woken to send more */
+	fk.wakes = 0;
+	for (int i = 0; i < 1000 && !(fk.wakes & XP_WAKE_SEND); i++) {
+		ssize_t k = recv(g.sfd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (k > 0)
+			drained += (size_t)k;
+		fk.io->cb((xp_io_t *)fk.io, fk.io->fd, XP_IO_WRITE, fk.io->arg);
+	}
+	assert_true(fk.wakes & XP_WAKE_SEND);
+	assert_false(fk.io->events & XP_IO_WRITE);
+	assert_true(fk.ops->send(fk.stream, buf, 100) == 100);
+	/* every byte taken went out exactly once: each send() took two full chunks */
+	assert_int_equal(sent % (2 * SS_MAX_PAYLOAD), 0);
+	drained += server_read(&g, buf, sizeof(buf));
+	while (drained < sent) {
+		size_t k = server_read(&g, buf, sizeof(buf));
+
+		if (!k)
+			break;
+		drained += k;
+	}
+	assert_int_equal(drained, 32 + (7 + 34) + sent / SS_MAX_PAYLOAD * (SS_MAX_PAYLOAD + 34) +
+					  (100 + 34));
+	rig_down(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -449,6 +880,10 @@ int main(void)
 		cmocka_unit_test(test_seal_bounds),
 		cmocka_unit_test(test_addr),
 		cmocka_unit_test(test_udp),
+		cmocka_unit_test(test_stream_wire_and_small_buffers),
+		cmocka_unit_test(test_stream_tampered),
+		cmocka_unit_test(test_stream_truncated),
+		cmocka_unit_test(test_stream_backpressure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
