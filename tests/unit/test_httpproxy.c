@@ -96,8 +96,7 @@ static void test_request(void **state)
 	assert_int_equal(hp_connect_request(b, sizeof(b), &a4, NULL, user, "c"), -EINVAL);
 	/* no room */
 	assert_int_equal(hp_connect_request(b, 20, &a4, NULL, NULL, NULL), -ENOBUFS);
-	assert_int_equal(hp_connect_request(b, 60, &a4, NULL, "Aladdin", "open sesame"),
-			 -ENOBUFS);
+	assert_int_equal(hp_connect_request(b, 60, &a4, NULL, "Aladdin", "open sesame"), -ENOBUFS);
 }
 
 static ssize_t parse(const char *s, struct hp_response *r, const char **why)
@@ -137,8 +136,8 @@ static void test_response_ok(void **state)
 			       &r, &why),
 			 44 + 37 + 19 + 2);
 	assert_int_equal(r.status, 407);
-	assert_true(parse("HTTP/1.0 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<html>",
-			  &r, &why) > 0);
+	assert_true(parse("HTTP/1.0 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<html>", &r,
+			  &why) > 0);
 	assert_int_equal(r.status, 502);
 }
 

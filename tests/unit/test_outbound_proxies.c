@@ -108,9 +108,18 @@ static void h_log(xp_handle_t *who, int level, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 }
-static int h_log_enabled(xp_handle_t *who, int level) { return 1; }
-static xp_loop_t *h_loop(void) { return &loop; }
-static uint64_t h_now(xp_loop_t *l) { return now_ms(); }
+static int h_log_enabled(xp_handle_t *who, int level)
+{
+	return 1;
+}
+static xp_loop_t *h_loop(void)
+{
+	return &loop;
+}
+static uint64_t h_now(xp_loop_t *l)
+{
+	return now_ms();
+}
 static xp_io_t *h_io_new(xp_loop_t *l, int fd, xp_io_cb cb, void *arg)
 {
 	struct xp_io *io = calloc(1, sizeof(*io));
@@ -119,7 +128,10 @@ static xp_io_t *h_io_new(xp_loop_t *l, int fd, xp_io_cb cb, void *arg)
 	put((void **)ios, io);
 	return io;
 }
-static void h_io_set(xp_io_t *io, unsigned ev) { io->events = ev; }
+static void h_io_set(xp_io_t *io, unsigned ev)
+{
+	io->events = ev;
+}
 static void h_io_free(xp_io_t *io)
 {
 	del((void **)ios, io);
@@ -133,8 +145,14 @@ static xp_timer_t *h_timer_new(xp_loop_t *l, xp_timer_cb cb, void *arg)
 	put((void **)timers, t);
 	return t;
 }
-static void h_timer_set(xp_timer_t *t, uint64_t after, uint64_t rep) { t->due = now_ms() + after; }
-static void h_timer_stop(xp_timer_t *t) { t->due = 0; }
+static void h_timer_set(xp_timer_t *t, uint64_t after, uint64_t rep)
+{
+	t->due = now_ms() + after;
+}
+static void h_timer_stop(xp_timer_t *t)
+{
+	t->due = 0;
+}
 static void h_timer_free(xp_timer_t *t)
 {
 	del((void **)timers, t);
@@ -152,9 +170,18 @@ static xp_counter_t *h_counter_new(xp_handle_t *who, const char *name, const cha
 	snprintf(counters[ncounters].name, sizeof(counters[0].name), "%s", name);
 	return &counters[ncounters++];
 }
-static void h_counter_add(xp_counter_t *c, uint64_t d) { c->value += d; }
-static const struct xp_conn_info *h_conn_info(xp_conn_t *c) { return &c->info; }
-static xp_loop_t *h_conn_loop(xp_conn_t *c) { return &loop; }
+static void h_counter_add(xp_counter_t *c, uint64_t d)
+{
+	c->value += d;
+}
+static const struct xp_conn_info *h_conn_info(xp_conn_t *c)
+{
+	return &c->info;
+}
+static xp_loop_t *h_conn_loop(xp_conn_t *c)
+{
+	return &loop;
+}
 static void h_ready_fd(xp_conn_t *c, int fd)
 {
 	assert_int_equal(c->result, 0);
@@ -170,7 +197,9 @@ static void h_fail(xp_conn_t *c, int err, const char *why)
 	assert_non_null(why);
 	c->result = 2, c->err = err;
 }
-static void h_wake(xp_conn_t *c, unsigned what) {}
+static void h_wake(xp_conn_t *c, unsigned what)
+{
+}
 
 static const struct xp_host host = {
 	.size = sizeof(struct xp_host),
@@ -381,8 +410,8 @@ static void *server_main(void *arg)
 		}
 		if (st->expect_bytes && memcmp(buf, st->expect_bytes, st->expect))
 			s->ok = false;
-		if (st->say && send(c, st->say, st->say_len ? st->say_len : strlen(st->say),
-				    MSG_NOSIGNAL) < 0)
+		if (st->say &&
+		    send(c, st->say, st->say_len ? st->say_len : strlen(st->say), MSG_NOSIGNAL) < 0)
 			s->ok = false;
 	}
 	/* hold the connection until the client is done with it */
@@ -453,11 +482,18 @@ static void test_socks5_tail_kept(void **state)
 				    "SSH-2.0-banner\r\n";
 	const struct step steps[] = {
 		{.expect = 3, .expect_bytes = "\x05\x01\x02", .say = "\x05\x02", .say_len = 2},
-		{.expect = 3 + 5 + 6, .expect_bytes = "\x01\x05" "alice\x06" "s3cret",
-		 .say = "\x01\x00", .say_len = 2},
+		{.expect = 3 + 5 + 6,
+		 .expect_bytes = "\x01\x05"
+				 "alice\x06"
+				 "s3cret",
+		 .say = "\x01\x00",
+		 .say_len = 2},
 		/* CONNECT example.org:443 by name */
-		{.expect = 4 + 1 + 11 + 2, .expect_bytes = "\x05\x01\x00\x03\x0b" "example.org\x01\xbb",
-		 .say = reply, .say_len = sizeof(reply) - 1},
+		{.expect = 4 + 1 + 11 + 2,
+		 .expect_bytes = "\x05\x01\x00\x03\x0b"
+				 "example.org\x01\xbb",
+		 .say = reply,
+		 .say_len = sizeof(reply) - 1},
 	};
 	struct server s;
 	struct inst in;
@@ -556,7 +592,8 @@ static void test_http_tail_kept(void **state)
 	/* the head arrives in two pieces, the second with the target's first bytes behind it */
 	const struct step steps[] = {
 		{.expect = 59,
-		 .expect_bytes = "CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n",
+		 .expect_bytes =
+			 "CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n",
 		 .say = "HTTP/1.1 200 Connection established\r\nVia: x\r"},
 		{.expect = 0, .say = "\n\r\nBANNER"},
 	};
@@ -584,8 +621,9 @@ static void test_http_tail_kept(void **state)
 static void test_http_407(void **state)
 {
 	const struct step steps[] = {
-		{.expect = 59 + 30, .say = "HTTP/1.1 407 Proxy Authentication Required\r\n"
-					   "Content-Length: 3\r\n\r\nno!"},
+		{.expect = 59 + 30,
+		 .say = "HTTP/1.1 407 Proxy Authentication Required\r\n"
+			"Content-Length: 3\r\n\r\nno!"},
 	};
 	struct server s;
 	struct inst in;

@@ -89,9 +89,10 @@ static void test_auth_request(void **state)
 	char u255[256], p256[257];
 
 	assert_int_equal(s5_auth_request(b, sizeof(b), "bob", "secret"), 3 + 3 + 6);
-	assert_memory_equal(b, "\x01\x03"
-			       "bob\x06"
-			       "secret",
+	assert_memory_equal(b,
+			    "\x01\x03"
+			    "bob\x06"
+			    "secret",
 			    12);
 	/* bounds: 255 is the most either field may hold, empty is not allowed */
 	memset(u255, 'u', 255);
@@ -141,8 +142,9 @@ static void test_request(void **state)
 	/* a name, when known, with the address's port */
 	assert_int_equal(s5_request(b, sizeof(b), S5_CMD_CONNECT, &a4, "example.org"),
 			 4 + 1 + 11 + 2);
-	assert_memory_equal(b, "\x05\x01\x00\x03\x0b"
-			       "example.org\x01\xbb",
+	assert_memory_equal(b,
+			    "\x05\x01\x00\x03\x0b"
+			    "example.org\x01\xbb",
 			    18);
 	/* a name that is not a host name falls back to the address: nothing the sniffer saw
 	 * reaches the wire unless it is [A-Za-z0-9._-] */
@@ -186,8 +188,8 @@ static void check_prefixes(const uint8_t *msg, size_t len)
 static void test_reply_ok(void **state)
 {
 	static const uint8_t r4[] = {5, 0, 0, 1, 10, 1, 7, 2, 0x04, 0x38};
-	static const uint8_t r6[] = {5, 0, 0, 4, 0xfd, 0, 0, 1, 0, 0, 0, 0,
-				     0, 0, 0, 0, 0,    0, 0, 2, 0, 53};
+	static const uint8_t r6[] = {5, 0, 0, 4, 0xfd, 0, 0, 1, 0, 0, 0,
+				     0, 0, 0, 0, 0,    0, 0, 0, 2, 0, 53};
 	static const uint8_t rd[] = {5, 0, 0, 3, 4, 'h', 'o', 's', 't', 0, 80};
 	union xp_sockaddr bnd;
 	const char *why;
@@ -220,8 +222,9 @@ static void test_reply_ok(void **state)
 
 static void test_reply_errors(void **state)
 {
-	static const int errs[] = {0,		EIO,	      EACCES,	   ENETUNREACH, EHOSTUNREACH,
-				   ECONNREFUSED, ETIMEDOUT, EOPNOTSUPP, EAFNOSUPPORT};
+	static const int errs[] = {0,		EIO,	      EACCES,
+				   ENETUNREACH, EHOSTUNREACH, ECONNREFUSED,
+				   ETIMEDOUT,	EOPNOTSUPP,   EAFNOSUPPORT};
 	union xp_sockaddr bnd;
 	const char *why;
 	size_t need;

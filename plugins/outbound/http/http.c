@@ -265,7 +265,8 @@ static int hc_read_head(struct hc *c, const char **why)
 				*why = "proxy closed the connection before answering";
 				return st ? st : -ECONNRESET;
 			}
-			end = hp_head_end(c->in, c->ilen + (size_t)n, c->ilen > 3 ? c->ilen - 3 : 0);
+			end = hp_head_end(c->in, c->ilen + (size_t)n,
+					  c->ilen > 3 ? c->ilen - 3 : 0);
 			c->ilen += (size_t)n;
 		} else {
 			n = recv(c->fd, c->in + c->ilen, cap - c->ilen, MSG_PEEK);
@@ -283,8 +284,10 @@ static int hc_read_head(struct hc *c, const char **why)
 				*why = "reading from the HTTP proxy failed";
 				return -errno;
 			}
-			end = hp_head_end(c->in, c->ilen + (size_t)n, c->ilen > 3 ? c->ilen - 3 : 0);
-			/* consume the head's bytes only; the same bytes land where they were peeked */
+			end = hp_head_end(c->in, c->ilen + (size_t)n,
+					  c->ilen > 3 ? c->ilen - 3 : 0);
+			/* consume the head's bytes only; the same bytes land where they were peeked
+			 */
 			n = end ? (ssize_t)(end - c->ilen) : n;
 			n = recv(c->fd, c->in + c->ilen, (size_t)n, 0);
 			if (n <= 0) {
@@ -316,9 +319,9 @@ static int hc_read_head(struct hc *c, const char **why)
 			c->hp->host->log(c->hp->self, XP_LOG_DEBUG, "CONNECT answered %d %s",
 					 r.status, r.reason);
 		c->hp->host->counter_add(c->hp->refused, 1);
-		*why = r.status == 403 ? "proxy refused the CONNECT (403)"
+		*why = r.status == 403	     ? "proxy refused the CONNECT (403)"
 		       : r.status / 100 == 5 ? "proxy could not reach the target (5xx)"
-					    : "proxy refused the CONNECT (non-2xx status)";
+					     : "proxy refused the CONNECT (non-2xx status)";
 		return r.status / 100 == 5 ? -EHOSTUNREACH : -ECONNREFUSED;
 	}
 }
@@ -590,8 +593,7 @@ static void hc_timer_cb(xp_timer_t *timer, void *arg)
 	hc_fail(arg, -ETIMEDOUT, "HTTP proxy handshake timed out (timeout)");
 }
 
-static int hp_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target,
-			  void **cctx)
+static int hp_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target, void **cctx)
 {
 	struct hp *hp = inst;
 	const struct xp_host *host = hp->host;
@@ -636,13 +638,14 @@ static int hp_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 			goto err;
 		}
 		if (hp->cfg->sni || !hp->server_is_ip)
-			SSL_set_tlsext_host_name(c->ssl, (char *)(hp->cfg->sni ? hp->cfg->sni
-										: hp->server_host));
+			SSL_set_tlsext_host_name(
+				c->ssl, (char *)(hp->cfg->sni ? hp->cfg->sni : hp->server_host));
 		if (hp->cfg->verify) {
 			/* the certificate must name what we asked for: the sni, else the host as
 			 * written in `server` (a name or an IP address) */
 			if (hp->cfg->sni || !hp->server_is_ip)
-				SSL_set1_host(c->ssl, hp->cfg->sni ? hp->cfg->sni : hp->server_host);
+				SSL_set1_host(c->ssl,
+					      hp->cfg->sni ? hp->cfg->sni : hp->server_host);
 			else
 				X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl),
 							      hp->server_host);
@@ -724,7 +727,8 @@ static int tls_setup(struct hp *hp)
 		if (cfg->ca_file ? !SSL_CTX_load_verify_locations(hp->ctx, cfg->ca_file, NULL)
 				 : !SSL_CTX_set_default_verify_paths(hp->ctx)) {
 			hp->host->log(hp->self, XP_LOG_ERROR, "cannot load CA certificates%s%s: %s",
-				      cfg->ca_file ? " from " : "", cfg->ca_file ? cfg->ca_file : "",
+				      cfg->ca_file ? " from " : "",
+				      cfg->ca_file ? cfg->ca_file : "",
 				      ERR_reason_error_string(ERR_peek_last_error()));
 			goto err;
 		}

@@ -62,8 +62,8 @@ size_t hp_base64(char *out, const void *in, size_t len)
 	return o;
 }
 
-ssize_t hp_connect_request(char *buf, size_t cap, const union xp_sockaddr *addr,
-			   const char *domain, const char *user, const char *pass)
+ssize_t hp_connect_request(char *buf, size_t cap, const union xp_sockaddr *addr, const char *domain,
+			   const char *user, const char *pass)
 {
 	char host[INET6_ADDRSTRLEN + 2], cred[512], b64[700];
 	unsigned port;
@@ -93,7 +93,8 @@ ssize_t hp_connect_request(char *buf, size_t cap, const union xp_sockaddr *addr,
 	if (user) {
 		size_t ul = strlen(user), pl = pass ? strlen(pass) : 0;
 
-		/* RFC 7617: the user-id cannot contain a colon; both are bounded so the header is */
+		/* RFC 7617: the user-id cannot contain a colon; both are bounded so the header is
+		 */
 		if (!ul || ul > 255 || pl > 255 || memchr(user, ':', ul))
 			return -EINVAL;
 		memcpy(cred, user, ul);

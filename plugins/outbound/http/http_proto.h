@@ -13,8 +13,8 @@
 
 #include <xproxy/plugin.h>
 
-#define HP_MAX_REQUEST	   2048 /* CONNECT line (a 255-byte name), Host, Basic credentials */
-#define HP_MAX_HEAD	   8192 /* the default limit on the response head (status + headers) */
+#define HP_MAX_REQUEST	    2048 /* CONNECT line (a 255-byte name), Host, Basic credentials */
+#define HP_MAX_HEAD	    8192 /* the default limit on the response head (status + headers) */
 #define HP_MAX_HEADER_LINES 64
 
 /* A name usable as the CONNECT target: 1..255 bytes of [A-Za-z0-9._-]. Anything else (a
@@ -28,8 +28,8 @@ size_t hp_base64(char *out, const void *in, size_t len);
 
 /* "CONNECT host:port HTTP/1.1" with Host and, when `user` is set, Proxy-Authorization: Basic.
  * Returns the length, -ENOBUFS, -EINVAL (bad credentials) or -EAFNOSUPPORT. */
-ssize_t hp_connect_request(char *buf, size_t cap, const union xp_sockaddr *addr,
-			   const char *domain, const char *user, const char *pass);
+ssize_t hp_connect_request(char *buf, size_t cap, const union xp_sockaddr *addr, const char *domain,
+			   const char *user, const char *pass);
 
 struct hp_response {
 	int status;	 /* 100..599 */

@@ -36,11 +36,11 @@
 
 #include "socks5_proto.h"
 
-#define UDP_QUEUE_MAX	    32	      /* datagrams held while the association is set up */
-#define UDP_QUEUE_BYTES	    (256 << 10)
-#define UDP_RECV_BATCH	    32	      /* datagrams per wakeup, so one session cannot hog a loop */
-#define UDP_BUF		    65536
-#define WARN_INTERVAL_MS    1000      /* per instance: a dead server must not flood the log */
+#define UDP_QUEUE_MAX	 32 /* datagrams held while the association is set up */
+#define UDP_QUEUE_BYTES	 (256 << 10)
+#define UDP_RECV_BATCH	 32 /* datagrams per wakeup, so one session cannot hog a loop */
+#define UDP_BUF		 65536
+#define WARN_INTERVAL_MS 1000 /* per instance: a dead server must not flood the log */
 
 struct s5_cfg {
 	const char *server;
@@ -273,7 +273,8 @@ static void hs_readable(struct hs *h)
 			continue;
 		}
 		if (n == 0) {
-			hs_finish(h, -ECONNRESET, "server closed the connection during the handshake");
+			hs_finish(h, -ECONNRESET,
+				  "server closed the connection during the handshake");
 			return;
 		}
 		if (errno == EINTR)
@@ -406,8 +407,7 @@ static void tcp_done(struct hs *h, int err, const char *why)
 	s5->host->conn_ready_fd(conn, fd);
 }
 
-static int s5_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target,
-			  void **cctx)
+static int s5_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target, void **cctx)
 {
 	struct s5 *s5 = inst;
 	struct tcp_attempt *a;
@@ -464,12 +464,12 @@ struct udp_sess {
 	struct s5 *s5;
 	xp_udp_t *s;
 	xp_loop_t *loop;
-	struct hs *hs;	/* while the association is being set up */
-	int ctl_fd;	/* the control connection, once associated */
+	struct hs *hs; /* while the association is being set up */
+	int ctl_fd;    /* the control connection, once associated */
 	xp_io_t *ctl_io;
-	int ufd;	/* connected to the relay */
+	int ufd; /* connected to the relay */
 	xp_io_t *uio;
-	bool dead;	/* udp_fail given: wait for udp_close */
+	bool dead;		  /* udp_fail given: wait for udp_close */
 	union xp_sockaddr target; /* the session's destination, for replies that name a domain */
 	struct qdgram *qhead, **qtail;
 	size_t qcount, qbytes;
@@ -553,14 +553,16 @@ static void udp_readable(xp_io_t *io, int fd, unsigned revents, void *arg)
 		ssize_t n = recv(fd, buf, sizeof(buf), 0), hl;
 
 		if (n < 0) {
-			/* ECONNREFUSED: an ICMP error from the relay; the next send reports again */
+			/* ECONNREFUSED: an ICMP error from the relay; the next send reports again
+			 */
 			return;
 		}
 		hl = s5_udp_parse(buf, (size_t)n, &from, &frag, &why);
 		if (hl < 0) {
 			s5->host->counter_add(s5->udp_bad, 1);
 			if (s5->host->log_enabled(s5->self, XP_LOG_DEBUG))
-				s5->host->log(s5->self, XP_LOG_DEBUG, "UDP datagram dropped: %s", why);
+				s5->host->log(s5->self, XP_LOG_DEBUG, "UDP datagram dropped: %s",
+					      why);
 			continue;
 		}
 		if (frag != 0) {
@@ -801,8 +803,8 @@ static int s5_instance_new(void *state, const struct xp_host *host, xp_handle_t 
 	s5->udp_frag_dropped = host->counter_new(self, "udp_frag_dropped",
 						 "fragmented datagrams from the relay, dropped");
 	s5->udp_bad = host->counter_new(self, "udp_bad", "malformed datagrams from the relay");
-	s5->udp_queue_dropped = host->counter_new(self, "udp_queue_dropped",
-						  "datagrams queued during setup that failed to go");
+	s5->udp_queue_dropped = host->counter_new(
+		self, "udp_queue_dropped", "datagrams queued during setup that failed to go");
 	if (!s5->connects || !s5->failures || !s5->auth_failures || !s5->protocol_errors ||
 	    !s5->timeouts || !s5->udp_sessions || !s5->udp_frag_dropped || !s5->udp_bad ||
 	    !s5->udp_queue_dropped) {

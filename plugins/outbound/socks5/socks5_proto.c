@@ -41,8 +41,7 @@ ssize_t s5_greeting(uint8_t *buf, size_t cap, bool userpass)
 	return 3;
 }
 
-ssize_t s5_parse_method(const uint8_t *b, size_t n, bool userpass, size_t *need,
-			const char **why)
+ssize_t s5_parse_method(const uint8_t *b, size_t n, bool userpass, size_t *need, const char **why)
 {
 	*need = 2;
 	if (n >= 1 && b[0] != S5_VERSION) {
@@ -96,8 +95,7 @@ ssize_t s5_parse_auth(const uint8_t *b, size_t n, size_t *need, const char **why
 }
 
 /* ATYP + address + port, shared by requests and UDP headers. */
-static ssize_t put_addr(uint8_t *buf, size_t cap, const union xp_sockaddr *addr,
-			const char *domain)
+static ssize_t put_addr(uint8_t *buf, size_t cap, const union xp_sockaddr *addr, const char *domain)
 {
 	if (s5_domain_ok(domain)) {
 		size_t len = strlen(domain);
@@ -108,8 +106,9 @@ static ssize_t put_addr(uint8_t *buf, size_t cap, const union xp_sockaddr *addr,
 		buf[1] = (uint8_t)len;
 		memcpy(buf + 2, domain, len);
 		/* the port is the original destination's whatever named the flow */
-		memcpy(buf + 2 + len, addr->sa.sa_family == AF_INET6 ? (const void *)&addr->in6.sin6_port
-								     : (const void *)&addr->in.sin_port,
+		memcpy(buf + 2 + len,
+		       addr->sa.sa_family == AF_INET6 ? (const void *)&addr->in6.sin6_port
+						      : (const void *)&addr->in.sin_port,
 		       2);
 		return (ssize_t)(1 + 1 + len + 2);
 	}

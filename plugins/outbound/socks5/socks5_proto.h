@@ -22,16 +22,16 @@
 
 #include <xproxy/plugin.h>
 
-#define S5_VERSION	    5
-#define S5_AUTH_VERSION	    1 /* RFC 1929 sub-negotiation */
-#define S5_METHOD_NONE	    0x00
-#define S5_METHOD_USERPASS  0x02
-#define S5_METHOD_NOACCEPT  0xff
-#define S5_CMD_CONNECT	    1
+#define S5_VERSION	     5
+#define S5_AUTH_VERSION	     1 /* RFC 1929 sub-negotiation */
+#define S5_METHOD_NONE	     0x00
+#define S5_METHOD_USERPASS   0x02
+#define S5_METHOD_NOACCEPT   0xff
+#define S5_CMD_CONNECT	     1
 #define S5_CMD_UDP_ASSOCIATE 3
-#define S5_ATYP_IPV4	    1
-#define S5_ATYP_DOMAIN	    3
-#define S5_ATYP_IPV6	    4
+#define S5_ATYP_IPV4	     1
+#define S5_ATYP_DOMAIN	     3
+#define S5_ATYP_IPV6	     4
 
 /* The longest message either side sends in a TCP handshake: an auth request (1+1+255+1+255) */
 #define S5_MAX_MSG 513
@@ -43,8 +43,7 @@
  * exactly one method so the choice is never ambiguous). */
 ssize_t s5_greeting(uint8_t *buf, size_t cap, bool userpass);
 /* The server's method choice: 2 bytes. -EACCES when it accepts none of ours. */
-ssize_t s5_parse_method(const uint8_t *b, size_t n, bool userpass, size_t *need,
-			const char **why);
+ssize_t s5_parse_method(const uint8_t *b, size_t n, bool userpass, size_t *need, const char **why);
 /* RFC 1929 request; user and password 1..255 bytes (else -EINVAL). */
 ssize_t s5_auth_request(uint8_t *buf, size_t cap, const char *user, const char *pass);
 /* RFC 1929 status: 2 bytes. -EACCES when the credentials were refused. */
