@@ -760,8 +760,12 @@ static int trojan_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst,
 		return -ENOTCONN;
 	if (len > TROJAN_UDP_MAX)
 		return -EMSGSIZE;
-	if (s->qoff && s->qoff == s->qlen)
-		s->qoff = s->qlen = 0;
+	if (s->qoff) {
+		/* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a pending retry may see the bytes moved */
+		memmove(s->q, s->q + s->qoff, s->qlen - s->qoff);
+		s->qlen -= s->qoff;
+		s->qoff = 0;
+	}
 	if (s->qcap - s->qlen < TROJAN_UDP_HDR_MAX + len) {
 		t->host->counter_add(t->udp_dropped, 1);
 		return -ENOBUFS; /* the tunnel is slower than the client: drop, as a router would */
