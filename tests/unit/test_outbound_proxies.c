@@ -201,6 +201,40 @@ static void h_wake(xp_conn_t *c, unsigned what)
 {
 }
 
+/* UDP sessions: what the plugin delivered, and its failure */
+struct xp_udp {
+	int delivered, failed, err;
+	union xp_sockaddr from;
+	char data[64];
+	size_t len;
+	struct xp_conn_info info;
+};
+
+static const struct xp_conn_info *h_udp_info(xp_udp_t *u)
+{
+	return &u->info;
+}
+
+static xp_loop_t *h_udp_loop(xp_udp_t *u)
+{
+	return &loop;
+}
+
+static void h_udp_deliver(xp_udp_t *u, const union xp_sockaddr *from, const void *buf, size_t len)
+{
+	u->delivered++;
+	u->from = *from;
+	u->len = len < sizeof(u->data) ? len : sizeof(u->data);
+	memcpy(u->data, buf, u->len);
+}
+
+static void h_udp_fail(xp_udp_t *u, int err, const char *why)
+{
+	assert_non_null(why);
+	u->failed++;
+	u->err = err;
+}
+
 static const struct xp_host host = {
 	.size = sizeof(struct xp_host),
 	.abi_major = XP_PLUGIN_ABI_MAJOR,
@@ -227,6 +261,10 @@ static const struct xp_host host = {
 	.conn_ready_stream = h_ready_stream,
 	.conn_fail = h_fail,
 	.stream_wake = h_wake,
+	.udp_info = h_udp_info,
+	.udp_loop = h_udp_loop,
+	.udp_deliver = h_udp_deliver,
+	.udp_fail = h_udp_fail,
 };
 
 /* One callback per round, like the real loop runs one watcher at a time. */
@@ -384,7 +422,8 @@ struct server {
 	char hostport[32];
 	const struct step *steps;
 	int nsteps;
-	bool ok; /* every expected byte matched */
+	bool ok;	     /* every expected byte matched */
+	volatile int hangup; /* set: close the held connection (the client's EOF also does) */
 	pthread_t th;
 };
 
@@ -414,9 +453,13 @@ static void *server_main(void *arg)
 		    send(c, st->say, st->say_len ? st->say_len : strlen(st->say), MSG_NOSIGNAL) < 0)
 			s->ok = false;
 	}
-	/* hold the connection until the client is done with it */
-	while (c >= 0 && recv(c, buf, sizeof(buf), 0) > 0)
-		;
+	/* hold the connection until the client is done with it, or the test says hang up */
+	while (c >= 0 && !s->hangup) {
+		struct pollfd p = {.fd = c, .events = POLLIN};
+
+		if (poll(&p, 1, 20) > 0 && recv(c, buf, sizeof(buf), 0) <= 0)
+			break;
+	}
 out:
 	if (c >= 0)
 		close(c);
@@ -436,6 +479,7 @@ static void server_start(struct server *s, const struct step *steps, int n)
 	snprintf(s->hostport, sizeof(s->hostport), "127.0.0.1:%u", ntohs(a.sin_port));
 	s->steps = steps;
 	s->nsteps = n;
+	s->hangup = 0;
 	assert_int_equal(pthread_create(&s->th, NULL, server_main, s), 0);
 }
 
@@ -644,6 +688,103 @@ static void test_http_407(void **state)
 	inst_free(&in);
 }
 
+/* UDP ASSOCIATE: the header on the way out (held while associating, then sent), fragments and
+ * garbage dropped and counted on the way in, a datagram delivered from the address in its
+ * header, the session failed when the control connection closes, nothing left after
+ * udp_close. */
+static void test_socks5_udp(void **state)
+{
+	struct sockaddr_in ra = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t rl = sizeof(ra), pl;
+	int fds = count_fds(), relay;
+	char reply[10] = {5, 0, 0, 1, 127, 0, 0, 1, 0, 0};
+	struct sockaddr_storage peer;
+	uint8_t buf[128];
+	struct server s;
+	struct inst in;
+	struct xp_udp u = {0};
+	struct xp_target t = target();
+	union xp_sockaddr dst = t.addr;
+	void *uctx;
+	ssize_t n;
+
+	/* the relay: a UDP socket of ours, named in the server's reply */
+	relay = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(relay, (struct sockaddr *)&ra, sizeof(ra)), 0);
+	getsockname(relay, (struct sockaddr *)&ra, &rl);
+	memcpy(reply + 8, &ra.sin_port, 2);
+	const struct step steps[] = {
+		{.expect = 3, .expect_bytes = "\x05\x01\x00", .say = "\x05\x00", .say_len = 2},
+		{.expect = 10,
+		 .expect_bytes = "\x05\x03\x00\x01\0\0\0\0\0\0",
+		 .say = reply,
+		 .say_len = 10},
+	};
+	server_start(&s, steps, 2);
+	const char *kv[] = {"server", s.hostport, NULL};
+	inst_new(&in, "socks5", kv);
+	t.l4proto = IPPROTO_UDP;
+	t.domain = NULL;
+	assert_int_equal(in.desc->outbound->udp_open(in.inst, &u, &t, &uctx), 0);
+	assert_int_equal(in.desc->outbound->udp_send(in.inst, uctx, &dst, NULL, "early", 5), 0);
+	for (int i = 0; i < 50 && !counter("udp_sessions"); i++)
+		loop_once(20);
+	assert_int_equal(counter("udp_sessions"), 1);
+	pl = sizeof(peer);
+	n = recvfrom(relay, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &pl);
+	assert_int_equal(n, 10 + 5);
+	assert_memory_equal(buf,
+			    "\0\0\0\x01\xc0\0\x02\x01\x01\xbb"
+			    "early",
+			    15);
+	/* with a name, once associated */
+	assert_int_equal(in.desc->outbound->udp_send(in.inst, uctx, &dst, "dns.test", "x", 1), 0);
+	n = recv(relay, buf, sizeof(buf), 0);
+	assert_int_equal(n, 4 + 1 + 8 + 2 + 1);
+	assert_memory_equal(buf,
+			    "\0\0\0\x03\x08"
+			    "dns.test\x01\xbb"
+			    "x",
+			    16);
+
+	/* from the relay: a fragment and garbage (dropped), then a proper datagram */
+	sendto(relay,
+	       "\0\0\x01\x01\xc0\0\x02\x01\x01\xbb"
+	       "frag",
+	       14, 0, (struct sockaddr *)&peer, pl);
+	sendto(relay, "\x01\x02", 2, 0, (struct sockaddr *)&peer, pl);
+	sendto(relay,
+	       "\0\0\0\x01\xc6\x33\x64\x07\x00\x35"
+	       "answer",
+	       16, 0, (struct sockaddr *)&peer, pl);
+	for (int i = 0; i < 50 && !u.delivered; i++)
+		loop_once(20);
+	assert_int_equal(u.delivered, 1);
+	assert_int_equal(u.len, 6);
+	assert_memory_equal(u.data, "answer", 6);
+	assert_int_equal(u.from.sa.sa_family, AF_INET);
+	assert_int_equal(ntohl(u.from.in.sin_addr.s_addr), 0xc6336407);
+	assert_int_equal(ntohs(u.from.in.sin_port), 53);
+	assert_int_equal(counter("udp_frag_dropped"), 1);
+	assert_int_equal(counter("udp_bad"), 1);
+
+	/* the server ends the association: the session fails, later sends are refused */
+	s.hangup = 1;
+	for (int i = 0; i < 100 && !u.failed; i++)
+		loop_once(20);
+	assert_int_equal(u.failed, 1);
+	assert_int_equal(u.err, -ENOTCONN);
+	assert_int_equal(in.desc->outbound->udp_send(in.inst, uctx, &dst, NULL, "late", 4),
+			 -ENOTCONN);
+	in.desc->outbound->udp_close(in.inst, uctx);
+	assert_int_equal(live((void **)ios) + live((void **)timers), 0);
+	server_stop(&s);
+	assert_true(s.ok);
+	inst_free(&in);
+	close(relay);
+	assert_int_equal(count_fds(), fds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -652,6 +793,7 @@ int main(void)
 		cmocka_unit_test(test_socks5_timeout_and_abort),
 		cmocka_unit_test(test_http_tail_kept),
 		cmocka_unit_test(test_http_407),
+		cmocka_unit_test(test_socks5_udp),
 	};
 
 	if (!getenv("XP_TEST_PLUGIN_DIR")) {
