@@ -484,7 +484,6 @@ static void sess_timer_cb(struct ev_loop *ev, ev_timer *t, int revents)
 {
 	struct udp_sess *s = container_of(t, struct udp_sess, timer);
 	ev_tstamp now = ev_now(ev), idle = (ev_tstamp)s->idle_ms / 1000.0;
-	struct udp_worker *uw = s->uw;
 
 	if (s->failed) {
 		sess_close(s, s->why);
@@ -504,7 +503,6 @@ static void sess_timer_cb(struct ev_loop *ev, ev_timer *t, int revents)
 		sess_close(s, "idle");
 		return;
 	}
-	(void)uw;
 	timer_in(s, s->last + idle - now);
 }
 
