@@ -324,6 +324,8 @@ struct parser {
 	long cur_ob;	    /* current outbound index, or -1 */
 	long sec_global, sec_route;
 	long sec_dns;	/* [dns], or -3 while there is none */
+	long sec_sniff;	/* [sniff], or -3 while there is none */
+	int sseen[3];	/* line of each [sniff] key (plugins, timeout, cache) */
 	int dseen[4];	/* line of each core [dns] key (plugin, strict, grace, map_size) */
 
 	int gseen[G__COUNT]; /* line of each [global] key, 0 = not set */
@@ -555,6 +557,97 @@ static bool reserved_name(const char *n)
 	return false;
 }
 
+static bool in_list(char **v, size_t n, const char *s);
+
+/* [sniff]: plugins = tls, http, quic | timeout = 300ms | cache = yes */
+static void handle_sniff(struct parser *ps, const char *key, const char *value)
+{
+	static const char *const keys[] = {"plugins", "timeout", "cache"};
+	struct cfg_sniff *sn = &ps->cfg->sniff;
+	uint64_t v;
+	bool b;
+	int k = -1;
+
+	for (int j = 0; j < 3; j++)
+		if (!strcmp(key, keys[j]))
+			k = j;
+	if (k < 0) {
+		add_error(ps, ps->lineno,
+			  "unknown key '%.64s' in [sniff] (expected plugins, timeout or cache)", key);
+		return;
+	}
+	if (ps->sseen[k]) {
+		add_error(ps, ps->lineno, "duplicate key '%s' in [sniff] (first at line %d)", key,
+			  ps->sseen[k]);
+		return;
+	}
+	ps->sseen[k] = ps->lineno;
+	switch (k) {
+	case 0: {
+		char *copy = xstrdup(ps, value), *save = NULL;
+
+		for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+		     t = strtok_r(NULL, ",", &save)) {
+			char *e;
+
+			while (*t == ' ' || *t == '\t')
+				t++;
+			e = t + strlen(t);
+			while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+				*--e = '\0';
+			bool ok = *t && strlen(t) < 256;
+
+			for (const char *q = t; ok && *q; q++)
+				ok = isalnum((unsigned char)*q) || strchr("_-./", *q);
+			if (!ok) {
+				add_error(ps, ps->lineno,
+					  "[sniff] plugins: '%.64s' is not a plugin name or .so path",
+					  t);
+				continue;
+			}
+			if (in_list(sn->plugins, sn->n_plugins, t)) {
+				add_error(ps, ps->lineno, "[sniff] plugins: '%s' is listed twice", t);
+				continue;
+			}
+			if (sn->n_plugins >= 16) {
+				add_error(ps, ps->lineno, "[sniff] plugins: at most 16");
+				break;
+			}
+			char **nv = realloc(sn->plugins, (sn->n_plugins + 1) * sizeof(*nv));
+
+			if (!nv) {
+				ps->nomem = true;
+				break;
+			}
+			sn->plugins = nv;
+			sn->plugins[sn->n_plugins] = xstrdup(ps, t);
+			if (sn->plugins[sn->n_plugins])
+				sn->n_plugins++;
+		}
+		free(copy);
+		return;
+	}
+	case 1:
+		if (cfg_parse_duration_ms(value, &v) || v < 1 || v > 60000) {
+			add_error(ps, ps->lineno,
+				  "[sniff] timeout: '%.64s' is not a duration from 1ms to 60s", value);
+			return;
+		}
+		sn->timeout_ms = v;
+		return;
+	case 2:
+		if (cfg_parse_bool(value, &b)) {
+			add_error(ps, ps->lineno,
+				  "[sniff] cache: '%.64s' is not a boolean (yes/no, true/false, "
+				  "on/off, 1/0)",
+				  value);
+			return;
+		}
+		sn->cache = b;
+		return;
+	}
+}
+
 static void open_section(struct parser *ps, const char *name)
 {
 	struct cfg *cfg = ps->cfg;
@@ -572,6 +665,22 @@ static void open_section(struct parser *ps, const char *name)
 		}
 		cfg->sections[idx].line = line;
 		ps->cur = idx;
+		return;
+	}
+	if (!strcmp(name, "sniff")) {
+		if (ps->sec_sniff >= 0) {
+			add_error(ps, line, "duplicate section [sniff] (first at line %d)",
+				  cfg->sniff.line);
+			return;
+		}
+		ps->sec_sniff = add_section(ps, name, line);
+		if (ps->sec_sniff < 0) {
+			ps->sec_sniff = -3;
+			return;
+		}
+		cfg->sniff.present = true;
+		cfg->sniff.line = line;
+		ps->cur = ps->sec_sniff;
 		return;
 	}
 	if (!strcmp(name, "dns")) {
@@ -1146,6 +1255,8 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
 		handle_route(ps, name, value);
 	} else if (ps->cur == ps->sec_dns) {
 		handle_dns(ps, name, value);
+	} else if (ps->cur == ps->sec_sniff) {
+		handle_sniff(ps, name, value);
 	} else if (ps->cur_ob >= 0) {
 		handle_outbound(ps, &cfg->outbounds[ps->cur_ob], name, value, first_line);
 	}
@@ -1347,6 +1458,25 @@ static void finish(struct parser *ps)
 	free(names);
 	group_set_free(ps->groups);
 	ps->groups = NULL;
+	/* [sniff]: timeout (with [global] sniff_timeout as its deprecated alias), default list */
+	if (ps->gseen[G_SNIFF_TIMEOUT] && ps->sseen[1])
+		add_error(ps, ps->gseen[G_SNIFF_TIMEOUT],
+			  "[global] sniff_timeout is the deprecated alias of [sniff] timeout (line "
+			  "%d): set only the latter",
+			  ps->sseen[1]);
+	else if (ps->gseen[G_SNIFF_TIMEOUT])
+		cfg->sniff.timeout_ms = g->sniff_timeout_ms, cfg->sniff.deprecated_alias = true;
+	g->sniff_timeout_ms = cfg->sniff.timeout_ms;
+	if (cfg->sniff.present && !ps->sseen[0]) {
+		static const char *const defaults[] = {"tls", "http"};
+
+		cfg->sniff.plugins = calloc(2, sizeof(*cfg->sniff.plugins));
+		for (size_t i = 0; cfg->sniff.plugins && i < 2; i++)
+			if ((cfg->sniff.plugins[i] = xstrdup(ps, defaults[i])))
+				cfg->sniff.n_plugins++;
+	}
+	/* with sniffers, domain rules send their flows to them in the kernel (INSPECT) */
+	cfg->route.inspect_domains = cfg->sniff.present && cfg->sniff.n_plugins > 0;
 	/* the domain index: matching cost independent of the number of domain rules */
 	if (rule_list_index(&cfg->route))
 		add_error(ps, cfg->sections[ps->sec_route].line, "out of memory indexing [route]");
@@ -1397,6 +1527,9 @@ static void set_defaults(struct parser *ps)
 	ps->sec_global = add_section(ps, "global", 0);
 	ps->sec_route = add_section(ps, "route", 0);
 	ps->sec_dns = -3;
+	ps->sec_sniff = -3;
+	ps->cfg->sniff.timeout_ms = 300;
+	ps->cfg->sniff.cache = true;
 	ps->cfg->dns.plugin = xstrdup(ps, "dns");
 	ps->cfg->dns.strict = true;
 	ps->cfg->dns.grace_ms = 60 * 1000;
@@ -1571,6 +1704,7 @@ void cfg_free(struct cfg *cfg)
 	}
 	free(cfg->outbounds);
 	free(cfg->dns.plugin);
+	free_strv(cfg->sniff.plugins, cfg->sniff.n_plugins);
 	rule_list_free(&cfg->route);
 	for (size_t i = 0; i < cfg->n_sections; i++) {
 		struct cfg_section *s = &cfg->sections[i];

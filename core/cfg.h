@@ -95,6 +95,17 @@ struct cfg_dns {
 	const struct cfg_section *section; /* raw keys; the plugin's options among them */
 };
 
+/* [sniff]: the sniffer plugins (core/sniff.c). */
+struct cfg_sniff {
+	bool present;	     /* the file has a [sniff] section */
+	int line;	     /* its header */
+	char **plugins;	     /* plugin names or .so paths, in order (default: tls, http) */
+	size_t n_plugins;
+	uint64_t timeout_ms; /* default 300 ms; [global] sniff_timeout is a deprecated alias */
+	bool cache;	     /* default yes: sniffed names are cached (names_learn_sniffed) */
+	bool deprecated_alias; /* [global] sniff_timeout was used: the daemon warns once */
+};
+
 struct cfg {
 	char *path; /* file name used in messages ("<embedded>" for the default) */
 	struct cfg_global global;
@@ -104,6 +115,7 @@ struct cfg {
 	struct cfg_section *sections;
 	size_t n_sections;
 	struct cfg_dns dns;
+	struct cfg_sniff sniff;
 };
 
 /* Parse `text`; `path` is only used in messages. On success *out is set and 0 returned. On

@@ -81,7 +81,22 @@ struct xp_conn {
 	char why[64];
 	char domain[256]; /* info.domain points here once named */
 	struct conn_headless *hl; /* headless (a dial): no client, no worker */
+	/* SNIFF: the hook's state, the peek buffer, bytes seen so far */
+	void *sniff_state;
+	uint8_t *sniff_buf;
+	size_t sniff_max, sniff_seen;
+	bool sniff_lowat; /* SO_RCVLOWAT raised: lowered back before the relay */
 };
+
+static struct conn_sniff_hook sniff_hook;
+static bool sniff_hook_set;
+
+void conn_set_sniff_hook(const struct conn_sniff_hook *h)
+{
+	sniff_hook_set = h != NULL;
+	if (h)
+		sniff_hook = *h;
+}
 
 struct conn_headless {
 	struct xp_loop *loop;
@@ -116,6 +131,9 @@ void conn_headless_free(xp_conn_t *c)
 }
 
 static void conn_route_step(struct xp_conn *c);
+static void conn_routed(struct xp_conn *c, int err, struct conn_route *rt);
+static void conn_sniff_start(struct xp_conn *c, struct conn_route *rt);
+static void conn_sniff_read(struct xp_conn *c);
 static void conn_close(struct xp_conn *c, bool abort, const char *why);
 
 static struct ev_loop *conn_ev(struct xp_conn *c)
@@ -223,6 +241,11 @@ static void conn_close(struct xp_conn *c, bool abort, const char *why)
 	ev_timer_stop(ev, &c->again);
 	ev_io_stop(ev, &c->cio);
 	ev_io_stop(ev, &c->sio);
+	if (c->sniff_state && sniff_hook_set)
+		sniff_hook.abort(c->sniff_state);
+	c->sniff_state = NULL;
+	free(c->sniff_buf);
+	c->sniff_buf = NULL;
 
 	if (c->ob_busy) {
 		/* Gave up before a result: the outbound releases cctx and forgets us. */
@@ -270,12 +293,14 @@ static void conn_close(struct xp_conn *c, bool abort, const char *why)
 		char cs[64], ds[64];
 
 		log_msg(XP_LOG_DEBUG, w->loop.name,
-			"conn %llu %s -> %s via %s: up %llu down %llu bytes, %.0f ms, %s%s",
+			"conn %llu %s -> %s via %s: up %llu down %llu bytes, %.0f ms, %s%s%s%s%s%s",
 			(unsigned long long)c->info.id, addr_str(&c->info.client, cs, sizeof(cs)),
 			addr_str(&c->info.dst, ds, sizeof(ds)),
 			c->info.outbound ? c->info.outbound : "-", (unsigned long long)up,
 			(unsigned long long)down, (ev_now(ev) - c->start) * 1000.0, why,
-			abort ? " (reset)" : "");
+			abort ? " (reset)" : "", c->info.domain ? ", name " : "",
+			c->info.domain ? c->info.domain : "", c->info.sniffer ? " sniffed by " : "",
+			c->info.sniffer ? c->info.sniffer : "");
 	}
 	if (c->ob) {
 		atomic_fetch_add(&c->ob->bytes_up, up);
@@ -378,6 +403,10 @@ static void conn_client_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
 	struct xp_conn *c = container_of(w, struct xp_conn, cio);
 
+	if (c->state == CONN_SNIFF) {
+		conn_sniff_read(c);
+		return;
+	}
 	if (c->state != CONN_RELAY)
 		return;
 	relay_step(c, (revents & EV_READ ? RELAY_CLIENT_READ : 0) |
@@ -627,6 +656,20 @@ static void conn_route_step(struct xp_conn *c)
 	c->state = CONN_ROUTE;
 	if (w->route)
 		err = w->route(w->route_ctx, &c->info.client, &c->info.dst, &rt);
+	if (err >= 0 && !rt.ob && !rt.adopt && rt.route == XP_ROUTE_INSPECT) {
+		conn_sniff_start(c, &rt);
+		return;
+	}
+	conn_routed(c, err, &rt);
+}
+
+/* The router's answer (from the flow entry, or from the sniff hook with the name). */
+static void conn_routed(struct xp_conn *c, int err, struct conn_route *rtp)
+{
+	struct worker *w = c->w;
+	struct conn_route rt = *rtp;
+
+	c->state = CONN_ROUTE;
 	if (err >= 0 && !rt.ob && rt.adopt) {
 		/* Not relayed: the client socket goes to whoever serves the verdict (DNS). */
 		c->info.route = rt.route;
@@ -666,26 +709,105 @@ static void conn_route_step(struct xp_conn *c)
 	if (rt.domain[0] && !c->info.domain) {
 		snprintf(c->domain, sizeof(c->domain), "%s", rt.domain);
 		c->info.domain = c->domain;
+		c->info.sniffer = rt.sniffer;
 	}
 	conn_connect(c);
 }
 
-/* No sniffer plugins in this version. When they come, SNIFF watches the client for its first
- * bytes under sniff_timeout_ms; the timer (conn_timer_cb) moves on to ROUTE with whatever it
- * has, so a server-speaks-first protocol is never stalled. */
-static bool sniff_wanted(const struct xp_conn *c)
+/*
+ * SNIFF: an INSPECT connection's first bytes are peeked at (MSG_PEEK), never consumed, so the
+ * relay later sends every one of them to the outbound. To wait for more bytes than are queued
+ * without a busy loop, SO_RCVLOWAT is raised to one more than what was seen: epoll reports the
+ * socket readable only when more arrived (or at EOF / error, whatever the low-water mark). The
+ * timer (sniff timeout) routes with what is known, so a server-first protocol is never stalled.
+ */
+static void conn_sniff_done(struct xp_conn *c)
 {
-	return false;
+	struct conn_route rt = {0};
+	void *st = c->sniff_state;
+	int err;
+
+	ev_timer_stop(conn_ev(c), &c->timer);
+	io_want(conn_ev(c), &c->cio, 0);
+	if (c->sniff_lowat) {
+		int one = 1;
+
+		setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+		c->sniff_lowat = false;
+	}
+	free(c->sniff_buf);
+	c->sniff_buf = NULL;
+	c->sniff_state = NULL;
+	err = sniff_hook.decide(st, &c->info, &rt);
+	conn_routed(c, err, &rt);
 }
 
-static void conn_sniff(struct xp_conn *c)
+static void conn_sniff_start(struct xp_conn *c, struct conn_route *rt)
 {
+	uint64_t timeout_ms = c->opts.sniff_timeout_ms;
+	size_t max = 0;
+	int err;
+
 	c->state = CONN_SNIFF;
-	if (!sniff_wanted(c)) {
-		conn_route_step(c);
+	c->info.route = XP_ROUTE_INSPECT;
+	c->info.source = rt->source;
+	c->info.rule_id = rt->rule_id;
+	c->info.from_host = rt->from_host;
+	if (!sniff_hook_set) {
+		rt->why = "INSPECT verdict but no [sniff] configured";
+		conn_routed(c, -EOPNOTSUPP, rt);
 		return;
 	}
-	timer_arm(c, ms_to_s(c->opts.sniff_timeout_ms));
+	err = sniff_hook.begin(&c->info, &c->sniff_state, &max, &timeout_ms);
+	if (err < 0) {
+		c->sniff_state = NULL;
+		rt->why = "the sniff core refused the connection";
+		conn_routed(c, err, rt);
+		return;
+	}
+	if (max > 65536)
+		max = 65536;
+	c->sniff_buf = max ? malloc(max) : NULL;
+	if (!c->sniff_buf) {
+		conn_sniff_done(c); /* no port claimed (or no memory): decide without a name */
+		return;
+	}
+	c->sniff_max = max;
+	c->sniff_seen = 0;
+	io_want(conn_ev(c), &c->cio, EV_READ);
+	timer_arm(c, ms_to_s(timeout_ms ? timeout_ms : 1));
+}
+
+static void conn_sniff_read(struct xp_conn *c)
+{
+	ssize_t n = recv(c->cfd, c->sniff_buf, c->sniff_max, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		snprintf(c->why, sizeof(c->why), "client error while sniffing: %s",
+			 strerror(errno));
+		conn_close(c, true, c->why);
+		return;
+	}
+	/* EOF (nothing, or nothing new while readable: the FIN is behind the bytes): no more
+	 * bytes will come, decide with what there is */
+	if (n == 0 || (size_t)n <= c->sniff_seen) {
+		conn_sniff_done(c);
+		return;
+	}
+	c->sniff_seen = (size_t)n;
+	if (sniff_hook.offer(c->sniff_state, c->sniff_buf, (size_t)n) ||
+	    (size_t)n >= c->sniff_max) {
+		conn_sniff_done(c);
+		return;
+	}
+	int lowat = (int)n + 1;
+
+	if (setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
+		c->sniff_lowat = true;
+	else
+		conn_sniff_done(c); /* cannot wait without spinning: decide now */
 }
 
 static void conn_timer_cb(struct ev_loop *ev, ev_timer *t, int revents)
@@ -695,7 +817,7 @@ static void conn_timer_cb(struct ev_loop *ev, ev_timer *t, int revents)
 
 	switch (c->state) {
 	case CONN_SNIFF:
-		conn_route_step(c);
+		conn_sniff_done(c);
 		return;
 	case CONN_CONNECT:
 		atomic_fetch_add(&conn_stats.connect_timeout, 1);
@@ -775,7 +897,7 @@ static void conn_new(struct worker *w, int fd, const union xp_sockaddr *peer)
 		w->conns->prev = c;
 	w->conns = c;
 	w->n_conns++;
-	conn_sniff(c);
+	conn_route_step(c);
 }
 
 static void worker_accept_cb(struct ev_loop *ev, ev_io *io, int revents)

@@ -52,7 +52,27 @@ struct conn_route {
 	 * the callee's now; -errno: refused, the connection is reset. */
 	int (*adopt)(struct xp_loop *loop, int fd, const struct xp_conn_info *info);
 	char domain[256]; /* the flow's name (core/names.c), "" when unknown */
+	const char *sniffer; /* the sniffer that found `domain` (a plugin name), NULL if none */
 };
+
+/* The SNIFF state's helper (core/sniff.c installs it on the main thread before the workers
+ * start; without one an INSPECT connection is refused). Called on the connection's loop.
+ *   begin   an INSPECT connection: *max_bytes > 0 means peek at up to that many first bytes
+ *           for at most *timeout_ms; 0 means decide at once (no sniffer claims the port).
+ *           0 or -errno (refused: the connection is reset).
+ *   offer   every byte received so far (peeked: they stay in the socket for the relay):
+ *           1 = decided, 0 = more please.
+ *   decide  route now (decided, timed out, EOF, max_bytes reached): fill `out` as a
+ *           conn_route_fn does, domain/sniffer included. Releases the state.
+ *   abort   the connection closes while sniffing: release the state. */
+struct conn_sniff_hook {
+	int (*begin)(const struct xp_conn_info *info, void **state, size_t *max_bytes,
+		     uint64_t *timeout_ms);
+	int (*offer)(void *state, const uint8_t *buf, size_t len);
+	int (*decide)(void *state, const struct xp_conn_info *info, struct conn_route *out);
+	void (*abort)(void *state);
+};
+void conn_set_sniff_hook(const struct conn_sniff_hook *h); /* copied; NULL removes it */
 
 /* Called on the worker's thread for every accepted connection. 0, or -errno (refuse). */
 typedef int (*conn_route_fn)(void *ctx, const union xp_sockaddr *client,

@@ -309,6 +309,9 @@ static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_
 				return -ENOENT;
 			}
 		}
+		/* A verdict a DNS answer (or a sniffed name) wrote: the session gets the name. */
+		if (f.vsrc == XP_SRC_DSTMAP)
+			names_lookup(dst, IPPROTO_UDP, out->domain, sizeof(out->domain));
 		return 0;
 	}
 	/* INSPECT without a name: the [route] rules that do not need one. */

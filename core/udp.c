@@ -687,6 +687,8 @@ static struct udp_sess *sess_new(struct udp_worker *uw, const union xp_sockaddr 
 		 rt.route == XP_ROUTE_PROXY && rt.ob->udp_independent ? NULL : dst);
 	if (s->key.any)
 		s->info.flags |= XP_CONN_F_UDP_INDEPENDENT;
+	if (rt.domain[0])
+		udp_sess_set_domain(s, rt.domain); /* before udp_open: the target carries it */
 	ev_timer_init(&s->timer, sess_timer_cb, 0., 0.);
 	s->start = s->last = ev_now(uw->loop->ev);
 	if (tab_insert(uw, s)) {

@@ -100,6 +100,7 @@ static struct {
 	int err;
 	uint8_t route;
 	uint8_t rules_route; /* for UDP_ROUTE_RULES */
+	const char *domain;  /* the name the router knows for the destination */
 	int calls, rules_calls;
 } R;
 
@@ -116,6 +117,8 @@ static int fake_route(void *ctx, const union xp_sockaddr *client, const union xp
 	}
 	if (R.err)
 		return R.err;
+	if (R.domain)
+		snprintf(out->domain, sizeof(out->domain), "%s", R.domain);
 	if (out->route == XP_ROUTE_PROXY) {
 		atomic_fetch_add(&OB.refs, 1);
 		out->ob = &OB;
@@ -299,6 +302,20 @@ static void t_dependent_sessions(void **state)
 	assert_int_equal(atomic_load(&udp_stats.bytes_up), 4);
 	assert_int_equal(atomic_load(&udp_stats.sessions), 3);
 	assert_int_equal(atomic_load(&OB.refs), REFS + 3);
+}
+
+static void t_route_domain(void **state)
+{
+	union xp_sockaddr c = v4("10.0.0.2", 4000), d = v4("1.1.1.1", 443);
+
+	R.domain = "dns.example";
+	feed(&c, &d, "a");
+	/* the name the router knew reaches the outbound's target and the session's info */
+	assert_non_null(F.target.domain);
+	assert_string_equal(F.target.domain, "dns.example");
+	assert_string_equal(udp_info(F.last)->domain, "dns.example");
+	udp_sess_set_domain((struct udp_sess *)F.last, NULL);
+	assert_null(udp_info(F.last)->domain);
 }
 
 static void t_ipv4_mapped_is_ipv4(void **state)
@@ -795,6 +812,7 @@ int main(void)
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(t_dependent_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_route_domain, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_ipv4_mapped_is_ipv4, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_independent_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_session_bound, setup, teardown),
