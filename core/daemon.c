@@ -31,6 +31,7 @@
 #include "dial.h"
 #include "dnsq.h"
 #include "dp.h"
+#include "groups.h"
 #include "host.h"
 #include "log.h"
 #include "loop.h"
@@ -255,6 +256,8 @@ static int route_connection(void *ctx, const union xp_sockaddr *client,
 	switch (f.verdict) {
 	case XP_V_PROXY:
 		out->ob = outbound_get(f.outbound_id);
+		if (!out->ob)
+			out->ob = groups_get(f.outbound_id); /* a [group.NAME]: a live member */
 		if (!out->ob) {
 			out->why = "its outbound no longer exists";
 			return -ENOENT;
@@ -304,6 +307,8 @@ static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_
 		out->route = f.verdict;
 		if (f.verdict == XP_V_PROXY) {
 			out->ob = outbound_get(f.outbound_id);
+			if (!out->ob)
+				out->ob = groups_get(f.outbound_id);
 			if (!out->ob) {
 				out->why = "its outbound no longer exists";
 				return -ENOENT;
@@ -328,6 +333,8 @@ static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_
 		return 0;
 	case RT_OUTBOUND:
 		out->ob = outbound_get_by_name(r->target);
+		if (!out->ob)
+			out->ob = groups_get_by_name(r->target);
 		break;
 	default:
 		out->ob = outbound_get((uint16_t)atomic_load(&D.direct_ob_id));
@@ -665,6 +672,7 @@ static void log_stats(void)
 		 (unsigned long long)udp_stats.sniff_dropped,
 		 (unsigned long long)udp_stats.sniff_timeout);
 	log_dns_stats();
+	groups_log_stats();
 	host_counters_foreach(log_counter, NULL);
 }
 
@@ -743,6 +751,8 @@ static void reload(void)
 	for (unsigned i = 0; i < D.n_started; i++)
 		worker_set_opts(&D.workers[i], &D.copts);
 	find_direct_outbound(ncfg);
+	if (groups_apply(ncfg, &D.main))
+		log_error("reload: groups not applied (out of memory); the previous ones stay");
 	udp_opts_from(&D.uopts, &ncfg->global);
 	for (unsigned i = 0; i < D.n_started; i++) {
 		if (!D.udp[i])
@@ -981,6 +991,7 @@ static void teardown(void)
 	names_fini(0); /* the kernel map goes with the datapath */
 	dp_destroy(D.dp);
 	D.dp = NULL;
+	groups_clear();
 	outbounds_clear();
 	if (D.main_ready) {
 		/* Instances retired above free themselves through posts to the main loop. */
@@ -1069,6 +1080,10 @@ int daemon_run(const struct daemon_opts *o)
 	dial_set_default_timeout(D.cfg->global.connect_timeout_ms);
 
 	find_direct_outbound(D.cfg);
+	if (groups_apply(D.cfg, D.main_ready ? &D.main : NULL)) {
+		log_error("groups: out of memory");
+		goto err_out;
+	}
 	dpo.udp = true; /* start_workers() registers a UDP socket per worker or fails */
 	rc = dp_create(D.cfg, &dpo, &D.dp, err, sizeof(err));
 	if (rc) {
