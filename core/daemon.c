@@ -30,6 +30,7 @@
 #include "daemon.h"
 #include "dial.h"
 #include "dnsq.h"
+#include "sniff.h"
 #include "dp.h"
 #include "groups.h"
 #include "host.h"
@@ -267,8 +268,8 @@ static int route_connection(void *ctx, const union xp_sockaddr *client,
 			names_lookup(dst, IPPROTO_TCP, out->domain, sizeof(out->domain));
 		return 0;
 	case XP_V_INSPECT:
-		out->why = "INSPECT needs a sniffer and this version has none";
-		return -EOPNOTSUPP;
+		/* conn.c's SNIFF state reads the first bytes; sniff.c routes by the name */
+		return 0;
 	case XP_V_DNS:
 		/* DNS over TCP: dnsq reads the queries and writes the answers itself. */
 		out->adopt = dnsq_tcp_adopt;
@@ -626,7 +627,51 @@ static void log_dns_stats(void)
 		 U(n.learned), U(n.sniffed), U(n.sniff_skipped), U(n.conflicts), U(n.partial),
 		 U(n.full), U(n.map_errors), U(n.expired), U(n.live), U(n.names));
 }
+static void log_sniff_stats(void)
+{
+	struct sniff_stats s;
+
+	if (!D.cfg || !D.cfg->sniff.present)
+		return;
+	sniff_stats_get(&s);
+	log_info("stats: sniff flows %llu named %llu no-name %llu timeouts %llu unclaimed %llu "
+		 "cached %llu refused %llu",
+		 U(s.flows), U(s.found), U(s.none), U(s.timeouts), U(s.unclaimed), U(s.cached),
+		 U(s.refused));
+}
 #undef U
+
+/* Once per configuration: what domain rules can and cannot do with it. */
+static void log_sniff_mode(const struct cfg *cfg)
+{
+	size_t n_dom = 0;
+
+	for (size_t i = 0; i < cfg->route.n; i++)
+		n_dom += cfg->route.rules[i].has_domain;
+	if (cfg->sniff.deprecated_alias)
+		log_warn("%s: [global] sniff_timeout is deprecated: use [sniff] timeout", cfg->path);
+	if (!n_dom)
+		return;
+	if (cfg->route.inspect_domains)
+		log_info("sniff: %zu domain rules send their flows to the sniffers (INSPECT); "
+			 "timeout %llu ms, cache %s",
+			 n_dom, (unsigned long long)cfg->sniff.timeout_ms,
+			 cfg->sniff.cache ? "yes" : "no");
+	else
+		log_info("sniff: no [sniff] section: %zu domain rules only apply to flows named "
+			 "by DNS ([dns]); other flows are decided by the address rules",
+			 n_dom);
+}
+
+static const struct rule_list *sniff_rules(void *ctx)
+{
+	return &D.cfg->route;
+}
+
+static struct outbound *sniff_direct(void *ctx)
+{
+	return outbound_get((uint16_t)atomic_load(&D.direct_ob_id));
+}
 
 static void log_stats(void)
 {
@@ -672,6 +717,7 @@ static void log_stats(void)
 		 (unsigned long long)udp_stats.sniff_dropped,
 		 (unsigned long long)udp_stats.sniff_timeout);
 	log_dns_stats();
+	log_sniff_stats();
 	groups_log_stats();
 	host_counters_foreach(log_counter, NULL);
 }
@@ -736,6 +782,13 @@ static void reload(void)
 		log_error("reload: [dns] failed (above); DNS queries keep the previous plugin");
 	}
 	free(errors);
+	errors = NULL;
+	if (sniff_apply(ncfg, &D.plugins, host_table(), false, &errors)) {
+		print_errors(errors);
+		log_error("reload: [sniff] failed (above); flows keep the previous sniffers");
+	}
+	free(errors);
+	log_sniff_mode(ncfg);
 	if (apply_rules(ncfg)) {
 		/* The outbounds already changed; the old rules stay live and still name them by
 		 * stable ids, so a flow classified by an old rule still finds its outbound. */
@@ -987,6 +1040,9 @@ static void teardown(void)
 	 * retransmission a second later is forwarded by the kernel as if we were not there. */
 	stop_workers();
 	udp_set_dns_hook(NULL);
+	udp_set_sniff_hook(NULL);
+	conn_set_sniff_hook(NULL);
+	sniff_clear();
 	dnsq_clear();
 	names_fini(0); /* the kernel map goes with the datapath */
 	dp_destroy(D.dp);
@@ -1077,6 +1133,16 @@ int daemon_run(const struct daemon_opts *o)
 		goto err_out;
 	}
 	free(errors);
+	errors = NULL;
+	rc = sniff_apply(D.cfg, &D.plugins, host_table(), false, &errors);
+	if (rc) {
+		print_errors(errors);
+		free(errors);
+		log_error("[sniff] could not be set up (above)");
+		goto err_out;
+	}
+	free(errors);
+	log_sniff_mode(D.cfg);
 	dial_set_default_timeout(D.cfg->global.connect_timeout_ms);
 
 	find_direct_outbound(D.cfg);
@@ -1106,6 +1172,14 @@ int daemon_run(const struct daemon_opts *o)
 		dnsq_udp_hook(&hook);
 		udp_set_dns_hook(&hook);
 	}
+	/* Always installed: a reload may add [sniff]; without sniffers an INSPECT flow is
+	 * routed at once by the rules that need no name. */
+	sniff_set_env(&(struct sniff_env){ .rules = sniff_rules, .direct = sniff_direct,
+					   .learn = names_learn_sniffed,
+					   .lookup = names_lookup,
+					   .cache_ttl_ms = 300 * 1000 });
+	sniff_install_hooks();
+
 
 	conn_opts_from(&D.copts, &D.cfg->global);
 	if (start_workers())
@@ -1213,6 +1287,8 @@ int daemon_check(const struct daemon_opts *o)
 			plug_config_free(p, conf);
 	}
 	if (ok && dnsq_apply(cfg, &reg, host_table(), true, &errors))
+		ok = false;
+	if (ok && sniff_apply(cfg, &reg, host_table(), true, &errors))
 		ok = false;
 	print_errors(errors);
 	free(errors);

@@ -7,7 +7,7 @@
 #     endpoint-independent (udp_mapping = independent): it can, through the same session;
 #   - the router itself as a UDP client is proxied and answered;
 #   - a UDP server on the router answering a WAN client is not taken for a new proxied flow;
-#   - iperf3 -u completes with low loss;
+#   - iperf3 -u completes with low loss; ICMP errors are counted and the session goes on;
 #   - idle sessions expire (statistics), and max_udp_sessions refuses and counts the rest.
 source "$(dirname "$0")/lib.sh"
 MODE=${1:-peer}
@@ -111,6 +111,15 @@ loss=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["s
 python3 -c "import sys; sys.exit(0 if float('$loss') < 5 else 1)" ||
 	xpt_fail "iperf3 -u at 50 Mbit/s lost $loss % through xproxyd"
 xpt_ok "iperf3 -u 50 Mbit/s for 3 s through xproxyd: $loss % lost"
+
+# --- ICMP errors: counted, the session goes on ------------------------------------------
+nsc python3 "$TOOL" ask "$P4:9" 2 >/dev/null && xpt_fail "nothing listens on $P4:9, yet it answered"
+line=$(stats)
+grep -qE "stats: outbound\.proxy\.udp_icmp_errors [1-9]" "$XPT_DLOG" ||
+	xpt_fail "port unreachable from $P4:9 not counted: $(grep icmp "$XPT_DLOG" | tail -n 1)"
+[ "$(stat_of failed "$line")" = 0 ] || xpt_fail "an ICMP error ended a session: $line"
+[ "$(stat_of sessions "$line")" -ge 1 ] || xpt_fail "no session for $P4:9: $line"
+xpt_ok "ICMP port unreachable counted ($(grep -oE 'udp_icmp_errors [0-9]+' "$XPT_DLOG" | tail -n 1)); the session went on"
 
 # --- idle expiry ------------------------------------------------------------------------
 sleep 3.5 # udp_idle_timeout = 2s, plus the timers' slack
