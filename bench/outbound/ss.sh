@@ -14,6 +14,9 @@
 #   down1  iperf3 -R, 1 stream, server -> client (the proxy decrypts)
 #   conn   wrk -H 'Connection: close' against nginx: new connections per second
 #   rss    peak RSS (VmHWM) of the router-side proxy process after its trials
+#   cpu    the proxy process's own CPU time (user + system, all threads) per 100 MiB moved and
+#          per 1,000 connections: unlike the rates, it barely moves when other processes load
+#          the machine, so it is the figure to trust on a busy host
 # Cases are interleaved and their order rotated every round; medians are printed.
 #
 # Usage: sudo bench/outbound/ss.sh [--rounds N] [--dur S] [--method M]
@@ -121,16 +124,36 @@ check_path() { # both cases: nginx must see ss-server's connection (its own addr
 	[ "$got" = "$P4" ] || { xpt_log "$1: nginx saw '$got', want '$P4' (via ss-server)"; return 1; }
 }
 
-iperf() { # extra args
-	local out
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
+TCK=$(getconf CLK_TCK)
+
+iperf() { # case metric extra-args: rate, and CPU ms per 100 MiB
+	local c=$1 m=$2 out t0 t1
+	shift 2
+	t0=$(cpu_ticks "$PPID_CASE")
 	out=$(nsc iperf3 -c $P4 -p 5201 -t "$DUR" -J "$@" 2>/dev/null) || return
-	python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)' \
-		<<<"$out"
+	t1=$(cpu_ticks "$PPID_CASE")
+	python3 - "$c" "$m" "$t0" "$t1" "$TCK" <<PY >>"$RAW"
+import json, sys
+c, m, t0, t1, hz = sys.argv[1:]
+e = json.loads('''$out''')["end"]["sum_received"]
+print("%s\t%s\t%s" % (c, m, e["bits_per_second"] / 1e9))
+if e["bytes"]:
+    print("%s\t%s_cpu\t%s" % (c, m, (int(t1) - int(t0)) * 1000 / int(hz) / (e["bytes"] / (100 << 20))))
+PY
 }
 
-conn_rate() {
-	nsc wrk -t 1 -c 16 -d "${DUR}s" -H 'Connection: close' "http://$P4/" 2>/dev/null |
-		awk '/Requests\/sec/ {print $2}'
+conn_rate() { # case: rate, and CPU ms per 1,000 connections
+	local out t0 t1 req
+	t0=$(cpu_ticks "$PPID_CASE")
+	out=$(nsc wrk -t 1 -c 16 -d "${DUR}s" -H 'Connection: close' "http://$P4/" 2>/dev/null)
+	t1=$(cpu_ticks "$PPID_CASE")
+	printf '%s\tconn\t%s\n' "$1" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" >>"$RAW"
+	req=$(awk '/requests in/ {print $1}' <<<"$out")
+	[ -n "$req" ] && [ "$req" -gt 0 ] &&
+		printf '%s\tconn_cpu\t%s\n' "$1" \
+			"$(awk -v a="$t0" -v b="$t1" -v q="$req" -v hz="$TCK" \
+				'BEGIN {print (b - a) * 1000 / hz / (q / 1000)}')" >>"$RAW"
 }
 
 read -r _ U0 N0 S0 I0 W0 Q0 SQ0 ST0 _ </proc/stat
@@ -142,11 +165,11 @@ for ((r = 0; r < ROUNDS; r++)); do
 		up "$c"
 		if check_path "$c"; then
 			reset_state
-			printf '%s\tup1\t%s\n' "$c" "$(iperf)" >>"$RAW"
+			iperf "$c" up1
 			reset_state
-			printf '%s\tdown1\t%s\n' "$c" "$(iperf -R)" >>"$RAW"
+			iperf "$c" down1 -R
 			reset_state
-			printf '%s\tconn\t%s\n' "$c" "$(conn_rate)" >>"$RAW"
+			conn_rate "$c"
 		fi
 		down "$c"
 		reset_state
@@ -172,7 +195,10 @@ print("bench/outbound/ss.sh: %s, medians of %s rounds x %s s; (x) = xproxyd / ss
       % (method, rounds, dur))
 print("%-34s" % "metric" + "".join("%18s" % c for c in cases))
 rows = (("up1", "TCP 1 stream up Gbit/s", "%.2f", max), ("down1", "TCP 1 stream down Gbit/s", "%.2f", max),
-        ("conn", "new connections/s", "%.0f", max), ("rss", "peak RSS MiB (max over trials)", "%.1f", max))
+        ("conn", "new connections/s", "%.0f", max), ("rss", "peak RSS MiB (max over trials)", "%.1f", max),
+        ("up1_cpu", "proxy CPU ms / 100 MiB up", "%.0f", min),
+        ("down1_cpu", "proxy CPU ms / 100 MiB down", "%.0f", min),
+        ("conn_cpu", "proxy CPU ms / 1000 conns", "%.0f", min))
 for m, label, fmt, _ in rows:
     row = "%-34s" % label
     for c in cases:
@@ -196,5 +222,8 @@ for m, label, fmt, _ in rows[:3]:
         row += "%18s" % (((fmt + ".." + fmt) % (min(v), max(v))) if v else "-")
     print(row)
 print("targets (issue 6): throughput >= 1.2x, connection rate >= 1.5x, lower RSS")
+print("CPU rows: lower is better; xproxyd's include its tc datapath work only where it runs in")
+print("the daemon's context (softirq time lands on whoever the kernel charges)")
+print("load average at the end: %s" % open("/proc/loadavg").read().split()[0])
 print("CPU stolen by the hypervisor during the run: %s%%" % steal)
 PY

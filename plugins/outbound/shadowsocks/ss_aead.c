@@ -10,11 +10,11 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "ss_aead.h"
 
@@ -31,17 +31,60 @@ const struct ss_method_info *ss_method_info(int method)
 	return &methods[method];
 }
 
+/*
+ * Algorithms are fetched once. OpenSSL 3 looks an algorithm up in its provider tables on every
+ * EVP_aes_128_gcm()-style use and every HMAC() one-shot; per connection (two subkeys, two
+ * cipher contexts) that lookup cost more than the cryptography itself.
+ */
+static EVP_CIPHER *ciphers[SS_METHOD_COUNT];
+static EVP_MD *md_sha1;
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+
+static void algs_fetch(void)
+{
+	ciphers[SS_AES_128_GCM] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+	ciphers[SS_AES_256_GCM] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	ciphers[SS_CHACHA20_POLY1305] = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+	md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+}
+
 static const EVP_CIPHER *method_cipher(int method)
 {
-	switch (method) {
-	case SS_AES_128_GCM:
-		return EVP_aes_128_gcm();
-	case SS_AES_256_GCM:
-		return EVP_aes_256_gcm();
-	case SS_CHACHA20_POLY1305:
-		return EVP_chacha20_poly1305();
-	}
-	return NULL;
+	pthread_once(&algs_once, algs_fetch);
+	if (method < 0 || method >= SS_METHOD_COUNT)
+		return NULL;
+	return ciphers[method];
+}
+
+/* HMAC-SHA1(key, a || b || c) with the fetched digest (RFC 2104; key <= 64 bytes). */
+static int hmac_sha1(const uint8_t *key, size_t klen, const uint8_t *a, size_t alen,
+		     const uint8_t *b, size_t blen, const uint8_t *c, size_t clen, uint8_t out[20])
+{
+	uint8_t pad[64], inner[20];
+	EVP_MD_CTX *ctx;
+	int ok;
+
+	pthread_once(&algs_once, algs_fetch);
+	if (!md_sha1 || klen > sizeof(pad))
+		return -EIO;
+	ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		return -ENOMEM;
+	memset(pad, 0x36, sizeof(pad));
+	for (size_t i = 0; i < klen; i++)
+		pad[i] ^= key[i];
+	ok = EVP_DigestInit_ex2(ctx, md_sha1, NULL) && EVP_DigestUpdate(ctx, pad, sizeof(pad)) &&
+	     EVP_DigestUpdate(ctx, a, alen) && EVP_DigestUpdate(ctx, b, blen) &&
+	     EVP_DigestUpdate(ctx, c, clen) && EVP_DigestFinal_ex(ctx, inner, NULL);
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	ok = ok && EVP_DigestInit_ex2(ctx, md_sha1, NULL) &&
+	     EVP_DigestUpdate(ctx, pad, sizeof(pad)) && EVP_DigestUpdate(ctx, inner, 20) &&
+	     EVP_DigestFinal_ex(ctx, out, NULL);
+	EVP_MD_CTX_free(ctx);
+	OPENSSL_cleanse(pad, sizeof(pad));
+	OPENSSL_cleanse(inner, sizeof(inner));
+	return ok ? 0 : -EIO;
 }
 
 int ss_password_key(const char *password, uint8_t *key, size_t key_len)
@@ -75,25 +118,21 @@ int ss_subkey(const uint8_t *key, size_t key_len, const uint8_t *salt, size_t sa
 	      uint8_t *out, size_t out_len)
 {
 	static const char info[] = "ss-subkey";
-	uint8_t prk[20], t[20], msg[20 + sizeof(info)];
-	unsigned int len;
+	uint8_t prk[20], t[20];
 	size_t done = 0, tlen = 0;
 	uint8_t i = 1;
+	int rc;
 
 	if (out_len > 255 * 20)
 		return -EINVAL;
 	/* RFC 5869: PRK = HMAC(salt, IKM); T(i) = HMAC(PRK, T(i-1) || info || i) */
-	if (!HMAC(EVP_sha1(), salt, (int)salt_len, key, key_len, prk, &len) || len != 20)
-		return -EIO;
-	while (done < out_len) {
+	rc = hmac_sha1(salt, salt_len, key, key_len, NULL, 0, NULL, 0, prk);
+	while (!rc && done < out_len) {
 		size_t n;
 
-		memcpy(msg, t, tlen);
-		memcpy(msg + tlen, info, sizeof(info) - 1);
-		msg[tlen + sizeof(info) - 1] = i++;
-		if (!HMAC(EVP_sha1(), prk, sizeof(prk), msg, tlen + sizeof(info), t, &len) ||
-		    len != 20)
-			return -EIO;
+		rc = hmac_sha1(prk, sizeof(prk), t, tlen, (const uint8_t *)info, sizeof(info) - 1,
+			       &i, 1, t);
+		i++;
 		tlen = 20;
 		n = out_len - done < 20 ? out_len - done : 20;
 		memcpy(out + done, t, n);
@@ -101,7 +140,7 @@ int ss_subkey(const uint8_t *key, size_t key_len, const uint8_t *salt, size_t sa
 	}
 	OPENSSL_cleanse(prk, sizeof(prk));
 	OPENSSL_cleanse(t, sizeof(t));
-	return 0;
+	return rc;
 }
 
 int ss_aead_init(struct ss_aead *a, int method, const uint8_t *master, const uint8_t *salt)
@@ -123,7 +162,8 @@ int ss_aead_init(struct ss_aead *a, int method, const uint8_t *master, const uin
 		goto out;
 	}
 	/* the key schedule once; each seal/open only sets the nonce */
-	if (!EVP_CipherInit_ex(ctx, method_cipher(method), NULL, subkey, NULL, 1)) {
+	if (!method_cipher(method) ||
+	    !EVP_CipherInit_ex(ctx, method_cipher(method), NULL, subkey, NULL, 1)) {
 		EVP_CIPHER_CTX_free(ctx);
 		rc = -EIO;
 		goto out;
