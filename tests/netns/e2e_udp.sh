@@ -87,9 +87,18 @@ grep -q "^$D4 7001 alt " <<<"$out" ||
 xpt_ok "endpoint-independent: answers from $S4:7000 and from $D4:7001 on the same client port"
 
 # --- the router itself as a client --------------------------------------------------------
-out=$(nsr python3 "$TOOL" ask "$P4:7" 2) || xpt_fail "router as a UDP client: no answer"
-grep -q "^$P4 7 " <<<"$out" || xpt_fail "router as a UDP client: wrong source: $out"
-xpt_ok "the router's own UDP to $P4:7 is answered from $P4:7"
+# From a fixed port: the server sees another one (xproxyd's upstream socket) when proxied.
+for pair in "$P4:7 $PR4:47000" "[$P6]:7 [$PR6]:47000"; do
+	read -r dst src <<<"$pair"
+	want=${dst%:*}
+	want=${want//[\[\]]/}
+	out=$(nsr python3 "$TOOL" ask "$dst" 2 "$src") ||
+		xpt_fail "router as a UDP client ($dst): no answer"
+	grep -q "^$want 7 " <<<"$out" || xpt_fail "router as a UDP client ($dst): wrong source: $out"
+	[ "$(awk '{print $4; exit}' <<<"$out")" != 47000 ] ||
+		xpt_fail "router as a UDP client ($dst): the server saw port 47000: not proxied"
+	xpt_ok "the router's own UDP to $dst is proxied and answered from $want:7"
+done
 
 # --- a UDP server on the router answering a WAN client -----------------------------------
 nsr python3 "$TOOL" echo "$PR4:9999" >"$XPT_TMP/rtrsrv.out" 2>&1 &
