@@ -19,7 +19,7 @@ xpt_bigfile big 1
 SS=10.1.5.2
 PW=xpt-ss-secret-pw
 METHODS=(aes-128-gcm aes-256-gcm chacha20-ietf-poly1305)
-for n in 6 7 8 9 10; do
+for n in 6 7 8 9 10 11; do
 	nsr ip addr add 10.1.$n.1/24 dev wan0
 	nss ip addr add 10.1.$n.2/24 dev s0
 done
@@ -93,6 +93,9 @@ done
 	done
 	printf '[outbound.sswrong]\nplugin = shadowsocks\nserver = %s:8384\n' $SS
 	printf 'method = aes-256-gcm\npassword = not-the-password\n\n'
+	# the same server as ss2, configured by a SIP002 share link
+	printf '[outbound.sslink]\nlink = ss://%s@%s:8383#link\n\n' \
+		"$(printf 'chacha20-ietf-poly1305:%s' "$PW" | base64 -w0 | tr '+/' '-_' | tr -d =)" $SS
 	printf '[outbound.ssbad]\nplugin = shadowsocks\nserver = %s:8385\n' $SS
 	printf 'method = chacha20-ietf-poly1305\npassword = x\n\n'
 	cat <<EOF
@@ -102,6 +105,7 @@ rule = dst-cidr:10.1.7.0/24, ss1
 rule = dst-cidr:10.1.8.0/24, ss2
 rule = dst-cidr:10.1.9.0/24, sswrong
 rule = dst-cidr:10.1.10.0/24, ssbad
+rule = dst-cidr:10.1.11.0/24, sslink
 fallback = DIRECT
 EOF
 } | xpt_config "$XPT_TMP/x.ini"
@@ -125,6 +129,7 @@ for i in 0 1 2; do
 		xpt_fail "$m: the server side did not receive the 1 MiB upload intact: $(cat "$XPT_TMP/up.log")"
 	xpt_ok "$m: 1 MiB upload byte-exact at the server (via ss-server $ip)"
 done
+expect_peer "http://10.1.11.2/" "10.1.11.2" "an ss:// share link configures the outbound"
 # IPv6 target through the aes-128-gcm instance
 expect_peer "http://[$P6]/" "$P6" "aes-128-gcm: IPv6 target address through ss-server"
 sum=$(nsc curl -s -g --max-time 20 "http://[$P6]/big" | sha256sum | cut -d' ' -f1)

@@ -22,7 +22,7 @@ xpt_bigfile big 1
 
 TJ=10.1.5.2
 PW=xpt-trojan-pw
-for n in 6 7 8; do
+for n in 6 7 8 9; do
 	nsr ip addr add 10.1.$n.1/24 dev wan0
 	nss ip addr add 10.1.$n.2/24 dev s0
 done
@@ -127,7 +127,12 @@ password = $PW
 sni = other.test
 ca_file = $XPT_TMP/cert.pem
 
+[outbound.tjlink]
+link = trojan://$PW@$TJ:8443?sni=trojan.test#link
+ca_file = $XPT_TMP/cert.pem
+
 [route]
+rule = dst-cidr:10.1.9.0/24, tjlink
 rule = dst-cidr:10.1.6.0/24|fd00:1:2::/64, tj
 rule = dst-cidr:10.1.7.0/24, tjwrong
 rule = dst-cidr:10.1.8.0/24, tjname
@@ -154,6 +159,7 @@ expect_peer "http://[$P6]/" "$P6" "IPv6 target address through trojan"
 sum=$(nsc curl -s -g --max-time 20 "http://[$P6]/big" | sha256sum | cut -d' ' -f1)
 [ "$sum" = "$BIGSHA" ] || xpt_fail "IPv6: 1 MiB download differs"
 xpt_ok "IPv6 target: 1 MiB download byte-exact"
+expect_peer "http://10.1.9.2/" "10.1.9.2" "a trojan:// share link configures the outbound"
 # many short connections in parallel
 seq 1 40 | xargs -P 8 -I{} ip netns exec "$XPT-cli" curl -s --max-time 10 -o /dev/null \
 	-w '%{http_code}\n' "http://$ip/" >"$XPT_TMP/par.txt"
