@@ -419,9 +419,14 @@ static void udp_read(struct tstream *s)
 {
 	struct trojan *t = s->t;
 
-	for (;;) {
+	/* a bounded round: a server that floods must not starve the loop's other sessions. Only
+	 * stop where OpenSSL holds nothing back: the level-triggered watch then brings us back. */
+	for (int round = 0;; round++) {
 		size_t n = 0, off = 0;
 		int r, e;
+
+		if (round >= 64 && !SSL_has_pending(s->ssl))
+			return;
 
 		ERR_clear_error();
 		r = SSL_read_ex(s->ssl, s->rbuf + s->rlen, UDP_RBUF - s->rlen, &n);
