@@ -1180,7 +1180,6 @@ int daemon_run(const struct daemon_opts *o)
 					   .cache_ttl_ms = 300 * 1000 });
 	sniff_install_hooks();
 
-
 	conn_opts_from(&D.copts, &D.cfg->global);
 	if (start_workers())
 		goto err_out;

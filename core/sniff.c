@@ -337,6 +337,21 @@ int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct x
 		struct plugin *p = NULL;
 
 		rc = plug_resolve(reg, cs->plugins[i], &p, err, sizeof(err));
+		/* "http" is also the HTTP proxy outbound: its sniffer is "http_sniff", and a
+		 * plain name in [sniff] means the sniffer of that protocol */
+		if ((rc || !plug_has_kind(p, XP_KIND_SNIFFER)) && !strchr(cs->plugins[i], '/')) {
+			char alt[64];
+			struct plugin *q = NULL;
+
+			snprintf(alt, sizeof(alt), "%s_sniff", cs->plugins[i]);
+			if (plug_resolve(reg, alt, &q, err, sizeof(err)) == 0 &&
+			    plug_has_kind(q, XP_KIND_SNIFFER)) {
+				p = q;
+				rc = 0;
+			} else if (rc) {
+				plug_resolve(reg, cs->plugins[i], &p, err, sizeof(err));
+			}
+		}
 		if (rc) {
 			append_err(errors, "%s:%d: [sniff] plugins: %s", cfg->path, cs->line, err);
 			goto err_set;

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+# e2e_sniff.sh: flows named by the tls and http sniffers, decided by domain rules that come
+# BEFORE address rules saying otherwise (so a wrong path is visible at the server):
+#   a.sniff.test (HTTPS, 10.1.5.2)  -> tunnel        address rule would say DIRECT
+#   b.sniff.test (HTTPS, 10.1.3.2)  -> DIRECT        address rule would say BLOCK
+#   c.sniff.test (HTTP,  10.1.2.2)  -> tunnel        address rule would say DIRECT
+#   no name      (HTTPS to 10.1.5.2:8443, no SNI)    -> the address rule: DIRECT
+#   server-first (socat banner, 10.1.4.2:2525)       -> routed by address when the sniff
+#                                                      timeout ends: the banner arrives
+# nginx answers "$remote_addr $name": the client's address means the kernel forwarded the flow,
+# the router's means xproxyd relayed it. A sniffed DIRECT flow is relayed once (it is in
+# userspace already); with cache = yes its verdict is then in the kernel, and the next flow to
+# that address goes DIRECT in the kernel (the client's address). No DNS: curl --resolve.
+source "$(dirname "$0")/lib.sh"
+xpt_require openssl socat
+xpt_init sniff
+xpt_topology
+
+for so in tls.so http_sniff.so; do
+	[ -f "$XPT_PLUGINS/$so" ] || xpt_fail "no $XPT_PLUGINS/$so (the sniffer plugins are built with xproxyd)"
+done
+
+# certificate for both HTTPS names, made now
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+	-subj /CN=sniff.test -addext "subjectAltName=DNS:a.sniff.test,DNS:b.sniff.test" \
+	-keyout "$XPT_TMP/key.pem" -out "$XPT_TMP/cert.pem" >/dev/null 2>&1 ||
+	xpt_fail "openssl could not make a certificate"
+
+mkdir -p "$XPT_TMP/ngx"
+cat >"$XPT_TMP/ngx/nginx.conf" <<EOF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $XPT_TMP/ngx/nginx.pid;
+error_log $XPT_TMP/ngx/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log $XPT_TMP/ngx/access.log;
+  client_body_temp_path $XPT_TMP/ngx/body;
+  proxy_temp_path $XPT_TMP/ngx/proxy;
+  fastcgi_temp_path $XPT_TMP/ngx/fcgi;
+  uwsgi_temp_path $XPT_TMP/ngx/uwsgi;
+  scgi_temp_path $XPT_TMP/ngx/scgi;
+  server {
+    listen 443 ssl;
+    listen 8443 ssl;
+    server_name a.sniff.test b.sniff.test;
+    ssl_certificate $XPT_TMP/cert.pem;
+    ssl_certificate_key $XPT_TMP/key.pem;
+    location = / { default_type text/plain; return 200 "\$remote_addr \$ssl_server_name\n"; }
+  }
+  server {
+    listen 80;
+    server_name c.sniff.test;
+    location = / { default_type text/plain; return 200 "\$remote_addr \$host\n"; }
+  }
+}
+EOF
+ip netns exec "$XPT-srv" nginx -e "$XPT_TMP/ngx/error.log" -p "$XPT_TMP/ngx" \
+	-c "$XPT_TMP/ngx/nginx.conf" </dev/null >/dev/null 2>&1 &
+XPT_PIDS="$XPT_PIDS $!"
+disown $!
+ip netns exec "$XPT-srv" socat TCP-LISTEN:2525,bind=10.1.4.2,reuseaddr,fork \
+	SYSTEM:'echo 220 banner-first' </dev/null >/dev/null 2>&1 &
+XPT_PIDS="$XPT_PIDS $!"
+disown $!
+for _ in $(seq 1 50); do
+	nss ss -Htln 'sport = :443' | grep -q . && nss ss -Htln 'sport = :2525' | grep -q . && break
+	sleep 0.1
+done
+nss ss -Htln 'sport = :443' | grep -q . || xpt_fail "nginx did not start: $(cat "$XPT_TMP/ngx/error.log")"
+
+xpt_config "$XPT_TMP/x.ini" <<EOF
+[outbound.tunnel]
+plugin = direct
+
+[sniff]
+plugins = tls, http
+timeout = 400ms
+cache = yes
+
+[route]
+rule = domain:a.sniff.test, tunnel
+rule = domain-suffix:b.sniff.test, DIRECT
+rule = domain:c.sniff.test, tunnel
+rule = dst-cidr:10.1.5.0/24, DIRECT
+rule = dst-cidr:10.1.3.0/24, BLOCK
+rule = dst-cidr:10.1.2.0/24, DIRECT
+rule = dst-cidr:10.1.4.0/24, proxy
+fallback = DIRECT
+EOF
+xpt_start "$XPT_TMP/x.ini"
+grep -q "sniff: 3 domain rules send their flows to the sniffers" "$XPT_DLOG" ||
+	xpt_fail "the daemon did not say domain rules go to the sniffers"
+
+RA=10.1.5.1 # the router on the server's networks: what nginx sees for relayed flows
+RB=10.1.3.1
+RC=10.1.2.1
+
+https() { # NAME ADDR: "peer name" as nginx saw it
+	nsc curl -s -k --max-time 10 --resolve "$1:443:$2" "https://$1/" | tr -d '\r\n'
+}
+
+got=$(https a.sniff.test 10.1.5.2)
+[ "$got" = "$RA a.sniff.test" ] ||
+	xpt_fail "a.sniff.test: nginx saw '$got', want '$RA a.sniff.test' (tunnel, not the DIRECT address rule)"
+grep -q "sniff: conn [0-9]* a.sniff.test by tls -> tunnel" "$XPT_DLOG" ||
+	xpt_fail "no log line: a.sniff.test named by tls and sent to tunnel"
+xpt_ok "HTTPS a.sniff.test named by tls, sent through tunnel (peer $RA)"
+
+got=$(https b.sniff.test 10.1.3.2)
+[ "$got" = "$RB b.sniff.test" ] ||
+	xpt_fail "b.sniff.test: nginx saw '$got', want '$RB b.sniff.test' (DIRECT by name, relayed once)"
+xpt_ok "HTTPS b.sniff.test named by tls: DIRECT by name, not BLOCKed by the address rule"
+# the sniffed verdict is cached in the kernel: the next flow there is forwarded by the kernel
+ok=0
+for _ in $(seq 1 20); do
+	got=$(https b.sniff.test 10.1.3.2)
+	[ "$got" = "$C4 b.sniff.test" ] && { ok=1; break; }
+	sleep 0.2
+done
+[ $ok = 1 ] || xpt_fail "b.sniff.test again: nginx saw '$got', want the client '$C4' (cached DIRECT verdict)"
+xpt_ok "the cached DIRECT verdict for b.sniff.test is applied in the kernel (peer $C4)"
+
+got=$(nsc curl -s --max-time 10 --resolve "c.sniff.test:80:10.1.2.2" "http://c.sniff.test/" | tr -d '\r\n')
+[ "$got" = "$RC c.sniff.test" ] ||
+	xpt_fail "c.sniff.test: nginx saw '$got', want '$RC c.sniff.test' (tunnel by Host)"
+grep -q "sniff: conn [0-9]* c.sniff.test by http_sniff -> tunnel" "$XPT_DLOG" ||
+	xpt_fail "no log line: c.sniff.test named by http_sniff"
+xpt_ok "HTTP c.sniff.test named by the http sniffer, sent through tunnel (peer $RC)"
+
+# HTTPS without SNI (an address literal) on a port no cached verdict covers: no name, so the
+# first rule that needs none decides (dst-cidr:10.1.5.0/24, DIRECT: relayed, it is in userspace)
+got=$(nsc curl -s -k --max-time 10 "https://10.1.5.2:8443/" | tr -d '\r\n')
+[ "$got" = "$RA " ] || xpt_fail "HTTPS without a name: nginx saw '$got', want '$RA ' (DIRECT by address)"
+grep -q "sniff: conn [0-9]* no name -> proxy (rule 4)" "$XPT_DLOG" ||
+	xpt_fail "no log line for the nameless flow routed by the address rule (rule 4)"
+xpt_ok "HTTPS without a name is routed by the first rule that needs none (rule 4, never dropped)"
+
+# server-first: the client sends nothing and keeps its side open (no EOF to end the wait); the
+# flow is routed by address when the sniff timeout ends, and the banner arrives
+out=$(nsc python3 -c '
+import socket, time
+t0 = time.monotonic()
+s = socket.create_connection(("10.1.4.2", 2525), timeout=10)
+data = s.recv(100)
+print(data.decode().strip(), int((time.monotonic() - t0) * 1000))
+' 2>&1)
+ms=${out##* }
+got=${out% *}
+[ "$got" = "220 banner-first" ] || xpt_fail "server-first protocol: got '$out'"
+[ "$ms" -ge 300 ] || xpt_fail "server-first banner after $ms ms: the sniff wait (400 ms) was skipped?"
+xpt_ok "server-first banner arrived after $ms ms (sniff timeout 400 ms, then the address rule)"
+
+kill -USR1 "$XPT_DPID"
+sleep 0.5
+grep "stats: sniff" "$XPT_DLOG" | tail -1 >&2
+grep -q "stats: sniff flows [1-9]" "$XPT_DLOG" || xpt_fail "no sniff statistics"
+xpt_stop
+[ "$XPT_DRC" = 0 ] || xpt_fail "xproxyd exited with $XPT_DRC"
+xpt_ok "clean stop"
