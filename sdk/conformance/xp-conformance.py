@@ -165,6 +165,16 @@ def connect(args, addr=None, timeout=10):
     return s
 
 
+def recv_exact(s, n):
+    out = bytearray()
+    while len(out) < n:
+        data = s.recv(min(65536, n - len(out)))
+        if not data:
+            break
+        out += data
+    return bytes(out)
+
+
 def recv_all(s, limit=1 << 24):
     out = bytearray()
     while True:
@@ -184,15 +194,16 @@ def check_echo(args):
 
     def reader():
         try:
-            got.extend(recv_all(s))
+            got.extend(recv_exact(s, len(data)))
         except OSError as e:
             err.append(e)
 
+    # no half-close here: many proxy servers end both directions at the client's EOF, and
+    # that is what the halfclose checks are for
     t = threading.Thread(target=reader)
     t.start()
     s.sendall(b"ECHO\n")
     s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
     t.join(60)
     s.close()
     if err:
@@ -298,8 +309,7 @@ def check_concurrent(args):
         try:
             data = pattern(16384, 100 + i)
             s.sendall(b"ECHO\n" + data)
-            s.shutdown(socket.SHUT_WR)
-            got = recv_all(s)
+            got = recv_exact(s, len(data))
             if got != data:
                 errors.append("connection %d echoed %d bytes" % (i, len(got)))
         except OSError as e:
@@ -348,16 +358,21 @@ def client(args):
         checks.append(("udp-roundtrip", check_udp))
     if args.only:
         checks = [c for c in checks if c[0] in args.only.split(",")]
+    known = dict(k.split("=", 1) if "=" in k else (k, "known limit")
+                 for k in (args.known_limit or []))
     failed = 0
     print("1..%d" % len(checks))
     for name, fn in checks:
         start = time.monotonic()
+        todo = " # TODO %s" % known[name] if name in known else ""
         try:
             fn(args)
-            print("ok - %s (%.2f s)" % (name, time.monotonic() - start), flush=True)
+            print("ok - %s (%.2f s)%s" % (name, time.monotonic() - start, todo), flush=True)
         except (Fail, OSError) as e:
-            failed += 1
-            print("not ok - %s: %s" % (name, e), flush=True)
+            # a declared limit of the far server (not of the plugin) is reported, not failed
+            if not todo:
+                failed += 1
+            print("not ok - %s: %s%s" % (name, e, todo), flush=True)
     return 1 if failed else 0
 
 
@@ -379,6 +394,10 @@ def main():
     c.add_argument("--connect-timeout", type=float, default=5)
     c.add_argument("--concurrency", type=int, default=100)
     c.add_argument("--only", help="comma-separated check names")
+    c.add_argument("--known-limit", action="append", metavar="CHECK=REASON",
+                   help="a check the far server cannot pass whatever the plugin does (e.g. a "
+                        "proxy server that does not forward half-closes): reported as TAP TODO "
+                        "instead of failing")
     args = p.parse_args()
     if args.mode == "server":
         server(args)
