@@ -12,7 +12,9 @@
 #     (remote_addr, here nginx on another address); the client must not get the target's
 #     content, and what it does get is the fallback's answer;
 #   - a certificate whose name does not match sni: the handshake fails, the client is reset,
-#     the log says why.
+#     the log says why;
+#   - a hostile server: a TCP close without close_notify mid-answer is an error for the client,
+#     a malformed UDP frame ends the session with a log line and a counter.
 source "$(dirname "$0")/lib.sh"
 xpt_require trojan openssl sha256sum
 xpt_init trj
@@ -22,7 +24,7 @@ xpt_bigfile big 1
 
 TJ=10.1.5.2
 PW=xpt-trojan-pw
-for n in 6 7 8 9; do
+for n in 6 7 8 9 10; do
 	nsr ip addr add 10.1.$n.1/24 dev wan0
 	nss ip addr add 10.1.$n.2/24 dev s0
 done
@@ -93,7 +95,35 @@ while True:
 PY
 ip netns exec "$XPT-srv" python3 "$XPT_TMP/echo.py" 2>"$XPT_TMP/echo.err" &
 XPT_PIDS="$XPT_PIDS $!"
-for p in 8443 8080; do
+# A hostile trojan "server": TLS with the test certificate, then for CONNECT part of an HTTP
+# answer and a TCP close without close_notify (a truncation), for UDP a malformed frame.
+cat >"$XPT_TMP/evil.py" <<'PY'
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("10.1.5.2", 8444)); ls.listen(16)
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+        req = t.recv(4096)
+        if len(req) > 58 and req[58] == 3:
+            t.sendall(bytes([9, 1, 2, 3]) + b"\x00\x05\r\nhello")
+        else:
+            t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial")
+        c.shutdown(socket.SHUT_RDWR)  # TCP FIN under TLS: no close_notify
+    except Exception:
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+ip netns exec "$XPT-srv" python3 "$XPT_TMP/evil.py" "$XPT_TMP/cert.pem" "$XPT_TMP/key.pem" \
+	2>"$XPT_TMP/evil.err" &
+XPT_PIDS="$XPT_PIDS $!"
+for p in 8443 8080 8444; do
 	for _ in $(seq 1 50); do
 		nss ss -Htln "sport = :$p" | grep -q . && break
 		sleep 0.1
@@ -131,7 +161,15 @@ ca_file = $XPT_TMP/cert.pem
 link = trojan://$PW@$TJ:8443?sni=trojan.test#link
 ca_file = $XPT_TMP/cert.pem
 
+[outbound.tjevil]
+plugin = trojan
+server = $TJ:8444
+password = $PW
+sni = trojan.test
+ca_file = $XPT_TMP/cert.pem
+
 [route]
+rule = dst-cidr:10.1.10.0/24, tjevil
 rule = dst-cidr:10.1.9.0/24, tjlink
 rule = dst-cidr:10.1.6.0/24|fd00:1:2::/64, tj
 rule = dst-cidr:10.1.7.0/24, tjwrong
@@ -207,8 +245,28 @@ grep -q "\[outbound.tjname\] TLS handshake with the server failed: certificate: 
 	xpt_fail "name mismatch: no certificate failure in the log"
 xpt_ok "certificate name mismatch: curl exit $rc, logged"
 
+# The hostile server: a truncated answer is a reset, never a clean end; a malformed UDP frame
+# ends the UDP session with a log line.
+out=$(nsc curl -s --max-time 5 "http://10.1.10.2/" 2>&1)
+rc=$?
+[ $rc = 56 ] || [ $rc = 18 ] || xpt_fail "truncating server: curl exit $rc, output '$out'"
+xpt_ok "a TCP close without close_notify reaches the client as an error (curl exit $rc)"
+got=$(udp_echo 10.1.10.2)
+case $got in *hello* | *echo:*) xpt_fail "malformed UDP frame: the client got '$got'" ;; esac
+for _ in $(seq 1 30); do
+	grep -q "\[outbound.tjevil\] UDP session: a malformed UDP frame from the server" "$XPT_DLOG" &&
+		break
+	sleep 0.1
+done
+grep -q "\[outbound.tjevil\] UDP session: a malformed UDP frame from the server" "$XPT_DLOG" ||
+	xpt_fail "malformed UDP frame: not logged"
+xpt_ok "a malformed UDP frame ends the session with a log line"
+
 kill -USR1 "$XPT_DPID"
 sleep 0.5
+grep -q "stats: outbound.tjevil.udp_errors [1-9]" "$XPT_DLOG" || xpt_fail "udp_errors not counted"
+grep -q "stats: outbound.tjevil.stream_errors [1-9]" "$XPT_DLOG" ||
+	xpt_fail "stream_errors not counted"
 grep -q "stats: outbound.tjname.tls_failures [1-9]" "$XPT_DLOG" ||
 	xpt_fail "tls_failures not counted"
 grep -q "stats: outbound.tj.connects [1-9]" "$XPT_DLOG" || xpt_fail "connects not counted"
