@@ -10,6 +10,7 @@
 #                although the fallback would proxy both addresses
 #   TCP          dig +tcp, and several queries pipelined on one connection
 #   IPv6         AAAA over IPv6, then HTTP to the AAAA address by its routed path
+#   reload       SIGHUP with a changed domain rule re-routes a live name without a new query
 source "$(dirname "$0")/lib.sh"
 xpt_require dig tcpdump
 xpt_init dns
@@ -133,6 +134,17 @@ n=$(tcpdump -n -r "$XPT_TMP/dns.pcap" "src host $C4 or src host $C6 or src host 
 	2>/dev/null | wc -l)
 [ "$n" = 0 ] || xpt_fail "the server side saw $n port-53 packets from the client or the router: $(tcpdump -n -r "$XPT_TMP/dns.pcap" 2>/dev/null | head -3)"
 xpt_ok "no query left the router (server-side capture: 0 port-53 packets from the client or the router, $all from the control)"
+
+# --- reload: live names are routed again by the new rules ----------------------------------
+sed -i 's/^rule = domain-suffix:px.test, proxy/rule = domain-suffix:px.test, DIRECT/' "$XPT_TMP/x.ini"
+kill -HUP "$XPT_DPID"
+for _ in $(seq 1 50); do
+	grep -q "reload: done" "$XPT_DLOG" && break
+	sleep 0.1
+done
+grep -q "reload: done" "$XPT_DLOG" || xpt_fail "reload did not finish"
+# no new query: the name learned before the reload now says DIRECT in the kernel
+expect_peer "http://10.1.5.2/" $C4 "after SIGHUP the live name www.px.test is DIRECT (re-routed without a new query)"
 
 kill -USR1 "$XPT_DPID"
 sleep 0.5
