@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "cfg.h"
 #include "conn_harness.h"
 #include "sniff.h"
 
@@ -519,6 +520,110 @@ static void test_conn_abort(void **state)
 	stop();
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* [sniff] in the configuration                                                                */
+
+static struct cfg *parse(const char *body, char **errors)
+{
+	char text[8192];
+	struct cfg *c = NULL;
+
+	snprintf(text, sizeof(text), "[global]\nlan = lan0\n%s", body);
+	*errors = NULL;
+	if (cfg_parse("t.ini", text, strlen(text), &c, errors))
+		return NULL;
+	return c;
+}
+
+static void expect_cfg_err(const char *body, const char *want)
+{
+	char *errors;
+	struct cfg *c = parse(body, &errors);
+
+	if (c)
+		fail_msg("accepted: %s", body);
+	if (!errors || !strstr(errors, want))
+		fail_msg("errors '%s' do not contain '%s'", errors ? errors : "(none)", want);
+	free(errors);
+}
+
+static void test_cfg_sniff(void **state)
+{
+	char *errors;
+	struct cfg *c;
+
+	/* no [sniff]: nothing sniffed, domain rules stay out of the kernel */
+	c = parse("[route]\nrule = domain:a.com, DIRECT\n", &errors);
+	assert_non_null(c);
+	assert_false(c->sniff.present);
+	assert_false(c->route.inspect_domains);
+	assert_int_equal(c->global.sniff_timeout_ms, 300);
+	cfg_free(c);
+
+	/* defaults */
+	c = parse("[sniff]\n", &errors);
+	assert_non_null(c);
+	assert_true(c->sniff.present);
+	assert_int_equal(c->sniff.n_plugins, 2);
+	assert_string_equal(c->sniff.plugins[0], "tls");
+	assert_string_equal(c->sniff.plugins[1], "http");
+	assert_int_equal(c->sniff.timeout_ms, 300);
+	assert_true(c->sniff.cache);
+	assert_true(c->route.inspect_domains);
+	cfg_free(c);
+
+	/* everything set; spaces around names; the timeout reaches the connections */
+	c = parse("[sniff]\nplugins =  quic ,tls,  ./my_sniff.so\ntimeout = 1s\ncache = no\n",
+		  &errors);
+	assert_non_null(c);
+	assert_int_equal(c->sniff.n_plugins, 3);
+	assert_string_equal(c->sniff.plugins[0], "quic");
+	assert_string_equal(c->sniff.plugins[2], "./my_sniff.so");
+	assert_int_equal(c->sniff.timeout_ms, 1000);
+	assert_int_equal(c->global.sniff_timeout_ms, 1000);
+	assert_false(c->sniff.cache);
+	cfg_free(c);
+
+	/* an empty list: sniffing off */
+	c = parse("[sniff]\nplugins =\n", &errors);
+	assert_non_null(c);
+	assert_int_equal(c->sniff.n_plugins, 0);
+	assert_false(c->route.inspect_domains);
+	cfg_free(c);
+
+	/* the deprecated alias */
+	c = parse("sniff_timeout = 150ms\n[sniff]\n", &errors);
+	assert_non_null(c);
+	assert_int_equal(c->sniff.timeout_ms, 150);
+	assert_true(c->sniff.deprecated_alias);
+	cfg_free(c);
+	expect_cfg_err("sniff_timeout = 150ms\n[sniff]\ntimeout = 1s\n",
+		       "deprecated alias of [sniff] timeout");
+
+	/* garbage, oversized, duplicates */
+	expect_cfg_err("[sniff]\ntimeout = soon\n", "[sniff] timeout: 'soon'");
+	expect_cfg_err("[sniff]\ntimeout = 61s\n", "from 1ms to 60s");
+	expect_cfg_err("[sniff]\ntimeout = 0\n", "from 1ms to 60s");
+	expect_cfg_err("[sniff]\ncache = maybe\n", "[sniff] cache: 'maybe'");
+	expect_cfg_err("[sniff]\nplugins = tls, tls\n", "'tls' is listed twice");
+	expect_cfg_err("[sniff]\nplugins = tls, b@d\n", "'b@d' is not a plugin name");
+	expect_cfg_err("[sniff]\nplugins = tls,,http\n" "colour = red\n",
+		       "unknown key 'colour' in [sniff]");
+	expect_cfg_err("[sniff]\ncache = yes\ncache = no\n", "duplicate key 'cache'");
+	expect_cfg_err("[sniff]\n[sniff]\n", "duplicate section [sniff]");
+	char big[2048] = "[sniff]\nplugins = ";
+
+	for (int i = 0; i < 20; i++)
+		snprintf(big + strlen(big), sizeof(big) - strlen(big), "p%d,", i);
+	strcat(big, "\n");
+	expect_cfg_err(big, "at most 16");
+	memset(big, 0, sizeof(big));
+	strcpy(big, "[sniff]\nplugins = ");
+	memset(big + strlen(big), 'a', 300);
+	strcat(big, "\n");
+	expect_cfg_err(big, "is not a plugin name");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -526,6 +631,7 @@ int main(void)
 		cmocka_unit_test(test_offer),	       cmocka_unit_test(test_conn_found),
 		cmocka_unit_test(test_conn_unclaimed), cmocka_unit_test(test_conn_timeout),
 		cmocka_unit_test(test_conn_eof_and_max), cmocka_unit_test(test_conn_abort),
+		cmocka_unit_test(test_cfg_sniff),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
