@@ -7,6 +7,8 @@
 #   direct   xproxyd, direct outbound                         (splice relay, no proxy server)
 #   socks5   xproxyd, socks5 outbound -> microsocks           (proxy namespace, 10.1.7.2)
 #   http     xproxyd, http outbound   -> tinyproxy (CONNECT)
+#   shadowsocks  xproxyd, shadowsocks outbound -> ss-server (chacha20-ietf-poly1305)
+#   trojan   xproxyd, trojan outbound -> trojan-gfw (TLS, self-signed certificate)
 #   socks5_native, http_native: no xproxyd; the client itself uses microsocks / tinyproxy
 #            (curl --socks5, curl -p -x): what the proxy server alone delivers, to tell its
 #            cost from xproxyd's (only the dl workload can be proxy-aware)
@@ -26,11 +28,12 @@
 #
 # Usage: sudo bench/outbound/run.sh [--rounds N] [--dur S] [--cases "forward direct ..."]
 #        (defaults: 3 rounds, 4 s, all cases; XP_BUILD=build-x picks the build)
-# Needs: iperf3 wrk nginx-light microsocks tinyproxy python3 (tests/deps.sh installs them).
+# Needs: iperf3 wrk nginx-light microsocks tinyproxy shadowsocks-libev trojan python3
+#        (tests/deps.sh installs them).
 set -uo pipefail
 ROUNDS=3
 DUR=4
-CASES="forward direct socks5 socks5_native http http_native"
+CASES="forward direct socks5 socks5_native http http_native shadowsocks trojan"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -43,7 +46,7 @@ cd "$(dirname "$0")/../.." || exit 1
 export XPT_BUILD=${XPT_BUILD:-$PWD/${XP_BUILD:-build}}
 source tests/netns/lib.sh
 source tests/netns/outbound_lib.sh
-xpt_require iperf3 wrk microsocks tinyproxy
+xpt_require iperf3 wrk microsocks tinyproxy ss-server trojan openssl
 xpt_init bob
 xpt_topology
 xpo_proxy_ns
@@ -87,6 +90,42 @@ EOF
 }
 case_http_outbound() { printf 'plugin = http\nserver = %s:3128\n' $X4; }
 case_http_peer() { echo $X4; }
+
+# shadowsocks -> ss-server (chacha20-ietf-poly1305); trojan -> trojan-gfw with a fresh
+# self-signed certificate (bench/outbound/ss.sh compares shadowsocks with ss-redir itself)
+case_shadowsocks_setup() {
+	xpo_bg nsx ss-server -s $X4 -p 8388 -k bench-pw -m chacha20-ietf-poly1305 --no-delay
+	xpo_wait_listen nsx 8388
+}
+case_shadowsocks_outbound() {
+	printf 'plugin = shadowsocks\nserver = %s:8388\npassword = bench-pw\n' $X4
+	printf 'method = chacha20-ietf-poly1305\n'
+}
+case_shadowsocks_peer() { echo $X4; }
+
+case_trojan_setup() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-keyout "$XPT_TMP/tj-key.pem" -out "$XPT_TMP/tj-cert.pem" -subj /CN=trojan.test \
+		-addext subjectAltName=DNS:trojan.test >/dev/null 2>&1
+	cat >"$XPT_TMP/trojan.json" <<TJ
+{"run_type": "server", "local_addr": "$X4", "local_port": 8443,
+ "remote_addr": "$P4", "remote_port": 80, "password": ["bench-pw"], "log_level": 2,
+ "ssl": {"cert": "$XPT_TMP/tj-cert.pem", "key": "$XPT_TMP/tj-key.pem", "key_password": "",
+         "prefer_server_cipher": true, "alpn": ["http/1.1"], "reuse_session": true,
+         "session_ticket": false, "session_timeout": 600, "plain_http_response": "",
+         "curves": "", "dhparam": ""},
+ "tcp": {"prefer_ipv4": false, "no_delay": true, "keep_alive": true, "reuse_port": false,
+         "fast_open": false, "fast_open_qlen": 20},
+ "mysql": {"enabled": false}}
+TJ
+	xpo_bg nsx trojan -c "$XPT_TMP/trojan.json" -l "$XPT_TMP/trojan.log"
+	xpo_wait_listen nsx 8443
+}
+case_trojan_outbound() {
+	printf 'plugin = trojan\nserver = %s:8443\npassword = bench-pw\nsni = trojan.test\n' $X4
+	printf 'ca_file = %s\n' "$XPT_TMP/tj-cert.pem"
+}
+case_trojan_peer() { echo $X4; }
 
 case_socks5_native_curl() { echo "--socks5 $X4:1080"; }
 case_socks5_native_peer() { echo $X4; }

@@ -13,7 +13,9 @@
 #   up1    iperf3, 1 stream, client -> server (the proxy encrypts), Gbit/s at the receiver
 #   down1  iperf3 -R, 1 stream, server -> client (the proxy decrypts)
 #   conn   wrk -H 'Connection: close' against nginx: new connections per second
-#   rss    peak RSS (VmHWM) of the router-side proxy process after its trials
+#   rss    RSS of the router-side proxy process once started (before traffic), its peak
+#          (VmHWM) after its trials, and its anonymous part then (RssAnon: the memory it owns;
+#          the rest is mostly shared library pages, libcrypto's for xproxyd)
 #   cpu    the proxy process's own CPU time (user + system, all threads) per 100 MiB moved and
 #          per 1,000 connections: unlike the rates, it barely moves when other processes load
 #          the machine, so it is the figure to trust on a busy host
@@ -50,6 +52,11 @@ ip netns exec "$XPT-srv" ss-server -s $SS -p 8388 -k $PW -m "$METHOD" --no-delay
 XPT_PIDS="$XPT_PIDS $!"
 sleep 0.5
 
+# xproxyd loads every plugin in its plugin_dir: give it the ones this config uses, as an
+# install with only the shadowsocks outbound would
+mkdir -p "$XPT_TMP/plugins"
+for so in direct block shadowsocks; do ln -s "$XPT_PLUGINS/$so.so" "$XPT_TMP/plugins/"; done
+XPT_PLUGINS=$XPT_TMP/plugins
 {
 	printf '[outbound.ss]\nplugin = shadowsocks\nserver = %s:8388\nmethod = %s\n' $SS "$METHOD"
 	printf 'password = %s\n\n' $PW
@@ -107,6 +114,8 @@ NFT
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 down() { # case
 	printf '%s\trss\t%s\n' "$1" "$(hwm_kb "$PPID_CASE")" >>"$RAW"
+	printf '%s\trss_anon\t%s\n' "$1" \
+		"$(awk '/^RssAnon/ {print $2}' "/proc/$PPID_CASE/status" 2>/dev/null)" >>"$RAW"
 	case $1 in
 	ss-redir)
 		nsr nft delete table inet xpb_ss 2>/dev/null
@@ -163,6 +172,8 @@ for ((r = 0; r < ROUNDS; r++)); do
 		c=${cases[$(((k + r) % 3))]}
 		xpt_log "round $((r + 1))/$ROUNDS: $c"
 		up "$c"
+		printf '%s\trss_idle\t%s\n' "$c" "$(awk '/^VmRSS/ {print $2}' "/proc/$PPID_CASE/status")" \
+			>>"$RAW"
 		if check_path "$c"; then
 			reset_state
 			iperf "$c" up1
@@ -195,7 +206,10 @@ print("bench/outbound/ss.sh: %s, medians of %s rounds x %s s; (x) = xproxyd / ss
       % (method, rounds, dur))
 print("%-34s" % "metric" + "".join("%18s" % c for c in cases))
 rows = (("up1", "TCP 1 stream up Gbit/s", "%.2f", max), ("down1", "TCP 1 stream down Gbit/s", "%.2f", max),
-        ("conn", "new connections/s", "%.0f", max), ("rss", "peak RSS MiB (max over trials)", "%.1f", max),
+        ("conn", "new connections/s", "%.0f", max),
+        ("rss_idle", "RSS MiB at start (max)", "%.1f", max),
+        ("rss", "peak RSS MiB (max over trials)", "%.1f", max),
+        ("rss_anon", "anonymous RSS MiB after trials", "%.1f", max),
         ("up1_cpu", "proxy CPU ms / 100 MiB up", "%.0f", min),
         ("down1_cpu", "proxy CPU ms / 100 MiB down", "%.0f", min),
         ("conn_cpu", "proxy CPU ms / 1000 conns", "%.0f", min))
@@ -206,8 +220,8 @@ for m, label, fmt, _ in rows:
         if not v:
             row += "%18s" % "-"
             continue
-        x = max(v) / 1024 if m == "rss" else med(c, m)
-        b = (max(data[("ss-redir", m)]) / 1024 if m == "rss" else med("ss-redir", m)) \
+        x = max(v) / 1024 if m.startswith("rss") else med(c, m)
+        b = (max(data[("ss-redir", m)]) / 1024 if m.startswith("rss") else med("ss-redir", m)) \
             if data.get(("ss-redir", m)) else None
         s = fmt % x
         if c != "ss-redir" and b:
