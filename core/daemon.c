@@ -493,8 +493,8 @@ static void on_datapath_event(void *ctx, const void *data, size_t len)
 		ev.type = h->type == XP_EV_FLOW_NEW ? XP_EVENT_FLOW_NEW : XP_EVENT_FLOW_END;
 		ev.l4proto = f->tuple.l4proto;
 		ev.ifindex = f->ifindex;
-		host_sockaddr_from16(&ev.src, f->tuple.saddr, f->tuple.sport);
-		host_sockaddr_from16(&ev.dst, f->tuple.daddr, f->tuple.dport);
+		addr16_to_sockaddr(&ev.src, f->tuple.saddr, f->tuple.sport);
+		addr16_to_sockaddr(&ev.dst, f->tuple.daddr, f->tuple.dport);
 		ev.route = f->verdict;
 		ev.source = f->vsrc;
 		ev.from_host = f->origin == XP_ORIGIN_HOST;
@@ -521,8 +521,8 @@ static void on_datapath_event(void *ctx, const void *data, size_t len)
 		ev.type = XP_EVENT_DROP;
 		ev.l4proto = d->tuple.l4proto;
 		ev.ifindex = d->ifindex;
-		host_sockaddr_from16(&ev.src, d->tuple.saddr, d->tuple.sport);
-		host_sockaddr_from16(&ev.dst, d->tuple.daddr, d->tuple.dport);
+		addr16_to_sockaddr(&ev.src, d->tuple.saddr, d->tuple.sport);
+		addr16_to_sockaddr(&ev.dst, d->tuple.daddr, d->tuple.dport);
 		ev.drop_reason = d->reason;
 		break;
 	}

@@ -51,51 +51,16 @@ void host_set_env(const struct host_env *e)
 
 /* ------------------------------------------------------------------------------ addresses */
 
-static const uint8_t v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-int host_addr16_from(uint8_t out[16], uint16_t *port, const union xp_sockaddr *sa)
-{
-	switch (sa->sa.sa_family) {
-	case AF_INET:
-		memcpy(out, v4mapped_prefix, 12);
-		memcpy(out + 12, &sa->in.sin_addr, 4);
-		if (port)
-			*port = ntohs(sa->in.sin_port);
-		return 0;
-	case AF_INET6:
-		memcpy(out, &sa->in6.sin6_addr, 16);
-		if (port)
-			*port = ntohs(sa->in6.sin6_port);
-		return 0;
-	default:
-		return -EAFNOSUPPORT;
-	}
-}
-
-void host_sockaddr_from16(union xp_sockaddr *sa, const uint8_t addr[16], uint16_t port)
-{
-	memset(sa, 0, sizeof(*sa));
-	if (!memcmp(addr, v4mapped_prefix, 12)) {
-		sa->in.sin_family = AF_INET;
-		memcpy(&sa->in.sin_addr, addr + 12, 4);
-		sa->in.sin_port = htons(port);
-	} else {
-		sa->in6.sin6_family = AF_INET6;
-		memcpy(&sa->in6.sin6_addr, addr, 16);
-		sa->in6.sin6_port = htons(port);
-	}
-}
-
 int host_tuple_from(struct xp_tuple *t, const union xp_sockaddr *src,
 		    const union xp_sockaddr *dst, uint8_t l4proto)
 {
 	int err;
 
 	memset(t, 0, sizeof(*t));
-	err = host_addr16_from(t->saddr, &t->sport, src);
+	err = addr16_from(t->saddr, &t->sport, src);
 	if (err)
 		return err;
-	err = host_addr16_from(t->daddr, &t->dport, dst);
+	err = addr16_from(t->daddr, &t->dport, dst);
 	if (err)
 		return err;
 	/* An IPv4 flow has IPv4 on both ends; a mixed key can never be in the table. */
@@ -233,7 +198,7 @@ static int dst_key_from(struct xp_dst_key *k, const union xp_sockaddr *dst, uint
 	int err;
 
 	memset(k, 0, sizeof(*k));
-	err = host_addr16_from(k->addr, &k->port, dst);
+	err = addr16_from(k->addr, &k->port, dst);
 	if (err)
 		return err;
 	if (l4proto > 255)

@@ -15,6 +15,8 @@
 #include <xproxy/bpf_abi.h>
 #include <xproxy/plugin.h>
 
+#include "addr.h" /* addr16_from(), addr16_to_sockaddr() */
+
 struct host_env {
 	void *ctx;
 	int (*flow_lookup)(void *ctx, const struct xp_tuple *t, struct xp_flow *out);
@@ -36,7 +38,5 @@ void host_counters_free(void);
 /* Tuple helpers shared with the daemon: IPv4 becomes IPv4-mapped. 0 or -EAFNOSUPPORT. */
 int host_tuple_from(struct xp_tuple *t, const union xp_sockaddr *src,
 		    const union xp_sockaddr *dst, uint8_t l4proto);
-int host_addr16_from(uint8_t out[16], uint16_t *port, const union xp_sockaddr *sa);
-void host_sockaddr_from16(union xp_sockaddr *sa, const uint8_t addr[16], uint16_t port);
 
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <netinet/in.h>
 
+#include "addr.h"
 #include "names.h"
 
 #define CLAIMS_MAX 8		  /* names per address; past it the oldest claim is replaced */
@@ -181,27 +182,10 @@ static void name_put(struct name *nm)
 
 /* ------------------------------------------------------------------------------ routing */
 
+/* addr16_from(), with every failure (no address, another family) as -EINVAL */
 static int addr16(uint8_t out[16], uint16_t *port, const union xp_sockaddr *sa)
 {
-	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
-
-	if (!sa)
-		return -EINVAL;
-	switch (sa->sa.sa_family) {
-	case AF_INET:
-		memcpy(out, v4mapped, 12);
-		memcpy(out + 12, &sa->in.sin_addr, 4);
-		if (port)
-			*port = ntohs(sa->in.sin_port);
-		return 0;
-	case AF_INET6:
-		memcpy(out, &sa->in6.sin6_addr, 16);
-		if (port)
-			*port = ntohs(sa->in6.sin6_port);
-		return 0;
-	default:
-		return -EINVAL;
-	}
+	return sa && !addr16_from(out, port, sa) ? 0 : -EINVAL;
 }
 
 /* Under lock. The verdict of the rules for a flow whose known fields are in f. */

@@ -428,14 +428,14 @@ static void test_tuple_helpers(void **state)
 	assert_int_equal(t.sport, 1234);
 	assert_int_equal(t.dport, 80);
 	assert_int_equal(t.l4proto, IPPROTO_UDP);
-	host_sockaddr_from16(&back, t.daddr, t.dport);
+	addr16_to_sockaddr(&back, t.daddr, t.dport);
 	assert_int_equal(back.sa.sa_family, AF_INET);
 	assert_memory_equal(&back.in.sin_addr, &b.in.sin_addr, 4);
 	assert_int_equal(ntohs(back.in.sin_port), 80);
 	sa6(&a, "2001:db8::2", 5555);
 	sa6(&b, "2001:db8::3", 443);
 	assert_int_equal(host_tuple_from(&t, &a, &b, IPPROTO_TCP), 0);
-	host_sockaddr_from16(&back, t.saddr, t.sport);
+	addr16_to_sockaddr(&back, t.saddr, t.sport);
 	assert_int_equal(back.sa.sa_family, AF_INET6);
 	assert_memory_equal(&back.in6.sin6_addr, &a.in6.sin6_addr, 16);
 }
