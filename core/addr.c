@@ -40,3 +40,15 @@ void addr16_to_sockaddr(union xp_sockaddr *sa, const uint8_t addr[16], uint16_t 
 		sa->in6.sin6_port = htons(port);
 	}
 }
+
+void addr_unmap_v4(union xp_sockaddr *a)
+{
+	struct sockaddr_in6 in6 = a->in6;
+
+	if (a->sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr))
+		return;
+	memset(a, 0, sizeof(*a));
+	a->in.sin_family = AF_INET;
+	a->in.sin_port = in6.sin6_port;
+	memcpy(&a->in.sin_addr, &in6.sin6_addr.s6_addr[12], 4);
+}

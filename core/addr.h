@@ -14,5 +14,8 @@
 int addr16_from(uint8_t out[16], uint16_t *port, const union xp_sockaddr *sa);
 /* AF_INET for IPv4-mapped addresses, AF_INET6 otherwise. */
 void addr16_to_sockaddr(union xp_sockaddr *sa, const uint8_t addr[16], uint16_t port);
+/* An IPv4-mapped AF_INET6 address (what a dual-stack socket reports) becomes AF_INET, in place;
+ * anything else is left alone. */
+void addr_unmap_v4(union xp_sockaddr *a);
 
 #endif

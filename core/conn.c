@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "conn.h"
 #include "log.h"
 #include "outbound.h"
@@ -160,18 +161,6 @@ static void fin_close(int fd)
 		return; /* handed over (adopt) */
 	recv(fd, NULL, 1 << 30, MSG_TRUNC | MSG_DONTWAIT);
 	close(fd);
-}
-
-static void normalize(union xp_sockaddr *a)
-{
-	struct sockaddr_in6 in6 = a->in6;
-
-	if (a->sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr))
-		return;
-	memset(a, 0, sizeof(*a));
-	a->in.sin_family = AF_INET;
-	a->in.sin_port = in6.sin6_port;
-	memcpy(&a->in.sin_addr, &in6.sin6_addr.s6_addr[12], 4);
 }
 
 static const char *addr_str(const union xp_sockaddr *a, char *buf, size_t len)
@@ -878,12 +867,12 @@ static void conn_new(struct worker *w, int fd, const union xp_sockaddr *peer)
 	c->info.l4proto = IPPROTO_TCP;
 	c->info.id = atomic_fetch_add(&conn_next_id, 1) + 1;
 	c->info.client = *peer;
-	normalize(&c->info.client);
+	addr_unmap_v4(&c->info.client);
 	/* On a transparent socket the local address is the original destination. */
 	len = sizeof(c->info.dst);
 	if (getsockname(fd, &c->info.dst.sa, &len) < 0)
 		memset(&c->info.dst, 0, sizeof(c->info.dst));
-	normalize(&c->info.dst);
+	addr_unmap_v4(&c->info.dst);
 	c->start = ev_now(w->loop.ev);
 	c->res.fd = -1;
 	ev_io_init(&c->cio, conn_client_cb, fd, 0);

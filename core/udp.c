@@ -19,6 +19,7 @@
 
 #include <ev.h>
 
+#include "addr.h"
 #include "log.h"
 #include "outbound.h"
 #include "udp.h"
@@ -121,18 +122,6 @@ struct udp_worker {
 static void sess_close(struct udp_sess *s, const char *why);
 
 /* ------------------------------------------------------------------------------ addresses */
-
-static void normalize(union xp_sockaddr *a)
-{
-	struct sockaddr_in6 in6 = a->in6;
-
-	if (a->sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr))
-		return;
-	memset(a, 0, sizeof(*a));
-	a->in.sin_family = AF_INET;
-	a->in.sin_port = in6.sin6_port;
-	memcpy(&a->in.sin_addr, &in6.sin6_addr.s6_addr[12], 4);
-}
 
 static int addr16(uint8_t out[16], uint16_t *port, const union xp_sockaddr *a)
 {
@@ -745,8 +734,8 @@ static void dgram_in(struct udp_worker *uw, const union xp_sockaddr *client_in,
 
 	if (uw->stopping)
 		return;
-	normalize(client);
-	normalize(dst);
+	addr_unmap_v4(client);
+	addr_unmap_v4(dst);
 	if (key_make(&k, client, dst)) {
 		atomic_fetch_add(&udp_stats.recv_errors, 1);
 		return;
@@ -1025,7 +1014,7 @@ int udp_sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void
 
 	if (s->closing)
 		return -ESHUTDOWN;
-	normalize(&src);
+	addr_unmap_v4(&src);
 	if (src.sa.sa_family != to.sa.sa_family) {
 		atomic_fetch_add(&udp_stats.reply_errors, 1);
 		return -EAFNOSUPPORT;
@@ -1183,7 +1172,7 @@ void udp_deliver(xp_udp_t *us, const union xp_sockaddr *from, const void *buf, s
 		return;
 	/* Endpoint-dependent: the client talks to one destination and must see only it. */
 	src = s->key.any && from ? *from : s->info.dst;
-	normalize(&src);
+	addr_unmap_v4(&src);
 	peer_learn(s, &src);
 	if (udp_sess_reply(s, &src, buf, len) == 0 && s->ob)
 		atomic_fetch_add(&s->ob->bytes_down, len);
