@@ -123,23 +123,6 @@ static void sess_close(struct udp_sess *s, const char *why);
 
 /* ------------------------------------------------------------------------------ addresses */
 
-static int addr16(uint8_t out[16], uint16_t *port, const union xp_sockaddr *a)
-{
-	if (a->sa.sa_family == AF_INET) {
-		memset(out, 0, 10);
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &a->in.sin_addr, 4);
-		*port = a->in.sin_port;
-		return 0;
-	}
-	if (a->sa.sa_family == AF_INET6) {
-		memcpy(out, &a->in6.sin6_addr, 16);
-		*port = a->in6.sin6_port;
-		return 0;
-	}
-	return -EAFNOSUPPORT;
-}
-
 static bool addr_equal(const union xp_sockaddr *a, const union xp_sockaddr *b)
 {
 	if (a->sa.sa_family != b->sa.sa_family)
@@ -186,13 +169,13 @@ static int key_make(struct sess_key *k, const union xp_sockaddr *client,
 		    const union xp_sockaddr *dst)
 {
 	memset(k, 0, sizeof(*k));
-	if (addr16(k->caddr, &k->cport, client))
+	if (addr16_from(k->caddr, &k->cport, client))
 		return -EAFNOSUPPORT;
 	if (!dst) {
 		k->any = 1;
 		return 0;
 	}
-	return addr16(k->daddr, &k->dport, dst);
+	return addr16_from(k->daddr, &k->dport, dst);
 }
 
 /* ------------------------------------------------------------------------------ session table */
@@ -301,7 +284,7 @@ static size_t rhash(const struct udp_worker *uw, const union xp_sockaddr *a)
 	uint8_t k[18];
 	uint16_t port = 0;
 
-	addr16(k, &port, a);
+	addr16_from(k, &port, a);
 	memcpy(k + 16, &port, 2);
 	return hash_bytes(k, sizeof(k)) & (uw->rtab_size - 1);
 }
