@@ -138,10 +138,15 @@ line=$(stats)
 xpt_ok "idle sessions expired: $line"
 
 # --- the session bound ------------------------------------------------------------------
-n=$(nsc python3 "$TOOL" many "$P4:7" $((MAXS + 20)))
-[ "$n" = "$MAXS" ] || xpt_fail "max_udp_sessions = $MAXS: $n of $((MAXS + 20)) client ports answered"
+read -r n direct < <(nsc python3 "$TOOL" many "$P4:7" $((MAXS + 20)))
+# A client port that matches a reply the router recently received from the same server is
+# kept DIRECT by the datapath's reverse-tuple rule (docs/datapath.md, known limits): such an
+# answer is not a session and does not count against the bound, but it is reported.
+[ "$((n - direct))" = "$MAXS" ] ||
+	xpt_fail "max_udp_sessions = $MAXS: $((n - direct)) of $((MAXS + 20)) client ports answered through sessions ($direct more forwarded directly); $(stats)"
+[ "$direct" = 0 ] || xpt_log "note: $direct client port(s) forwarded DIRECT by the reverse-tuple rule"
 line=$(stats)
-[ "$(stat_of refused "$line")" -ge 20 ] || xpt_fail "refused sessions not counted: $line"
+[ "$(stat_of refused "$line")" -ge $((20 - direct)) ] || xpt_fail "refused sessions not counted: $line"
 xpt_ok "max_udp_sessions = $MAXS: $n client ports answered, the rest refused and counted"
 
 xpt_stop

@@ -7,8 +7,10 @@
 #                                 second server address: only a full-cone mapping delivers it)
 #   ask DST:PORT [N] [BIND]       send N datagrams (default 3) from one socket and print, per
 #                                 answer, "<from-ip> <from-port> <text>"; exits 1 without answers
-#   many DST:PORT N               N sockets (N client ports) send one datagram each; prints the
-#                                 number that got an answer
+#   many DST:PORT N               N sockets (N client ports) send one datagram each; prints
+#                                 "<answered> <direct>": how many got an answer, and how many of
+#                                 those the server saw from the client's own address (forwarded
+#                                 by the kernel, not through a proxy session)
 # Addresses: IPv6 in brackets, "[fd00::1]:7".
 import select
 import socket
@@ -75,16 +77,23 @@ def many(dst, n):
         socks.append(s)
         time.sleep(0.002)
     answered = set()
+    direct = 0
     end = time.time() + 3
     while time.time() < end and len(answered) < n:
         r, _, _ = select.select(socks, [], [], 0.2)
         for s in r:
             try:
-                s.recvfrom(65535)
-                answered.add(s)
+                data, _ = s.recvfrom(65535)
             except BlockingIOError:
-                pass
-    print(len(answered))
+                continue
+            if s in answered:
+                continue
+            answered.add(s)
+            seen = data.split(b" ", 2)
+            if len(seen) >= 2 and seen[0].decode(errors="replace") == s.getsockname()[0] \
+                    and int(seen[1]) == s.getsockname()[1]:
+                direct += 1
+    print(len(answered), direct)
     return 0
 
 
