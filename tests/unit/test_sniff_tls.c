@@ -611,6 +611,15 @@ static void test_record_layer(void **state)
 		putn(&z, rec.d, rec.n);
 		assert_int_equal(sniff_buf(&z, &r), XP_SNIFF_NOT_MINE);
 	}
+	/* a record holding a handshake message that is not a ClientHello (type 9), followed by
+	 * the first byte of another record header: NOT_MINE, as without that byte (the fuzzer
+	 * found MORE here once; a prefix must never be more hopeful than its extension) */
+	{
+		static const uint8_t not_hello[] = { 22, 3, 1, 0, 2, 9, 0, 22 };
+
+		assert_int_equal(sniff_tcp(ops, not_hello, 7, 443, &r), XP_SNIFF_NOT_MINE);
+		assert_int_equal(sniff_tcp(ops, not_hello, 8, 443, &r), XP_SNIFF_NOT_MINE);
+	}
 	/* a hello split over records with a non-handshake record between them */
 	to_records(&rec, b.d, b.n, 20);
 	rec.d[25] = 21; /* second record's type: alert */

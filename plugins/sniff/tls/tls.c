@@ -62,9 +62,13 @@ static enum tls_hello_status records_hello(const uint8_t *buf, size_t len, struc
 	while (pos < len) {
 		size_t rlen, frag;
 
-		if (len - pos < REC_HDR)
-			return header_prefix_ok(buf + pos, len - pos) ? TLS_HELLO_NOT_MINE
-								       : TLS_HELLO_MORE;
+		if (len - pos < REC_HDR) {
+			if (header_prefix_ok(buf + pos, len - pos))
+				return TLS_HELLO_NOT_MINE;
+			/* a header still arriving: judge the handshake bytes so far below, so one
+			 * more byte never turns the parser's NOT_MINE into MORE */
+			break;
+		}
 		if (header_prefix_ok(buf + pos, REC_HDR))
 			return TLS_HELLO_NOT_MINE;
 		rlen = (size_t)buf[pos + 3] << 8 | buf[pos + 4];
