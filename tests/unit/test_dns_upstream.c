@@ -471,13 +471,23 @@ static void server_start(struct server *s, enum mode mode, uint8_t last)
 	memset(s, 0, sizeof(*s));
 	s->mode = mode;
 	s->last = last;
-	s->udp = socket(AF_INET, SOCK_DGRAM, 0);
-	assert_int_equal(bind(s->udp, (struct sockaddr *)&a, sizeof(a)), 0);
-	getsockname(s->udp, (struct sockaddr *)&a, &al);
-	s->port = ntohs(a.sin_port);
-	s->tcp = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(s->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	assert_int_equal(bind(s->tcp, (struct sockaddr *)&a, sizeof(a)), 0);
+	/* UDP and TCP on one port number: the kernel picks the UDP port, and that number may be
+	 * taken for TCP by someone else on a busy machine (CI saw it), so try a few */
+	for (int tries = 0;; tries++) {
+		a.sin_port = 0;
+		al = sizeof(a);
+		s->udp = socket(AF_INET, SOCK_DGRAM, 0);
+		assert_int_equal(bind(s->udp, (struct sockaddr *)&a, sizeof(a)), 0);
+		getsockname(s->udp, (struct sockaddr *)&a, &al);
+		s->port = ntohs(a.sin_port);
+		s->tcp = socket(AF_INET, SOCK_STREAM, 0);
+		setsockopt(s->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (!bind(s->tcp, (struct sockaddr *)&a, sizeof(a)))
+			break;
+		assert_true(errno == EADDRINUSE && tries < 20);
+		close(s->tcp);
+		close(s->udp);
+	}
 	assert_int_equal(listen(s->tcp, 16), 0);
 	pthread_create(&s->th_udp, NULL, udp_main, s);
 	pthread_create(&s->th_tcp, NULL, tcp_main, s);
