@@ -272,6 +272,7 @@ enum gkey {
 	G_BUFFER_SIZE,
 	G_UDP_IDLE_TIMEOUT,
 	G_MAX_UDP_SESSIONS,
+	G_UDP_BUFFER,
 	G__COUNT,
 };
 
@@ -299,6 +300,7 @@ static const char *const gkey_names[G__COUNT] = {
 	[G_BUFFER_SIZE] = "buffer_size",
 	[G_UDP_IDLE_TIMEOUT] = "udp_idle_timeout",
 	[G_MAX_UDP_SESSIONS] = "max_udp_sessions",
+	[G_UDP_BUFFER] = "udp_buffer",
 };
 
 struct cfg_error {
@@ -1031,6 +1033,11 @@ static void handle_global(struct parser *ps, const char *key, const char *value)
 		if (get_u64(ps, key, value, cfg_parse_u64, 1, 4u << 20, "1-4194304", &v))
 			g->max_udp_sessions = (uint32_t)v;
 		break;
+	case G_UDP_BUFFER:
+		if (get_u64(ps, key, value, cfg_parse_size, 64u << 10, 256u << 20,
+			    "a size, 64k-256m", &v))
+			g->udp_buffer_bytes = (uint32_t)v;
+		break;
 	case G__COUNT:
 		break;
 	}
@@ -1521,6 +1528,7 @@ static void set_defaults(struct parser *ps)
 	g->buffer_bytes = 1024 * 1024;
 	g->udp_idle_timeout_ms = 60 * 1000;
 	g->max_udp_sessions = 16384;
+	g->udp_buffer_bytes = 4u << 20;
 
 	ps->cfg->route.fallback.kind = RT_DIRECT;
 	ps->cfg->route.fallback.target = xstrdup(ps, "DIRECT");

@@ -82,6 +82,7 @@ struct cfg_global {
 	/* UDP sessions (udp.h) */
 	uint64_t udp_idle_timeout_ms;
 	uint32_t max_udp_sessions; /* across all workers */
+	uint32_t udp_buffer_bytes; /* receive buffer of each worker's UDP listener */
 };
 
 /* [dns]: the DNS plugin and DNS routing (core/names.c, core/dnsq.c). */

@@ -704,7 +704,8 @@ static void log_stats(void)
 		 (unsigned long long)conn_stats.bytes_down);
 	log_info("stats: udp sessions %llu active %llu refused %llu no-route %llu open-failed %llu "
 		 "idle-expired %llu failed %llu; datagrams up %llu down %llu; bytes up %llu down "
-		 "%llu; errors send %llu reply %llu recv %llu; sniff dropped %llu timeout %llu",
+		 "%llu; errors send %llu reply %llu recv %llu overflow %llu; sniff dropped %llu "
+		 "timeout %llu",
 		 (unsigned long long)udp_stats.sessions, (unsigned long long)udp_stats.active,
 		 (unsigned long long)udp_stats.refused_limit, (unsigned long long)udp_stats.no_route,
 		 (unsigned long long)udp_stats.open_failed,
@@ -714,6 +715,7 @@ static void log_stats(void)
 		 (unsigned long long)udp_stats.send_errors,
 		 (unsigned long long)udp_stats.reply_errors,
 		 (unsigned long long)udp_stats.recv_errors,
+		 (unsigned long long)udp_stats.overflow,
 		 (unsigned long long)udp_stats.sniff_dropped,
 		 (unsigned long long)udp_stats.sniff_timeout);
 	log_dns_stats();
@@ -811,6 +813,7 @@ static void reload(void)
 		if (!D.udp[i])
 			continue;
 		udp_worker_set_opts(D.udp[i], &D.uopts);
+		udp_worker_set_buffer(D.udp[i], ncfg->global.udp_buffer_bytes);
 		/* Sessions of a changed or removed outbound end; the client's next datagram
 		 * starts a session through the new one. */
 		udp_worker_sweep(D.udp[i], udp_ob_alive);
@@ -907,7 +910,7 @@ static int start_udp(unsigned i)
 		log_error("worker %u: UDP socket in the private netns: %s", i, strerror(-fd));
 		return fd;
 	}
-	err = udp_listen(fd);
+	err = udp_listen(fd, D.cfg->global.udp_buffer_bytes);
 	if (!err)
 		err = dp_listener_set(D.dp, XP_LISTENER_UDP(i), fd);
 	if (err) {

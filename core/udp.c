@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,7 +117,8 @@ struct udp_worker {
 	struct iovec iov[RECV_BATCH];
 	union xp_sockaddr names[RECV_BATCH];
 	char ctl[RECV_BATCH][128];
-	uint8_t *bufs; /* RECV_BATCH * DGRAM_MAX */
+	uint8_t *bufs;	      /* RECV_BATCH * DGRAM_MAX */
+	uint32_t drops_seen; /* the listener's kernel drop count, as last reported (SO_RXQ_OVFL) */
 };
 
 static void sess_close(struct udp_sess *s, const char *why);
@@ -763,6 +765,26 @@ static bool orig_dst(struct msghdr *m, union xp_sockaddr *dst)
 	return false;
 }
 
+/* The kernel's count of datagrams this socket dropped (receive buffer full), sent with every
+ * datagram (SO_RXQ_OVFL): count what is new since the last one. */
+static void count_drops(struct udp_worker *uw, struct msghdr *m)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+			uint32_t drops;
+
+			memcpy(&drops, CMSG_DATA(c), sizeof(drops));
+			if (drops != uw->drops_seen) {
+				atomic_fetch_add(&udp_stats.overflow,
+						 (uint32_t)(drops - uw->drops_seen));
+				uw->drops_seen = drops;
+			}
+			return;
+		}
+	}
+}
+
 static void udp_io_cb(struct ev_loop *ev, ev_io *io, int revents)
 {
 	struct udp_worker *uw = container_of(io, struct udp_worker, io);
@@ -794,6 +816,7 @@ static void udp_io_cb(struct ev_loop *ev, ev_io *io, int revents)
 			struct msghdr *m = &uw->msgs[i].msg_hdr;
 			union xp_sockaddr dst;
 
+			count_drops(uw, m);
 			if ((m->msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !orig_dst(m, &dst)) {
 				atomic_fetch_add(&udp_stats.recv_errors, 1);
 				continue;
@@ -805,23 +828,59 @@ static void udp_io_cb(struct ev_loop *ev, ev_io *io, int revents)
 	}
 }
 
-int udp_listen(int fd)
+int udp_set_buffer(int fd, uint32_t bytes)
+{
+	int want = (int)(bytes > INT_MAX / 2 ? INT_MAX / 2 : bytes), got = 0;
+	socklen_t len = sizeof(got);
+
+	/* A datagram that finds the buffer full is lost. A worker busy for a few milliseconds
+	 * (another socket's burst, a reload, a slow plugin) must not cost the flows queued
+	 * behind it, so the listener gets far more than rmem_default. FORCE (CAP_NET_ADMIN)
+	 * goes past net.core.rmem_max; without it the kernel caps the value. The kernel doubles
+	 * what it is given (bookkeeping), so ask for half. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ want / 2 }, sizeof(int)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ want / 2 }, sizeof(int)) < 0)
+		return -errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0)
+		return -errno;
+	return got;
+}
+
+int udp_listen(int fd, uint32_t rcvbuf)
 {
 	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
-	int one = 1, zero = 0;
+	int one = 1, zero = 0, got;
 
 	/* Transparent: datagrams to any address (bpf_sk_assign hands them over); the original
 	 * destination comes with each datagram. The IPv4 options apply to IPv4-mapped traffic
-	 * of this dual-stack socket. */
+	 * of this dual-stack socket. SO_RXQ_OVFL: the kernel's drop count comes along too, so
+	 * a full receive buffer is counted (stats: udp ... overflow), not silent. */
 	if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0 ||
 	    setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &one, sizeof(one)) < 0)
+	    setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) < 0)
 		return -errno;
+	got = udp_set_buffer(fd, rcvbuf);
+	if (got < 0)
+		return got;
+	if ((uint32_t)got < rcvbuf)
+		log_warn(
+			"udp: receive buffer %d bytes, not the %u of udp_buffer "
+			"(no CAP_NET_ADMIN; net.core.rmem_max caps it)",
+			got, rcvbuf);
 	if (bind(fd, (struct sockaddr *)&any, sizeof(any)) < 0)
 		return -errno;
 	return 0;
+}
+
+void udp_worker_set_buffer(struct udp_worker *uw, uint32_t bytes)
+{
+	int got = uw->fd >= 0 ? udp_set_buffer(uw->fd, bytes) : 0;
+
+	if (got < 0)
+		log_msg(XP_LOG_WARN, uw->loop->name, "udp: udp_buffer: %s", strerror(-got));
 }
 
 static void opts_fix(struct udp_opts *o)

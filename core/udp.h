@@ -105,6 +105,7 @@ struct udp_stats {
 	atomic_uint_fast64_t sniff_dropped;  /* INSPECT buffer full */
 	atomic_uint_fast64_t sniff_timeout;  /* INSPECT decided by rules after the timeout */
 	atomic_uint_fast64_t recv_errors;    /* malformed datagrams (no original destination) */
+	atomic_uint_fast64_t overflow;	     /* dropped by the kernel: a listener's buffer was full */
 };
 extern struct udp_stats udp_stats;
 
@@ -113,8 +114,14 @@ extern struct udp_stats udp_stats;
 
 /* Make `fd` (a fresh AF_INET6 SOCK_DGRAM socket made inside the private netns) the worker's
  * transparent dual-stack UDP socket: IP(V6)_TRANSPARENT, IP(V6)_RECVORIGDSTADDR, V6ONLY off,
- * bound [::]:0. 0 or -errno. */
-int udp_listen(int fd);
+ * SO_RXQ_OVFL, a receive buffer of `rcvbuf` bytes (udp_buffer; warns when the kernel gives
+ * less), bound [::]:0. 0 or -errno. */
+int udp_listen(int fd, uint32_t rcvbuf);
+/* Set a UDP socket's receive buffer to `bytes` (past rmem_max where the process may): the size
+ * the kernel reports afterwards, or -errno. */
+int udp_set_buffer(int fd, uint32_t bytes);
+/* Thread-safe: the listener's receive buffer for udp_buffer after a reload. */
+void udp_worker_set_buffer(struct udp_worker *uw, uint32_t bytes);
 
 /* Attach UDP to a worker's loop, before its thread starts (or from that loop's thread). Takes
  * ownership of fd (closed by udp_worker_free, also on failure). NULL with errno on failure. */

@@ -76,6 +76,13 @@ def many(dst, n):
         s.sendto(b"many%d" % i, addr)
         socks.append(s)
         time.sleep(0.002)
+    # The unconnected sockets report 0.0.0.0 as their address: learn the source address the
+    # kernel picks for dst from a connected probe socket, to tell a direct answer (the server
+    # saw this host) from one through the proxy (the server saw the router).
+    probe = socket.socket(fam, socket.SOCK_DGRAM)
+    probe.connect(addr)
+    me = probe.getsockname()[0]
+    probe.close()
     answered = set()
     direct = 0
     end = time.time() + 3
@@ -90,7 +97,7 @@ def many(dst, n):
                 continue
             answered.add(s)
             seen = data.split(b" ", 2)
-            if len(seen) >= 2 and seen[0].decode(errors="replace") == s.getsockname()[0] \
+            if len(seen) >= 2 and seen[0].decode(errors="replace") == me \
                     and int(seen[1]) == s.getsockname()[1]:
                 direct += 1
     print(len(answered), direct)

@@ -325,6 +325,8 @@ static uint64_t field(const struct cfg *c, const char *key)
 		return g->max_connections;
 	if (!strcmp(key, "buffer_size"))
 		return g->buffer_bytes;
+	if (!strcmp(key, "udp_buffer"))
+		return g->udp_buffer_bytes;
 	if (!strcmp(key, "wan"))
 		return g->n_wan;
 	if (!strcmp(key, "veth"))
@@ -432,6 +434,10 @@ static void test_global_keys(void **state)
 		E("buffer_size", "4095", "a size, 4k-16m"),
 		E("buffer_size", "17m", "a size, 4k-16m"),
 		E("buffer_size", "1g", "a size, 4k-16m"),
+		{"udp_buffer", "64k", 64u << 10, NULL},
+		{"udp_buffer", "256m", 256u << 20, NULL},
+		E("udp_buffer", "65535", "a size, 64k-256m"),
+		E("udp_buffer", "257m", "a size, 64k-256m"),
 		{"wan", "eth1", 1, NULL},
 		{"wan", "eth1, eth2\teth3,,eth4", 4, NULL},
 		{"wan", "abcdefghijklmno", 1, NULL},
