@@ -296,6 +296,11 @@ static int direct_udp_open(void *inst, xp_udp_t *s, const struct xp_target *targ
 		reason = "binding to bind_interface failed";
 		goto err_close;
 	}
+	/* Replies to one session (a QUIC download) arrive in bursts while the worker serves
+	 * others: 1 MiB of queue (the kernel doubles the value), past rmem_max where the daemon
+	 * may. Best effort: the kernel's default is used if neither call works. */
+	if (setsockopt(u->fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ 512 << 10 }, sizeof(int)) < 0)
+		(void)setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &(int){ 512 << 10 }, sizeof(int));
 	/* 1.0-sized info (an older core) has no flags: endpoint-dependent. */
 	u->connected = !(info->size >= offsetof(struct xp_conn_info, flags) + sizeof(info->flags) &&
 			 (info->flags & XP_CONN_F_UDP_INDEPENDENT));
