@@ -171,6 +171,18 @@ static const struct rule *route(const struct cfg *c, const char *dst, uint16_t d
 	return rule_list_match(&c->route, &f);
 }
 
+/* route() for a flow to port 443 that a DNS answer or a sniffer named */
+static const struct rule *route_name(const struct cfg *c, const char *dst, const char *name)
+{
+	struct rule_flow f = {.dport = 443, .sport = 40000, .l4proto = 6, .domain = name};
+	struct in_addr a4;
+
+	assert_int_equal(inet_pton(AF_INET, dst, &a4), 1);
+	rule_addr_from_v4(f.daddr, a4.s_addr);
+	rule_addr_from_v4(f.saddr, htonl(0xc0a80102));
+	return rule_list_match(&c->route, &f);
+}
+
 static void test_default_config(void **state)
 {
 	struct cfg *c = NULL;
@@ -208,10 +220,23 @@ static void test_default_config(void **state)
 	assert_ptr_equal(route(c, "8.8.8.8", 443), &c->route.fallback);
 	assert_ptr_equal(route(c, "2606:4700::1", 443), &c->route.fallback);
 
-	/* and it all compiles into one kernel lookup */
+	/* the domain rules below them: DNS and sniffing are on */
+	assert_true(c->dns.present);
+	assert_string_equal(c->dns.plugin, "dns");
+	assert_true(c->sniff.present);
+	assert_int_equal(route_name(c, "10.1.5.2", "www.direct.test")->kind, RT_DIRECT);
+	assert_int_equal(route_name(c, "10.1.5.2", "a.ads.test")->kind, RT_BLOCK);
+	assert_ptr_equal(route_name(c, "10.1.5.2", "example.org"), &c->route.fallback);
+	/* an address rule above them still wins */
+	assert_int_equal(route_name(c, "10.1.4.2", "www.direct.test")->kind, RT_BLOCK);
+
+	/* the address rules compile into one kernel lookup; the two domain rules (with [sniff])
+	 * into one more that sends what is left to the sniffers */
 	assert_int_equal(rules_compile(&c->route, 0, default_ob, NULL, &img, err, sizeof(err)), 0);
-	assert_int_equal(img.n_rules, 1);
+	assert_int_equal(img.n_skipped, 2);
+	assert_int_equal(img.n_rules, 2);
 	assert_int_equal(img.rules[0].take, XP_TAKE_DST_SET);
+	assert_int_equal(img.rules[1].verdict, XP_V_INSPECT);
 	assert_int_equal(img.set.fallback_verdict, XP_V_PROXY);
 	assert_int_equal(img.set.fallback_outbound, 7);
 	rule_image_free(&img);
