@@ -622,6 +622,11 @@ decide:
 	rc = route_named(info, name, fs->by, &rt);
 	if (name && rc == 0)
 		cache_name(fs->ls, info, name);
+	/* the same line as tcp_decide's; before udp_sess_decide, which may free the session */
+	if (log_enabled(XP_LOG_DEBUG))
+		log_debug("sniff: udp %llu %s%s%s -> %s (rule %u)", (unsigned long long)info->id,
+			  name ? name : "no name", name ? " by " : "", name ? fs->by : "",
+			  rt.ob ? rt.ob->name : (rt.why ? rt.why : "-"), rt.rule_id);
 	if (rc < 0 && rt.route != XP_ROUTE_BLOCK)
 		rc = udp_sess_decide(s, XP_ROUTE_NONE, NULL, 0); /* the UDP core's rules path */
 	else
