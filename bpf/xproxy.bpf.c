@@ -174,6 +174,80 @@ int xp_proxy_ingress(struct __sk_buff *skb)
 	return xp_finish(skb, XP_HOOK_PROXY_INGRESS, rc, &p, &d);
 }
 
+/*
+ * Socket lookup in the private netns (SEC("sk_lookup"), attached to the netns, not a device):
+ * the way in for datagrams that arrived as IP fragments. xp_proxy_ingress runs before
+ * reassembly, and the netns's IP stack reassembles them later (ip_defrag() orphans the skb,
+ * so an assignment made to the first fragment is gone); the whole datagram then reaches an
+ * ordinary socket lookup for the server's address and port, which would find nothing or, worse,
+ * a reply socket bound to that very address that is never read. Every UDP lookup in this netns
+ * that comes here is such a datagram: all others carry the socket xp_proxy_ingress assigned
+ * and skip the lookup. The same shard hash as xp_proxy_ingress, so a flow's large and small
+ * datagrams reach the same worker and session. TCP is left to the normal lookup (established
+ * segments find their sockets there; a fragmented SYN is not handled, see datapath.md).
+ * Lookups for traffic on lo (someone debugging inside the netns) are left alone.
+ */
+#define XP_AF_INET	    2
+#define XP_CTX_U32(f)	    (*(volatile __u32 *)&(f))
+#define XP_LOOPBACK_IFINDEX 1 /* lo is always ifindex 1 in a netns */
+
+SEC("sk_lookup")
+int xp_proxy_lookup(struct bpf_sk_lookup *ctx)
+{
+	struct xp_tuple t __attribute__((aligned(8)));
+	struct xp_stats *st;
+	struct bpf_sock *sk;
+	__u32 key, ra, la, r6[4], l6[4];
+	long err;
+
+	if (ctx->protocol != XP_IPPROTO_UDP || ctx->ingress_ifindex == XP_LOOPBACK_IFINDEX)
+		return SK_PASS;
+	/* Every address field is read unconditionally and as a volatile, each at its constant
+	 * offset: read in the branches (or read plainly, which clang sinks into them), clang
+	 * merged the IPv4 and IPv6 loads into one through a ctx pointer plus an offset, which
+	 * the verifier refuses ("dereference of modified ctx ptr"). */
+	__builtin_memset(&t, 0, sizeof(t));
+	ra = XP_CTX_U32(ctx->remote_ip4);
+	la = XP_CTX_U32(ctx->local_ip4);
+	r6[0] = XP_CTX_U32(ctx->remote_ip6[0]);
+	r6[1] = XP_CTX_U32(ctx->remote_ip6[1]);
+	r6[2] = XP_CTX_U32(ctx->remote_ip6[2]);
+	r6[3] = XP_CTX_U32(ctx->remote_ip6[3]);
+	l6[0] = XP_CTX_U32(ctx->local_ip6[0]);
+	l6[1] = XP_CTX_U32(ctx->local_ip6[1]);
+	l6[2] = XP_CTX_U32(ctx->local_ip6[2]);
+	l6[3] = XP_CTX_U32(ctx->local_ip6[3]);
+	if (ctx->family == XP_AF_INET) {
+		xp_set_v4mapped(t.saddr, ra);
+		xp_set_v4mapped(t.daddr, la);
+	} else {
+		__builtin_memcpy(t.saddr, r6, 16);
+		__builtin_memcpy(t.daddr, l6, 16);
+	}
+	t.sport = bpf_ntohs(ctx->remote_port);
+	t.dport = ctx->local_port;
+	t.l4proto = XP_IPPROTO_UDP;
+	key = XP_LISTENER_UDP(flow_shard(&t));
+
+	st = xp_stats_get();
+	if (st)
+		st->hook_pkts[XP_HOOK_PROXY_LOOKUP]++;
+	sk = bpf_map_lookup_elem(&xp_listeners, &key);
+	if (!sk) {
+		if (st)
+			st->drops[XP_DROP_NO_LISTENER]++;
+		return SK_DROP;
+	}
+	err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	if (err) {
+		if (st)
+			st->drops[XP_DROP_ASSIGN_FAILED]++;
+		return SK_DROP;
+	}
+	return SK_PASS;
+}
+
 /* xp0, host side: a listener's reply goes back to the client (or into the router's stack). */
 SEC("tc")
 int xp_proxy_reply(struct __sk_buff *skb)

@@ -692,6 +692,10 @@ static void log_stats(void)
 			 (unsigned long long)s.drops[XP_DROP_MALFORMED],
 			 (unsigned long long)s.drops[XP_DROP_BLOCKED],
 			 (unsigned long long)s.rejects, (unsigned long long)s.events_lost);
+		log_info("stats: frags first %llu later %llu orphan %llu reassembled %llu",
+			 (unsigned long long)s.frags_first, (unsigned long long)s.frags_later,
+			 (unsigned long long)s.drops[XP_DROP_FRAG_ORPHAN],
+			 (unsigned long long)s.hook_pkts[XP_HOOK_PROXY_LOOKUP]);
 	}
 	log_info("stats: connections accepted %llu active %llu refused %llu no-route %llu "
 		 "connect-failed %llu connect-timeout %llu resets %llu; bytes up %llu down %llu",

@@ -91,7 +91,8 @@ struct dp {
 	struct bpf_map *flows, *dst_verdicts, *rules, *cidrs, *pranges, *listeners, *local_addrs,
 		*ifaces, *events, *stats;
 	struct bpf_program *prog_lan, *prog_lan_l3, *prog_wan_egress, *prog_wan_egress_l3,
-		*prog_wan_ingress, *prog_proxy_ingress, *prog_proxy_reply;
+		*prog_wan_ingress, *prog_proxy_ingress, *prog_proxy_reply, *prog_proxy_lookup;
+	struct bpf_link *lookup_link; /* xp_proxy_lookup on the private netns */
 
 	struct nl *nl;	   /* host netns */
 	struct nl *nl_sub; /* host netns, address notifications */
@@ -412,7 +413,7 @@ static int find_maps_progs(struct dp *dp, char *err, size_t errlen)
 		P("xp_lan_ingress", prog_lan),	       P("xp_lan_ingress_l3", prog_lan_l3),
 		P("xp_wan_egress", prog_wan_egress),   P("xp_wan_egress_l3", prog_wan_egress_l3),
 		P("xp_wan_ingress", prog_wan_ingress), P("xp_proxy_ingress", prog_proxy_ingress),
-		P("xp_proxy_reply", prog_proxy_reply),
+		P("xp_proxy_reply", prog_proxy_reply), P("xp_proxy_lookup", prog_proxy_lookup),
 #undef P
 	};
 
@@ -1028,6 +1029,8 @@ static void detach_all(struct dp *dp)
 	for (size_t i = 0; i < dp->n_lan + dp->n_wan; i++)
 		detach_dev(dp, &dp->devs[i]);
 	detach_dev(dp, &dp->xp0);
+	bpf_link__destroy(dp->lookup_link);
+	dp->lookup_link = NULL;
 	if (dp->xp0p.ingress.handle || dp->xp0p.egress.handle) {
 		struct netns_attach a = {.d = &dp->xp0p};
 		int ret = netns_run(dp->ns, detach_in_netns, &a);
@@ -1061,6 +1064,16 @@ int dp_attach(struct dp *dp, char *err, size_t errlen)
 	if (ret) {
 		if (errlen && !err[0])
 			errf(err, errlen, ret, "entering the private netns: %s", strerror(-ret));
+		goto err_detach;
+	}
+	/* Before anything steers traffic into the netns: datagrams that arrive fragmented reach
+	 * their listener through this lookup program once the netns has reassembled them. The
+	 * link lives as long as its fd (and the netns): nothing outlives the daemon. */
+	dp->lookup_link = bpf_program__attach_netns(dp->prog_proxy_lookup, netns_fd(dp->ns));
+	if (!dp->lookup_link) {
+		ret = -errno;
+		errf(err, errlen, ret, "attaching %s to the private netns: %s",
+		     bpf_program__name(dp->prog_proxy_lookup), strerror(-ret));
 		goto err_detach;
 	}
 	ret = attach_hook(&dp->xp0, &dp->xp0.ingress, dp->prog_proxy_reply, err, errlen);

@@ -56,6 +56,7 @@ enum xp_hook {
 	XP_HOOK_WAN_INGRESS = 4,
 	XP_HOOK_PROXY_INGRESS = 5, /* xp0p ingress, inside the private netns */
 	XP_HOOK_PROXY_REPLY = 6,   /* xp0 ingress, host side */
+	XP_HOOK_PROXY_LOOKUP = 7,  /* sk_lookup in the private netns: reassembled datagrams */
 	XP_HOOK__MAX = 8,
 };
 
