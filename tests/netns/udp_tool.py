@@ -11,6 +11,14 @@
 #                                 "<answered> <direct>": how many got an answer, and how many of
 #                                 those the server saw from the client's own address (forwarded
 #                                 by the kernel, not through a proxy session)
+#   grow ADDR:PORT ...            like echo, except that a datagram "want N" is answered with the
+#                                 prefix and N pattern bytes (a large reply to a small request)
+#   sizes DST:PORT N,N,... [grow] per size, one datagram of N pattern bytes to an echo server
+#                                 (with "grow": a "want N" request, so only the reply is large);
+#                                 checks the answer byte for byte and prints per size
+#                                 "<size> ok <peer-ip> <from-ip> <from-port> tries <n>" or
+#                                 "<size> lost|mismatch ..."; exits 1
+#                                 unless every size came back intact
 # Addresses: IPv6 in brackets, "[fd00::1]:7".
 import select
 import socket
@@ -43,6 +51,60 @@ def serve(socks, alt=None):
             s.sendto(msg, peer)
             if alt is not None:
                 alt.sendto(b"alt " + msg, peer)
+
+
+def pattern(n, seed):
+    # Not a repeated short string: a fragment delivered at the wrong offset must not compare
+    # equal. Each 4-byte block holds its own index and the seed.
+    blocks = (n + 3) // 4
+    return b"".join(((i * 2654435761 + seed) & 0xffffffff).to_bytes(4, "big")
+                    for i in range(blocks))[:n]
+
+
+def serve_grow(socks):
+    print("ready", flush=True)
+    while True:
+        r, _, _ = select.select(socks, [], [])
+        for s in r:
+            data, peer = s.recvfrom(65535)
+            prefix = ("%s %d " % (peer[0], peer[1])).encode()
+            if data.startswith(b"want "):
+                n = int(data.split()[1])
+                s.sendto(prefix + pattern(n, n), peer)
+            else:
+                s.sendto(prefix + data, peer)
+
+
+def sizes(dst, spec, grow=False):
+    fam, addr = parse(dst)
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    bad = 0
+    for n in [int(x) for x in spec.split(",")]:
+        want = pattern(n, n)
+        ok = None
+        for tries in range(1, 4):  # one may be lost on a loaded machine; not three times
+            s.sendto(b"want %d" % n if grow else want, addr)
+            s.settimeout(2)
+            try:
+                while True:
+                    data, frm = s.recvfrom(65535)
+                    head = data.split(b" ", 2)
+                    if len(head) == 3 and len(head[2]) == n:
+                        break
+            except socket.timeout:
+                continue
+            ok = head[2] == want
+            break
+        if ok is None:
+            print(n, "lost", flush=True)
+            bad += 1
+        elif not ok:
+            print(n, "mismatch from", frm[0], len(data), flush=True)
+            bad += 1
+        else:
+            print(n, "ok", head[0].decode(), frm[0], frm[1], "tries", tries, flush=True)
+    return 1 if bad else 0
 
 
 def ask(dst, n, bind=None):
@@ -111,6 +173,10 @@ def main(argv):
         serve([bound(argv[2])], alt=bound(argv[3]))
     elif argv[1] == "ask":
         return ask(argv[2], int(argv[3]) if len(argv) > 3 else 3, argv[4] if len(argv) > 4 else None)
+    elif argv[1] == "grow":
+        serve_grow([bound(a) for a in argv[2:]])
+    elif argv[1] == "sizes":
+        return sizes(argv[2], argv[3], len(argv) > 4 and argv[4] == "grow")
     elif argv[1] == "many":
         return many(argv[2], int(argv[3]))
     return 2
