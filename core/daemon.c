@@ -32,6 +32,7 @@
 #include "dnsq.h"
 #include "sniff.h"
 #include "dp.h"
+#include "flowev.h"
 #include "groups.h"
 #include "host.h"
 #include "log.h"
@@ -470,6 +471,20 @@ static void dispatch_event(const struct xp_event *ev)
 	}
 }
 
+/* XP_EVENT_FLOW_NAMED comes from the workers (flowev.c), only when a plugin wants it. */
+static void update_named_wanted(void)
+{
+	bool on = false;
+
+	for (size_t i = 0; i < D.plugins.n; i++) {
+		struct plugin *p = D.plugins.v[i];
+
+		on |= p->initialized && p->desc.on_event &&
+		      (p->desc.event_mask & XP_EVENT_MASK(XP_EVENT_FLOW_NAMED));
+	}
+	flowev_set_wanted(on);
+}
+
 static void on_datapath_event(void *ctx, const void *data, size_t len)
 {
 	const struct xp_ev_hdr *h = data;
@@ -795,6 +810,7 @@ static void reload(void)
 	}
 	free(errors);
 	log_sniff_mode(ncfg);
+	update_named_wanted();
 	if (apply_rules(ncfg)) {
 		/* The outbounds already changed; the old rules stay live and still name them by
 		 * stable ids, so a flow classified by an old rule still finds its outbound. */
@@ -1049,6 +1065,7 @@ static void teardown(void)
 	udp_set_dns_hook(NULL);
 	udp_set_sniff_hook(NULL);
 	conn_set_sniff_hook(NULL);
+	flowev_set_sink(NULL); /* events still posted are freed undelivered */
 	sniff_clear();
 	dnsq_clear();
 	names_fini(0); /* the kernel map goes with the datapath */
@@ -1150,6 +1167,7 @@ int daemon_run(const struct daemon_opts *o)
 	}
 	free(errors);
 	log_sniff_mode(D.cfg);
+	update_named_wanted();
 	dial_set_default_timeout(D.cfg->global.connect_timeout_ms);
 
 	find_direct_outbound(D.cfg);
@@ -1186,6 +1204,7 @@ int daemon_run(const struct daemon_opts *o)
 					   .lookup = names_lookup,
 					   .cache_ttl_ms = 300 * 1000 });
 	sniff_install_hooks();
+	flowev_set_sink(dispatch_event);
 
 	conn_opts_from(&D.copts, &D.cfg->global);
 	if (start_workers())

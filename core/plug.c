@@ -43,9 +43,11 @@
 #define DESC_HEADER_SIZE 8
 
 #define KNOWN_KINDS (XP_KIND_OUTBOUND | XP_KIND_SNIFFER | XP_KIND_DNS)
-#define KNOWN_EVENTS                                                                               \
+#define KNOWN_EVENTS_1_0                                                                           \
 	(XP_EVENT_MASK(XP_EVENT_FLOW_NEW) | XP_EVENT_MASK(XP_EVENT_FLOW_END) |                     \
 	 XP_EVENT_MASK(XP_EVENT_DROP))
+/* ABI 1.2: FLOW_NAMED. A plugin built for an older minor cannot know the bit: set, it is junk. */
+#define KNOWN_EVENTS (KNOWN_EVENTS_1_0 | XP_EVENT_MASK(XP_EVENT_FLOW_NAMED))
 #define PLUG_LIST_MAX 1024 /* values of one XP_OPT_LIST key: a bound, not a design limit */
 #define KNOWN_OPT_FLAGS	    (XP_OPT_REQUIRED | XP_OPT_SECRET)
 #define KNOWN_OUTBOUND_CAPS (XP_OUTBOUND_TCP | XP_OUTBOUND_UDP)
@@ -418,9 +420,11 @@ static int check_desc(struct plugin *p, const char *path, char *err, size_t errl
 		return fmt_err(err, errlen, path, -EINVAL,
 			       "unknown kinds 0x%x (this xproxyd knows outbound, sniffer, dns)",
 			       c->kinds & ~KNOWN_KINDS);
-	if (c->event_mask & ~KNOWN_EVENTS)
+	uint32_t known_events = c->abi_minor >= 2 ? KNOWN_EVENTS : KNOWN_EVENTS_1_0;
+
+	if (c->event_mask & ~known_events)
 		return fmt_err(err, errlen, path, -EINVAL, "unknown event_mask bits 0x%x",
-			       c->event_mask & ~KNOWN_EVENTS);
+			       c->event_mask & ~known_events);
 	if (c->kinds && !c->instance_new)
 		return fmt_err(err, errlen, path, -EINVAL, "has kinds but no instance_new");
 	if (c->instance_new && !c->instance_free)

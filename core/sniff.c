@@ -172,7 +172,9 @@ void sniff_stats_get(struct sniff_stats *out)
 	out->unclaimed = atomic_load(&stats.unclaimed);
 	out->found = atomic_load(&stats.found);
 	out->none = atomic_load(&stats.none);
-	out->timeouts = atomic_load(&stats.timeouts);
+	/* TCP counts here (tcp_decide); the UDP core decides a session at the deadline itself,
+	 * without the hook, and counts it in udp_stats */
+	out->timeouts = atomic_load(&stats.timeouts) + atomic_load(&udp_stats.sniff_timeout);
 	out->cached = atomic_load(&stats.cached);
 	out->refused = atomic_load(&stats.refused);
 }

@@ -4,7 +4,7 @@
  * with its exact one-line message, the registry, init/fini, and option filling.
  *
  * FAKE_PLUGIN_DIR (set by meson) is where the fake .so files are built. Built a second time as
- * test_plug_compat with PLUG_HOST_ABI_MINOR=2 (plug.c compiled in) to play a newer daemon: only
+ * test_plug_compat with PLUG_HOST_ABI_MINOR=3 (plug.c compiled in) to play a newer daemon: only
  * the minor-compatibility group runs there.
  */
 #include <dlfcn.h>
@@ -182,6 +182,13 @@ static void test_good_events(void **state)
 	assert_null(p->desc.instance_new);
 	assert_false(plug_has_kind(p, XP_KIND_OUTBOUND));
 	plug_unload(p);
+
+	/* ABI 1.2's FLOW_NAMED: taken from a 1.2 plugin, junk in a 1.1 one */
+	p = load_ok("named_events");
+	assert_int_equal(p->desc.event_mask,
+			 XP_EVENT_MASK(XP_EVENT_FLOW_NEW) | XP_EVENT_MASK(XP_EVENT_FLOW_NAMED));
+	plug_unload(p);
+	expect_refused("named_events_1_1", -EINVAL, "unknown event_mask bits 0x10");
 }
 
 /* A larger struct from a newer build is fine as long as what this host does not know is 0. */
@@ -208,16 +215,16 @@ static void test_zero_tails_accepted(void **state)
 static void test_refuse_version(void **state)
 {
 	expect_refused("major2", -EPROTO,
-		       "built for plugin ABI 2.0, this xproxyd speaks 1.1 (major differs)");
-	expect_refused("minor2", -EPROTO,
-		       "built for plugin ABI 1.2, this xproxyd speaks 1.1 (plugin is newer: "
+		       "built for plugin ABI 2.0, this xproxyd speaks 1.2 (major differs)");
+	expect_refused("minor3", -EPROTO,
+		       "built for plugin ABI 1.3, this xproxyd speaks 1.2 (plugin is newer: "
 		       "upgrade xproxyd)");
 }
 
 static void test_refuse_entry(void **state)
 {
 	expect_refused("no_entry", -ENOEXEC, "no symbol xp_plugin_query (not an xproxy plugin?)");
-	expect_refused("null_desc", -EPROTO, "xp_plugin_query(1.1) returned no descriptor");
+	expect_refused("null_desc", -EPROTO, "xp_plugin_query(1.2) returned no descriptor");
 }
 
 static void test_refuse_dlopen(void **state)
@@ -532,7 +539,7 @@ static void test_registry_scan(void **state)
 		t->path, t->path);
 	assert_non_null(strstr(out, want));
 	snprintf(want, sizeof(want),
-		 "plugin %s/30-major.so: built for plugin ABI 2.0, this xproxyd speaks 1.1 "
+		 "plugin %s/30-major.so: built for plugin ABI 2.0, this xproxyd speaks 1.2 "
 		 "(major differs)\n",
 		 t->path);
 	assert_non_null(strstr(out, want));
@@ -603,7 +610,7 @@ static void test_resolve(void **state)
 	assert_int_equal(plug_resolve(&reg, fake_path("major2"), &q, err, sizeof(err)), -EPROTO);
 	assert_null(q);
 	snprintf(want, sizeof(want),
-		 "plugin %s: built for plugin ABI 2.0, this xproxyd speaks 1.1 (major differs)",
+		 "plugin %s: built for plugin ABI 2.0, this xproxyd speaks 1.2 (major differs)",
 		 fake_path("major2"));
 	assert_string_equal(err, want);
 	/* a path whose name is taken */
@@ -966,28 +973,36 @@ static void test_fill_no_options(void **state)
 	plug_unload(p);
 }
 
-#else /* PLUG_HOST_ABI_MINOR: this host plays ABI 1.2 */
+#else /* PLUG_HOST_ABI_MINOR: this host plays ABI 1.3 */
 
 static void test_older_minor_accepted(void **state)
 {
 	struct plugin *p;
 
-	/* built for 1.0, a daemon speaking 1.2 takes it, with every later field zero */
+	/* built for 1.0, a daemon speaking 1.3 takes it, with every later field zero */
 	p = load_ok("minor0");
 	assert_int_equal(p->desc.abi_minor, 0);
 	plug_unload(p);
 	p = load_ok("minor1");
 	assert_int_equal(p->desc.abi_minor, 1);
 	plug_unload(p);
-	/* built for 1.2: the same minor */
+	/* built for 1.2, the current ABI, by a daemon one minor newer */
 	p = load_ok("minor2");
 	assert_int_equal(p->desc.abi_minor, 2);
 	plug_unload(p);
-	expect_refused("minor3", -EPROTO,
-		       "built for plugin ABI 1.3, this xproxyd speaks 1.2 (plugin is newer: "
+	p = load_ok("named_events");
+	assert_int_equal(p->desc.event_mask & XP_EVENT_MASK(XP_EVENT_FLOW_NAMED),
+			 XP_EVENT_MASK(XP_EVENT_FLOW_NAMED));
+	plug_unload(p);
+	/* built for 1.3: the same minor */
+	p = load_ok("minor3");
+	assert_int_equal(p->desc.abi_minor, 3);
+	plug_unload(p);
+	expect_refused("minor4", -EPROTO,
+		       "built for plugin ABI 1.4, this xproxyd speaks 1.3 (plugin is newer: "
 		       "upgrade xproxyd)");
 	expect_refused("major2", -EPROTO,
-		       "built for plugin ABI 2.0, this xproxyd speaks 1.2 (major differs)");
+		       "built for plugin ABI 2.0, this xproxyd speaks 1.3 (major differs)");
 }
 
 #endif

@@ -25,6 +25,7 @@
 #include "cfg.h"
 #include "conn_harness.h"
 #include "sniff.h"
+#include "udp.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Fake sniffers: "NAME:<name>\n" at the start of the bytes; "W" alone means "more"           */
@@ -461,6 +462,22 @@ static void test_conn_timeout(void **state)
 	stop();
 }
 
+/* UDP sessions the UDP core routed at the sniff deadline (udp_stats.sniff_timeout) are sniff
+ * timeouts too: "stats: sniff" must add up (flows = named + no-name + timeouts + unclaimed). */
+static void test_stats_udp_timeouts(void **state)
+{
+	struct sniff_stats a, b;
+
+	(void)state;
+	sniff_stats_get(&a);
+	atomic_fetch_add(&udp_stats.sniff_timeout, 2);
+	sniff_stats_get(&b);
+	atomic_fetch_sub(&udp_stats.sniff_timeout, 2);
+	assert_int_equal(b.timeouts - a.timeouts, 2);
+	assert_int_equal(b.flows, a.flows);
+	assert_int_equal(b.none, a.none);
+}
+
 /* EOF ends the wait (a short request and a half-close); max_bytes ends it too. */
 static void test_conn_eof_and_max(void **state)
 {
@@ -631,7 +648,7 @@ int main(void)
 		cmocka_unit_test(test_offer),	       cmocka_unit_test(test_conn_found),
 		cmocka_unit_test(test_conn_unclaimed), cmocka_unit_test(test_conn_timeout),
 		cmocka_unit_test(test_conn_eof_and_max), cmocka_unit_test(test_conn_abort),
-		cmocka_unit_test(test_cfg_sniff),
+		cmocka_unit_test(test_cfg_sniff),      cmocka_unit_test(test_stats_udp_timeouts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

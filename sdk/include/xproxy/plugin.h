@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 #define XP_PLUGIN_ABI_MAJOR 1
-#define XP_PLUGIN_ABI_MINOR 1
+#define XP_PLUGIN_ABI_MINOR 2
 #define XP_PLUGIN_ABI ((uint32_t)XP_PLUGIN_ABI_MAJOR << 16 | XP_PLUGIN_ABI_MINOR)
 
 /* The one exported symbol. `host_abi` is the daemon's XP_PLUGIN_ABI. */
@@ -176,6 +176,11 @@ enum xp_event_type {
 	XP_EVENT_FLOW_NEW = 1,
 	XP_EVENT_FLOW_END = 2,
 	XP_EVENT_DROP = 3,
+	/* ABI 1.2: userspace decided a flow that went through it (an INSPECT verdict: after
+	 * sniffing, or after the sniff found nothing). Not from the datapath: emitted by the
+	 * core once per TCP connection / UDP session, after FLOW_NEW. route, source, rule_id and
+	 * outbound are the final decision; domain and sniffer say what named the flow. */
+	XP_EVENT_FLOW_NAMED = 4,
 };
 #define XP_EVENT_MASK(t) (1u << (t))
 
@@ -195,6 +200,10 @@ struct xp_event {
 	uint32_t tag;
 	uint32_t drop_reason; /* XP_EVENT_DROP: datapath drop reason code */
 	const char *outbound; /* for XP_ROUTE_PROXY; NULL otherwise */
+	/* ABI 1.2 (check size >= offsetof(struct xp_event, sniffer) + sizeof(char *)): set for
+	 * XP_EVENT_FLOW_NAMED, NULL for the others. Valid for the on_event call only. */
+	const char *domain;  /* the flow's name (sniffed, or from DNS); NULL when unknown */
+	const char *sniffer; /* the sniffer plugin that found `domain`; NULL: none named it */
 };
 
 /* ABI 1.1: the result of host->route_domain(). */
@@ -432,10 +441,12 @@ struct xp_outbound_ops {
 	void (*udp_close)(void *inst, void *uctx);
 };
 
-/* Sniffers: [sniff] plugins = tls, http, quic (in that order). The INSPECT verdict reads the
- * first bytes (TCP) or datagrams (UDP, buffered and replayed) of a flow and offers them to each
- * sniffer whose ports and caps fit, until one says FOUND or all say NOT_MINE, or the sniff
- * timeout ends it (at once when no sniffer claims the port). */
+/* Sniffers: [sniff] plugins = tls, http_sniff, quic (in that order; a plain protocol name such as
+ * "http" also finds the sniffer "<name>_sniff"). The INSPECT verdict reads the first bytes (TCP)
+ * or datagrams (UDP, buffered and replayed) of a flow and offers them to each sniffer whose
+ * ports and caps fit, until one says FOUND or all say NOT_MINE, or the sniff timeout ends it (at
+ * once when no sniffer claims the port). The decision is reported as XP_EVENT_FLOW_NAMED
+ * (ABI 1.2). */
 enum xp_sniff_status {
 	XP_SNIFF_FOUND = 0,    /* out->name is set */
 	XP_SNIFF_MORE = 1,     /* might be mine: call again with more bytes */
