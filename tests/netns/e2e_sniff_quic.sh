@@ -228,7 +228,9 @@ cached=$(sed -n 's/.* cached \([0-9]*\) .*/\1/p' <<<"$line")
 [ "${cached:-0}" -ge 2 ] || xpt_fail "sniff cached $cached names, want at least 2"
 timeouts=$(grep -o "sniff dropped [0-9]* timeout [0-9]*" "$XPT_DLOG" | tail -1 | awk '{ print $5 }')
 [ "$timeouts" = 2 ] || xpt_fail "udp sniff timeouts $timeouts, want 2 (the incomplete hellos)"
-xpt_ok "statistics: named $named, no-name $noname, cached $cached, udp sniff timeouts $timeouts"
+stimeouts=$(sed -n 's/.* timeouts \([0-9]*\) .*/\1/p' <<<"$line")
+[ "$stimeouts" = 2 ] || xpt_fail "stats: sniff timeouts $stimeouts, want 2 (the UDP deadlines count too)"
+xpt_ok "statistics: named $named, no-name $noname, cached $cached, timeouts $timeouts (udp) $stimeouts (sniff)"
 
 xpt_stop
 [ "$XPT_DRC" = 0 ] || xpt_fail "xproxyd exited with $XPT_DRC"
