@@ -209,7 +209,7 @@ static void parse_section(struct gp *p, const struct cfg *cfg, const struct cfg_
 			  struct group *g)
 {
 	const char *url = NULL, *target = NULL;
-	int members_line = 0, url_line = 0, target_line = 0, policy_line = 0;
+	int members_line = 0, url_line = 0, target_line = 0, policy_line = 0, interrupt_line = 0;
 	uint64_t v;
 
 	g->policy = GROUP_FALLBACK;
@@ -282,6 +282,11 @@ static void parse_section(struct gp *p, const struct cfg *cfg, const struct cfg_
 				continue;
 			}
 			*(kv->key[0] == 'i' ? &g->interval_ms : &g->timeout_ms) = v;
+		} else if (!strcmp(kv->key, "interrupt")) {
+			if (cfg_parse_bool(kv->value, &g->interrupt))
+				gerr(p, kv->line, "[group.%s] interrupt '%.64s' (expected yes or no)",
+				     g->name, kv->value);
+			interrupt_line = kv->line;
 		} else if (!strcmp(kv->key, "tolerance")) {
 			if (cfg_parse_u64(kv->value, &v) || v < 1 || v > 100) {
 				gerr(p, kv->line,
@@ -293,11 +298,15 @@ static void parse_section(struct gp *p, const struct cfg *cfg, const struct cfg_
 		} else {
 			gerr(p, kv->line,
 			     "unknown key '%.64s' in [group.%s] (expected members, policy, "
-			     "check_url, check_target, interval, timeout, tolerance)",
+			     "check_url, check_target, interval, timeout, tolerance, interrupt)",
 			     kv->key, g->name);
 		}
 	}
 	(void)policy_line;
+	if (g->interrupt && !group_needs_health(g))
+		gerr(p, interrupt_line,
+		     "[group.%s] interrupt = yes needs health checks (policy fixed has none)",
+		     g->name);
 	if (!members_line || !g->n)
 		gerr(p, sec->line, "[group.%s] has no members", g->name);
 	if (url && target)
@@ -639,4 +648,146 @@ const char *group_pick(struct group_set *s, size_t gi, uint32_t rnd)
 	if (!s || gi >= s->n)
 		return NULL;
 	return pick_in(s, gi, rnd, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Changes: selection and interrupt                                                             */
+
+static int ev_add(struct group_ev **evs, size_t *n, size_t *cap, const struct group_ev *e)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 8;
+		struct group_ev *v = realloc(*evs, c * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		*evs = v;
+		*cap = c;
+	}
+	(*evs)[(*n)++] = *e;
+	return 0;
+}
+
+/* Is outbound `leaf` under member m (itself, or anywhere in its group)? */
+static bool has_leaf(const struct group_set *s, const struct group_member *m, const char *leaf,
+		     unsigned depth)
+{
+	const struct group *g;
+
+	if (m->group < 0)
+		return !strcmp(m->name, leaf);
+	if (depth > s->n)
+		return false;
+	g = &s->g[m->group];
+	for (size_t i = 0; i < g->n; i++)
+		if (has_leaf(s, &g->m[i], leaf, depth + 1))
+			return true;
+	return false;
+}
+
+static bool cut_listed(const struct group_ev *evs, size_t n, size_t gi, const char *leaf)
+{
+	for (size_t i = 0; i < n; i++)
+		if (evs[i].kind == GROUP_EV_CUT && evs[i].gi == gi && !strcmp(evs[i].leaf, leaf))
+			return true;
+	return false;
+}
+
+/* CUT every leaf under member `from` of gi that is not under `to`. */
+static int cut_member(const struct group_set *s, size_t gi, int from, int to,
+		      const struct group_member *m, unsigned depth, struct group_ev **evs,
+		      size_t *n, size_t *cap)
+{
+	const struct group *g = &s->g[gi];
+	const struct group *sub;
+	int rc;
+
+	if (m->group < 0) {
+		struct group_ev e = { .kind = GROUP_EV_CUT, .gi = gi, .from = from, .to = to,
+				      .leaf = m->name };
+
+		if ((to >= 0 && has_leaf(s, &g->m[to], m->name, 0)) ||
+		    cut_listed(*evs, *n, gi, m->name))
+			return 0;
+		return ev_add(evs, n, cap, &e);
+	}
+	if (depth > s->n)
+		return 0;
+	sub = &s->g[m->group];
+	for (size_t i = 0; i < sub->n; i++) {
+		rc = cut_member(s, gi, from, to, &sub->m[i], depth + 1, evs, n, cap);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int group_update(struct group_set *s, size_t gi, size_t mi, enum group_change ch,
+		 struct group_ev **evs, size_t *n)
+{
+	size_t cap = 0;
+	int rc = 0;
+
+	*evs = NULL;
+	*n = 0;
+	if (!s || gi >= s->n || mi >= s->g[gi].n)
+		return 0;
+	if (ch == GROUP_DIED && s->g[gi].interrupt && s->g[gi].m[mi].group < 0) {
+		struct group_ev e = { .kind = GROUP_EV_CUT, .gi = gi, .from = -1, .to = -1,
+				      .leaf = s->g[gi].m[mi].name, .dead = true };
+
+		rc = ev_add(evs, n, &cap, &e);
+	}
+	for (size_t i = 0; !rc && i < s->n; i++) {
+		struct group *g = &s->g[i];
+		int from = g->current, to;
+
+		if (g->policy != GROUP_FALLBACK && g->policy != GROUP_MIN_LATENCY)
+			continue;
+		to = pick_member(s, g, 0, 1);
+		g->current = to;
+		if (to == from)
+			continue;
+		{
+			struct group_ev e = { .kind = GROUP_EV_SELECT, .gi = i, .from = from,
+					      .to = to };
+
+			rc = ev_add(evs, n, &cap, &e);
+		}
+		if (!rc && g->interrupt && from >= 0 && (size_t)from < g->n)
+			rc = cut_member(s, i, from, to, &g->m[from], 0, evs, n, &cap);
+	}
+	if (rc) {
+		free(*evs);
+		*evs = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+size_t group_holders(const struct group_set *s, size_t gi, size_t *out, size_t max)
+{
+	size_t n = 0;
+
+	if (!s || gi >= s->n || !max)
+		return 0;
+	out[n++] = gi;
+	/* breadth-first over "is a member of": every group enters once */
+	for (size_t k = 0; k < n; k++) {
+		for (size_t i = 0; i < s->n && n < max; i++) {
+			bool seen = false;
+
+			for (size_t j = 0; j < n && !seen; j++)
+				seen = out[j] == i;
+			if (seen)
+				continue;
+			for (size_t j = 0; j < s->g[i].n; j++) {
+				if (s->g[i].m[j].group == (int)out[k]) {
+					out[n++] = i;
+					break;
+				}
+			}
+		}
+	}
+	return n;
 }

@@ -69,7 +69,8 @@ struct group {
 	char *check_path; /* check_url's path ("/" at least); NULL: TCP connect only */
 	uint64_t interval_ms, timeout_ms;
 	unsigned tolerance;
-	int current; /* min-latency: the member chosen last (-1: none yet) */
+	bool interrupt; /* interrupt = yes: close connections off a dead or left member */
+	int current; /* fallback, min-latency: the member selected last (-1: none yet) */
 };
 
 struct group_set {
@@ -103,5 +104,34 @@ enum group_change group_health_result(struct group_health *h, bool ok, uint32_t 
 const char *group_pick(struct group_set *s, size_t gi, uint32_t rnd);
 
 const char *group_policy_name(enum group_policy p);
+
+/* What a health result changed, for the log and for interrupt = yes (group_update()). */
+enum group_ev_kind {
+	GROUP_EV_SELECT, /* a fallback or min-latency group selects another member */
+	GROUP_EV_CUT,	 /* interrupt = yes: close the connections through `leaf` */
+};
+
+struct group_ev {
+	enum group_ev_kind kind;
+	size_t gi;	  /* the group */
+	int from, to;	  /* SELECT: member indexes (from -1: the first selection, to -1: none
+			   * alive); CUT after a switch: the same, else -1 */
+	const char *leaf; /* CUT: an outbound (its name in the set) */
+	bool dead;	  /* CUT: leaf died in gi (else gi's selection moved off it) */
+};
+
+/* After the health of member mi of group gi changed (`ch`, from group_health_result(), which
+ * is GROUP_SAME for a plain sample: a min-latency average moves with each): recompute the
+ * selection of every fallback and min-latency group (g->current, as a new connection would
+ * pick) and list, in *evs / *n (malloc'd, the caller frees), every selection that changed and,
+ * for groups with interrupt = yes, the leaves whose connections through that group must close:
+ * the member that died, and the leaves of a member the selection moved away from (less those
+ * of the member it moved to). One CUT per (group, leaf). 0 or -ENOMEM. */
+int group_update(struct group_set *s, size_t gi, size_t mi, enum group_change ch,
+		 struct group_ev **evs, size_t *n);
+
+/* The groups whose connections a CUT in gi concerns: gi and every group holding it, directly
+ * or through other groups. Writes their indexes to out (at most max); returns how many. */
+size_t group_holders(const struct group_set *s, size_t gi, size_t *out, size_t max);
 
 #endif

@@ -132,6 +132,11 @@ static void test_parse_errors(void **state)
 		     "t.ini:9: group name 'direct' is reserved");
 	expect_error(BASE "[group.g]\nmembers = a, a\npolicy = fixed\n",
 		     "t.ini:10: [group.g] lists member 'a' twice\n");
+	expect_error(BASE "[group.g]\nmembers = a\ncheck_target = h:1\ninterrupt = maybe\n",
+		     "t.ini:12: [group.g] interrupt 'maybe' (expected yes or no)\n");
+	expect_error(BASE "[group.g]\nmembers = a\npolicy = fixed\ninterrupt = yes\n",
+		     "t.ini:12: [group.g] interrupt = yes needs health checks (policy fixed has "
+		     "none)\n");
 	/* a route target that is neither */
 	expect_error(BASE "[group.g]\nmembers = a\npolicy = fixed\n[route]\nfallback = h\n",
 		     "t.ini:13: fallback target 'h' has no [outbound.h] section\n");
@@ -304,6 +309,167 @@ static void test_nested(void **state)
 	group_set_free(s);
 }
 
+/* One health result through group_update(), as groups.c feeds it. */
+static size_t feed(struct group_set *s, size_t gi, size_t mi, bool ok, uint32_t ms,
+		   struct group_ev **evs)
+{
+	struct group *g = &s->g[gi];
+	enum group_change ch = group_health_result(&g->m[mi].h, ok, ms, g->tolerance);
+	size_t n = 99;
+
+	free(*evs);
+	assert_int_equal(group_update(s, gi, mi, ch, evs, &n), 0);
+	return n;
+}
+
+static void expect_select(const struct group_ev *e, size_t gi, int from, int to)
+{
+	assert_int_equal(e->kind, GROUP_EV_SELECT);
+	assert_int_equal(e->gi, gi);
+	assert_int_equal(e->from, from);
+	assert_int_equal(e->to, to);
+}
+
+static void expect_cut(const struct group_ev *e, size_t gi, const char *leaf, bool dead)
+{
+	assert_int_equal(e->kind, GROUP_EV_CUT);
+	assert_int_equal(e->gi, gi);
+	assert_string_equal(e->leaf, leaf);
+	assert_int_equal(e->dead, dead);
+}
+
+static void test_interrupt_fallback(void **state)
+{
+	struct group_set *s = parse_ok(BASE "[group.g]\nmembers = a, b\ncheck_target = h:1\n"
+					    "tolerance = 1\ninterrupt = yes\n"
+					    "[group.k]\nmembers = a, b\ncheck_target = h:1\n"
+					    "tolerance = 1\n",
+					    NULL);
+	struct group_ev *evs = NULL;
+
+	assert_true(s->g[0].interrupt);
+	assert_false(s->g[1].interrupt); /* the default */
+	/* the first result: both groups select a; nothing to close */
+	assert_int_equal(feed(s, 0, 0, true, 5, &evs), 2);
+	expect_select(&evs[0], 0, -1, 0);
+	expect_select(&evs[1], 1, -1, 0);
+	assert_int_equal(feed(s, 0, 1, true, 5, &evs), 0);
+	/* a dies in g: g moves to b and closes a's connections, once (dead, not "moved") */
+	assert_int_equal(feed(s, 0, 0, false, 0, &evs), 2);
+	expect_cut(&evs[0], 0, "a", true);
+	expect_select(&evs[1], 0, 0, 1);
+	/* a dies in k (interrupt = no): only the selection changes */
+	assert_int_equal(feed(s, 1, 0, false, 0, &evs), 1);
+	expect_select(&evs[0], 1, 0, 1);
+	/* failures of a dead member change nothing */
+	assert_int_equal(feed(s, 0, 0, false, 0, &evs), 0);
+	/* a returns in g: the selection moves off b, whose connections close */
+	assert_int_equal(feed(s, 0, 0, true, 5, &evs), 2);
+	expect_select(&evs[0], 0, 1, 0);
+	expect_cut(&evs[1], 0, "b", false);
+	assert_int_equal(evs[1].from, 1);
+	assert_int_equal(evs[1].to, 0);
+	/* b dies while not selected: its connections (opened before) still close */
+	assert_int_equal(feed(s, 0, 1, false, 0, &evs), 1);
+	expect_cut(&evs[0], 0, "b", true);
+	/* the last member dies: selection none, cut a */
+	assert_int_equal(feed(s, 0, 0, false, 0, &evs), 2);
+	expect_cut(&evs[0], 0, "a", true);
+	expect_select(&evs[1], 0, 0, -1);
+	free(evs);
+	group_set_free(s);
+}
+
+static void test_interrupt_min_latency(void **state)
+{
+	struct group_set *s = parse_ok(BASE "[group.g]\nmembers = a, b\npolicy = min-latency\n"
+					    "check_target = h:1\ninterrupt = yes\n",
+					    NULL);
+	struct group_ev *evs = NULL;
+
+	assert_int_equal(feed(s, 0, 0, true, 100, &evs), 1);
+	expect_select(&evs[0], 0, -1, 0);
+	/* b measures far better: switch, a's connections close though a is alive */
+	assert_int_equal(feed(s, 0, 1, true, 10, &evs), 2);
+	expect_select(&evs[0], 0, 0, 1);
+	expect_cut(&evs[1], 0, "a", false);
+	/* a inside the hysteresis of b: nothing moves */
+	assert_int_equal(feed(s, 0, 0, true, 10, &evs), 0); /* a's average: 100 - 90/4 = 78 */
+	s->g[0].m[0].h.avg_ms = 8;
+	assert_int_equal(feed(s, 0, 1, true, 10, &evs), 0); /* b 10, a 8: within 5 ms */
+	free(evs);
+	/* the choice is what group_pick uses */
+	assert_string_equal(group_pick(s, 0, 0), "b");
+	group_set_free(s);
+}
+
+static void test_interrupt_nested(void **state)
+{
+	/* top: [mid, c]; mid: [a, b] (interrupt = yes); top has interrupt = yes too */
+	struct group_set *s = parse_ok(BASE "[group.top]\nmembers = mid, c\ncheck_target = h:1\n"
+					    "tolerance = 1\ninterrupt = yes\n"
+					    "[group.mid]\nmembers = a, b\ncheck_target = h:1\n"
+					    "tolerance = 1\ninterrupt = yes\n"
+					    "[group.other]\nmembers = c\ncheck_target = h:1\n",
+					    NULL);
+	int top = group_find(s, "top"), mid = group_find(s, "mid"), other = group_find(s, "other");
+	struct group_ev *evs = NULL;
+	size_t h[3], n;
+
+	/* the groups a cut in mid concerns: mid and top (connections routed to top through mid),
+	 * not other */
+	n = group_holders(s, (size_t)mid, h, 3);
+	assert_int_equal(n, 2);
+	assert_int_equal(h[0], mid);
+	assert_int_equal(h[1], top);
+	assert_int_equal(group_holders(s, (size_t)other, h, 3), 1);
+	assert_int_equal(group_holders(s, (size_t)top, h, 3), 1);
+
+	feed(s, (size_t)mid, 0, true, 5, &evs); /* first selections */
+	/* a dies: mid cuts a (dead) and moves to b; top still selects mid */
+	n = feed(s, (size_t)mid, 0, false, 0, &evs);
+	assert_int_equal(n, 2);
+	expect_cut(&evs[0], (size_t)mid, "a", true);
+	expect_select(&evs[1], (size_t)mid, 0, 1);
+	/* b dies: mid is dead, top moves to c and cuts every leaf of mid (a and b) */
+	n = feed(s, (size_t)mid, 1, false, 0, &evs);
+	assert_int_equal(n, 5);
+	expect_cut(&evs[0], (size_t)mid, "b", true);
+	expect_select(&evs[1], (size_t)top, 0, 1);
+	expect_cut(&evs[2], (size_t)top, "a", false);
+	expect_cut(&evs[3], (size_t)top, "b", false);
+	expect_select(&evs[4], (size_t)mid, 1, -1);
+	free(evs);
+	group_set_free(s);
+}
+
+static void test_interrupt_overlap(void **state)
+{
+	/* g: [sub, a]; sub: [a, b]. When g leaves sub for a, only b's connections close: a is
+	 * under the member g moved to as well. */
+	struct group_set *s = parse_ok(BASE "[group.g]\nmembers = sub, a\ncheck_target = h:1\n"
+					    "interrupt = yes\n"
+					    "[group.sub]\nmembers = a, b\ncheck_target = h:2\n"
+					    "tolerance = 1\n",
+					    NULL);
+	size_t g = (size_t)group_find(s, "g"), sub = (size_t)group_find(s, "sub");
+	struct group_ev *evs = NULL;
+	size_t n;
+
+	feed(s, sub, 0, true, 5, &evs); /* first selections: g -> sub, sub -> a */
+	n = feed(s, sub, 0, false, 0, &evs); /* a dies in sub (no interrupt there) */
+	assert_int_equal(n, 1);
+	expect_select(&evs[0], sub, 0, 1);
+	n = feed(s, sub, 1, false, 0, &evs); /* b too: sub is dead, g moves to a */
+	assert_int_equal(n, 3);
+	expect_select(&evs[0], g, 0, 1);
+	expect_cut(&evs[1], g, "b", false);
+	expect_select(&evs[2], sub, 1, -1);
+	assert_string_equal(group_pick(s, g, 0), "a");
+	free(evs);
+	group_set_free(s);
+}
+
 static void test_carry(void **state)
 {
 	struct group_set *old = parse_ok(BASE "[group.g]\nmembers = a, b\ncheck_target = h:1\n"
@@ -337,6 +503,10 @@ int main(void)
 		cmocka_unit_test(test_random),	      cmocka_unit_test(test_tolerance),
 		cmocka_unit_test(test_moving_average), cmocka_unit_test(test_min_latency),
 		cmocka_unit_test(test_nested),	      cmocka_unit_test(test_carry),
+		cmocka_unit_test(test_interrupt_fallback),
+		cmocka_unit_test(test_interrupt_min_latency),
+		cmocka_unit_test(test_interrupt_nested),
+		cmocka_unit_test(test_interrupt_overlap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
