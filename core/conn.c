@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,7 @@ struct xp_conn {
 	ev_tstamp start, last, half; /* accept, last bytes moved, first direction ended */
 	char why[64];
 	char domain[256]; /* info.domain points here once named */
+	uint16_t via; /* the group that picked ob (conn_route.via), 0: none */
 	struct conn_headless *hl; /* headless (a dial): no client, no worker */
 	/* SNIFF: the hook's state, the peek buffer, bytes seen so far */
 	void *sniff_state;
@@ -690,6 +692,7 @@ static void conn_routed(struct xp_conn *c, int err, struct conn_route *rtp)
 		return;
 	}
 	c->ob = rt.ob;
+	c->via = rt.via;
 	c->info.outbound = rt.ob->name;
 	c->info.route = rt.route;
 	c->info.source = rt.source;
@@ -990,9 +993,103 @@ int worker_init(struct worker *w, unsigned index, int tcp_fd, const struct conn_
 	return 0;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Cuts: closing a group's connections through one outbound (conn.h)                           */
+
+/* The running workers, for conn_cut_post(): added by worker_start, removed by worker_stop
+ * before its stop is posted (so every cut posted before runs before the loop ends). */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct worker **running;
+static size_t n_running, cap_running;
+
+static void running_add(struct worker *w)
+{
+	pthread_mutex_lock(&running_lock);
+	if (n_running == cap_running) {
+		size_t cap = cap_running ? cap_running * 2 : 8;
+		struct worker **v = realloc(running, cap * sizeof(*v));
+
+		if (v) {
+			running = v;
+			cap_running = cap;
+		}
+	}
+	if (n_running < cap_running)
+		running[n_running++] = w;
+	else
+		log_msg(XP_LOG_WARN, w->loop.name, "out of memory: group interrupts miss this worker");
+	pthread_mutex_unlock(&running_lock);
+}
+
+static void running_del(struct worker *w)
+{
+	pthread_mutex_lock(&running_lock);
+	for (size_t i = 0; i < n_running; i++) {
+		if (running[i] == w) {
+			running[i] = running[--n_running];
+			break;
+		}
+	}
+	if (!n_running) {
+		free(running);
+		running = NULL;
+		cap_running = 0;
+	}
+	pthread_mutex_unlock(&running_lock);
+}
+
+struct cut_post {
+	struct worker *w;
+	struct conn_cut *cut;
+};
+
+static void cut_on_worker(void *arg)
+{
+	struct cut_post *p = arg;
+	struct xp_conn *c, *next;
+	uint64_t n = 0;
+
+	for (c = p->w->conns; c; c = next) {
+		next = c->next; /* conn_close frees c only */
+		if (c->ob && c->state != CONN_CLOSE && conn_cut_match(p->cut, c->ob->id, c->via)) {
+			conn_close(c, true, p->cut->why);
+			n++;
+		}
+	}
+	atomic_fetch_add(&p->cut->tcp, n);
+	conn_cut_put(p->cut);
+	free(p);
+}
+
+void conn_cut_post(struct conn_cut *cut)
+{
+	pthread_mutex_lock(&running_lock);
+	for (size_t i = 0; i < n_running; i++) {
+		struct cut_post *p = malloc(sizeof(*p));
+
+		if (!p) {
+			log_msg(XP_LOG_WARN, running[i]->loop.name,
+				"out of memory: a group interrupt misses this worker");
+			continue;
+		}
+		p->w = running[i];
+		p->cut = cut;
+		conn_cut_hold(cut);
+		if (loop_post(&running[i]->loop, cut_on_worker, p)) {
+			conn_cut_put(cut);
+			free(p);
+		}
+	}
+	pthread_mutex_unlock(&running_lock);
+}
+
 int worker_start(struct worker *w)
 {
-	return loop_start_thread(&w->loop);
+	int err = loop_start_thread(&w->loop);
+
+	if (!err)
+		running_add(w);
+	return err;
 }
 
 struct worker_opts_post {
@@ -1047,7 +1144,10 @@ static void worker_stop_on_loop(void *arg)
 
 void worker_stop(struct worker *w)
 {
-	int err = loop_post(&w->loop, worker_stop_on_loop, w);
+	int err;
+
+	running_del(w);
+	err = loop_post(&w->loop, worker_stop_on_loop, w);
 
 	if (err && err != -ESHUTDOWN) {
 		/* Out of memory for the post: at least end the loop; worker_fini closes the
@@ -1066,6 +1166,7 @@ void worker_fini(struct worker *w)
 {
 	if (!w || !w->loop.ev)
 		return;
+	running_del(w); /* a worker that was started but never stopped */
 	/* The loop is not running any more: safe to touch its watchers from here. */
 	w->stopping = true;
 	worker_close_all(w);

@@ -21,6 +21,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <ev.h>
@@ -53,6 +54,7 @@ struct conn_route {
 	int (*adopt)(struct xp_loop *loop, int fd, const struct xp_conn_info *info);
 	char domain[256]; /* the flow's name (core/names.c), "" when unknown */
 	const char *sniffer; /* the sniffer that found `domain` (a plugin name), NULL if none */
+	uint16_t via; /* the [group.NAME] (its outbound id) that picked ob, 0: none */
 };
 
 /* The SNIFF state's helper (core/sniff.c installs it on the main thread before the workers
@@ -137,6 +139,46 @@ struct conn_headless_ops {
 xp_conn_t *conn_headless_new(struct xp_loop *loop, const struct xp_conn_info *info,
 			     const struct conn_headless_ops *ops, void *arg);
 void conn_headless_free(xp_conn_t *c); /* NULL-safe */
+
+/* Closing the connections a group moved away from (core/groups.c, interrupt = yes): every
+ * TCP connection and UDP session whose outbound has id `ob_id` and that was routed through one
+ * of the groups via[0..n_via) is closed (TCP: reset both ways). Reference-counted across the
+ * workers it is posted to; `done` runs once, on the last worker's thread (or the caller's),
+ * with tcp/udp final. */
+struct conn_cut {
+	atomic_uint refs;
+	atomic_uint_fast64_t tcp, udp; /* closed so far */
+	uint16_t ob_id;
+	char why[128];			/* the close reason in the log */
+	void (*done)(struct conn_cut *cut); /* frees the cut */
+	void *arg;
+	size_t n_via;
+	uint16_t via[];
+};
+/* Thread-safe: post the cut to every running worker (each holds a reference). */
+void conn_cut_post(struct conn_cut *cut);
+
+/* Inline: udp.c uses them too, and is linked without conn.c in tests. */
+static inline void conn_cut_hold(struct conn_cut *cut)
+{
+	atomic_fetch_add(&cut->refs, 1);
+}
+
+static inline void conn_cut_put(struct conn_cut *cut) /* the last one calls done */
+{
+	if (atomic_fetch_sub(&cut->refs, 1) == 1)
+		cut->done(cut);
+}
+
+static inline bool conn_cut_match(const struct conn_cut *cut, uint16_t ob_id, uint16_t via)
+{
+	if (!via || ob_id != cut->ob_id)
+		return false;
+	for (size_t i = 0; i < cut->n_via; i++)
+		if (cut->via[i] == via)
+			return true;
+	return false;
+}
 
 /* Host-table implementations (same loop as the connection). */
 const struct xp_conn_info *conn_info(xp_conn_t *c);
