@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,7 @@ struct udp_sess {
 	void *user;
 	union xp_sockaddr peers[PEERS_LEARNED];
 	unsigned n_peers;
+	uint16_t via; /* the group that picked ob (conn_route.via), 0: none */
 	char why[64];
 };
 
@@ -656,6 +658,7 @@ static struct udp_sess *sess_new(struct udp_worker *uw, const union xp_sockaddr 
 	s->info.source = rt.source;
 	s->info.from_host = rt.from_host;
 	s->info.rule_id = rt.rule_id;
+	s->via = rt.via;
 	s->idle_ms = uw->opts.idle_timeout_ms;
 	key_make(&s->key, client,
 		 rt.route == XP_ROUTE_PROXY && rt.ob->udp_independent ? NULL : dst);
@@ -897,6 +900,95 @@ static void opts_fix(struct udp_opts *o)
 		o->max_reply_sockets = DEF_REPLY_SOCKETS;
 }
 
+/* ------------------------------------------------------------------------------ cuts */
+
+/* The UDP workers that take cuts (conn.h): from udp_worker_new to udp_worker_stop. */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct udp_worker **running;
+static size_t n_running, cap_running;
+
+static void running_add(struct udp_worker *uw)
+{
+	pthread_mutex_lock(&running_lock);
+	if (n_running == cap_running) {
+		size_t cap = cap_running ? cap_running * 2 : 8;
+		struct udp_worker **v = realloc(running, cap * sizeof(*v));
+
+		if (v) {
+			running = v;
+			cap_running = cap;
+		}
+	}
+	if (n_running < cap_running)
+		running[n_running++] = uw;
+	else
+		log_msg(XP_LOG_WARN, uw->loop->name,
+			"udp: out of memory: group interrupts miss this worker");
+	pthread_mutex_unlock(&running_lock);
+}
+
+static void running_del(struct udp_worker *uw)
+{
+	pthread_mutex_lock(&running_lock);
+	for (size_t i = 0; i < n_running; i++) {
+		if (running[i] == uw) {
+			running[i] = running[--n_running];
+			break;
+		}
+	}
+	if (!n_running) {
+		free(running);
+		running = NULL;
+		cap_running = 0;
+	}
+	pthread_mutex_unlock(&running_lock);
+}
+
+struct cut_post {
+	struct udp_worker *uw;
+	struct conn_cut *cut;
+};
+
+static void cut_on_loop(void *arg)
+{
+	struct cut_post *p = arg;
+	struct udp_sess *s, *nx;
+	uint64_t n = 0;
+
+	for (s = p->uw->sessions; s; s = nx) {
+		nx = s->next; /* sess_close frees s only */
+		if (s->ob && !s->closing && conn_cut_match(p->cut, s->ob->id, s->via)) {
+			sess_close(s, p->cut->why);
+			n++;
+		}
+	}
+	atomic_fetch_add(&p->cut->udp, n);
+	conn_cut_put(p->cut);
+	free(p);
+}
+
+void udp_cut_post(struct conn_cut *cut)
+{
+	pthread_mutex_lock(&running_lock);
+	for (size_t i = 0; i < n_running; i++) {
+		struct cut_post *p = malloc(sizeof(*p));
+
+		if (!p) {
+			log_msg(XP_LOG_WARN, running[i]->loop->name,
+				"udp: out of memory: a group interrupt misses this worker");
+			continue;
+		}
+		p->uw = running[i];
+		p->cut = cut;
+		conn_cut_hold(cut);
+		if (loop_post(running[i]->loop, cut_on_loop, p)) {
+			conn_cut_put(cut);
+			free(p);
+		}
+	}
+	pthread_mutex_unlock(&running_lock);
+}
+
 struct udp_worker *udp_worker_new(struct xp_loop *loop, int fd, const struct udp_opts *opts,
 				  const struct udp_env *env)
 {
@@ -916,6 +1008,7 @@ struct udp_worker *udp_worker_new(struct xp_loop *loop, int fd, const struct udp
 		ev_io_init(&uw->io, udp_io_cb, fd, EV_READ);
 		ev_io_start(loop->ev, &uw->io);
 	}
+	running_add(uw);
 	return uw;
 
 err_uw:
@@ -1003,6 +1096,7 @@ static void stop_on_loop(void *arg)
 
 void udp_worker_stop(struct udp_worker *uw)
 {
+	running_del(uw);
 	if (loop_post(uw->loop, stop_on_loop, uw))
 		uw->stopping = true; /* udp_worker_free cleans up after the join */
 }
@@ -1011,6 +1105,7 @@ void udp_worker_free(struct udp_worker *uw)
 {
 	if (!uw)
 		return;
+	running_del(uw); /* never stopped (a start that failed) */
 	/* The loop does not run any more: its watchers can be touched from here. */
 	uw->stopping = true;
 	if (uw->fd >= 0)
@@ -1108,6 +1203,7 @@ int udp_sess_decide(struct udp_sess *s, uint8_t route, const char *outbound, uin
 		ob = rt.ob;
 		route = rt.route;
 		rule_id = rt.rule_id;
+		s->via = rt.via;
 		if (!err && route == XP_ROUTE_PROXY && !ob)
 			err = -ENOENT;
 		if (!err && route != XP_ROUTE_PROXY && route != XP_ROUTE_BLOCK)

@@ -134,6 +134,9 @@ void udp_worker_sweep(struct udp_worker *uw, bool (*ob_alive)(struct outbound *o
 /* Thread-safe: post "close every session, stop reading" to the loop. Call it before the
  * worker's loop is stopped (posts run in order). */
 void udp_worker_stop(struct udp_worker *uw);
+/* Thread-safe: post the cut (conn.h) to every UDP worker still running; each closes its
+ * matching sessions (their next datagram makes a new session, routed afresh). */
+void udp_cut_post(struct conn_cut *cut);
 /* After the loop's thread ended: release what is left. NULL-safe. */
 void udp_worker_free(struct udp_worker *uw);
 unsigned udp_worker_sessions(const struct udp_worker *uw);

@@ -19,9 +19,10 @@ xpt_topology
 
 udp=0      # does this plugin claim UDP in this tree? (set per case below)
 # --known-limit CHECK=REASON: checks that fail through this real server and are reported as TAP
-# TODO, not passed. Proxy servers commonly end both directions at the first EOF and answer an
-# upstream RST with a FIN; running the kit against each server without xproxyd, to tell the
-# server's share from the plugin's, is still to do.
+# TODO, not passed. Each one is a proven limit of the server: conformance_reference.sh runs the
+# same checks through the same server without xproxyd (the kit's own protocol client and the
+# server project's client) and gets the same failure. Everything else must pass.
+REF="see tests/netns/conformance_reference.sh"
 limits=()
 outbound=""
 case $plugin in
@@ -30,13 +31,24 @@ direct)
 	udp=1
 	;;
 socks5)
-	xpt_require microsocks
-	nss microsocks -i 10.1.3.2 -p 1080 >"$XPT_TMP/socks.log" 2>&1 &
+	# dante, not microsocks: dante forwards half-closes (conformance_reference.sh), so these
+	# checks prove the plugin's share; microsocks ends both directions at the first EOF
+	xpt_require danted
+	cat >"$XPT_TMP/danted.conf" <<EOF
+logoutput: $XPT_TMP/danted.log
+internal: 10.1.3.2 port = 1080
+external: s0
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 0/0 to: 0/0 }
+socks pass { from: 0/0 to: 0/0 command: connect }
+EOF
+	nss danted -f "$XPT_TMP/danted.conf" >"$XPT_TMP/socks.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = socks5\nserver = 10.1.3.2:1080'
-	limits=(--known-limit "halfclose-client=not delivered through microsocks; not yet told apart from a plugin fault"
-		--known-limit "halfclose-server=not delivered through microsocks; not yet told apart from a plugin fault"
-		--known-limit "server-rst=arrives as FIN through microsocks; not yet told apart from a plugin fault")
+	limits=(--known-limit "server-rst=dante answers the target's RST with a FIN; its reference client gets the same, $REF")
 	;;
 http)
 	xpt_require tinyproxy
@@ -52,9 +64,9 @@ EOF
 	nss tinyproxy -d -c "$XPT_TMP/tinyproxy.conf" >"$XPT_TMP/tinyproxy.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = http\nserver = 10.1.3.2:3128'
-	limits=(--known-limit "halfclose-client=not delivered through tinyproxy; not yet told apart from a plugin fault"
-		--known-limit "halfclose-server=not delivered through tinyproxy; not yet told apart from a plugin fault"
-		--known-limit "server-rst=arrives as FIN through tinyproxy; not yet told apart from a plugin fault")
+	limits=(--known-limit "halfclose-client=tinyproxy passes the client's FIN on, then closes the way back before the answer; its reference client gets the same, $REF"
+		--known-limit "halfclose-server=tinyproxy ends both directions at the target's FIN; its reference client gets the same, $REF"
+		--known-limit "server-rst=tinyproxy answers the target's RST with a FIN; its reference client gets the same, $REF")
 	;;
 shadowsocks)
 	xpt_require ss-server
@@ -63,9 +75,9 @@ shadowsocks)
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = shadowsocks\nserver = 10.1.3.2:8388\nmethod = aes-256-gcm\npassword = conformance-pw'
 	udp=1
-	limits=(--known-limit "halfclose-client=not delivered through ss-server; not yet told apart from a plugin fault"
-		--known-limit "halfclose-server=not delivered through ss-server; not yet told apart from a plugin fault"
-		--known-limit "server-rst=arrives as FIN through ss-server; not yet told apart from a plugin fault")
+	limits=(--known-limit "halfclose-client=ss-server passes the client's FIN on, then closes the way back before the answer; ss-local and the kit's ss client get the same, $REF"
+		--known-limit "halfclose-server=ss-server ends both directions at the target's FIN; ss-local and the kit's ss client get the same, $REF"
+		--known-limit "server-rst=ss-server answers the target's RST with a FIN; ss-local and the kit's ss client get the same, $REF")
 	;;
 trojan)
 	xpt_require trojan openssl
@@ -83,9 +95,9 @@ EOF
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = trojan\nserver = 10.1.3.2:4443\npassword = conformance-pw\nsni = trojan.test\nca_file = '"$XPT_TMP/tj.crt"
 	udp=1
-	limits=(--known-limit "halfclose-client=not delivered through trojan-gfw; not yet told apart from a plugin fault"
-		--known-limit "halfclose-server=not delivered through trojan-gfw; not yet told apart from a plugin fault"
-		--known-limit "server-rst=arrives as FIN through trojan-gfw; not yet told apart from a plugin fault")
+	limits=(--known-limit "halfclose-client=trojan-gfw passes the client's close_notify on as a FIN, then closes the way back before the answer; trojan's client mode and the kit's trojan client get the same, $REF"
+		--known-limit "halfclose-server=trojan-gfw ends both directions at the target's FIN; trojan's client mode and the kit's trojan client get the same, $REF"
+		--known-limit "server-rst=trojan-gfw answers the target's RST with a close_notify and FIN; trojan's client mode and the kit's trojan client get the same, $REF")
 	;;
 *)
 	xpt_fail "unknown plugin '$plugin'"
