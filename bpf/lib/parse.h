@@ -186,6 +186,10 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct xp_pkt *p, _
 			 * that the first fragment showed the rules. */
 			if (foff == 1 && ip[9] == XP_IPPROTO_TCP)
 				return XP_DROP_CODE(XP_DROP_MALFORMED);
+			/* A fragment ending past 65535 bytes belongs to no datagram that can
+			 * exist (the old ping of death): the reassembly would drop it anyway. */
+			if (foff * 8 + tot - ihl > 0xffff)
+				return XP_DROP_CODE(XP_DROP_MALFORMED);
 			return XP_DONE;
 		}
 		p->frag = XP_FRAG_FIRST;
@@ -248,6 +252,9 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct xp_pkt *p, _
 					     ((__u32)eh[6] << 8) | eh[7];
 				p->frag_proto = eh[0];
 				if (fo & 0xfff8) {
+					/* ending past 65535 bytes: as for IPv4 */
+					if ((fo & 0xfff8) + (end - hoff - 8) > 0xffff)
+						return XP_DROP_CODE(XP_DROP_MALFORMED);
 					p->frag = XP_FRAG_LATER;
 					p->t.l4proto = eh[0];
 					return XP_DONE;

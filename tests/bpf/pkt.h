@@ -50,6 +50,7 @@ struct pkt_spec {
 	int frag;	 /* 0 none, 1 first fragment (MF, offset 0), 2 later fragment */
 	uint32_t frag_id;
 	uint16_t frag_off8; /* later fragment: offset in 8-byte units */
+	int frag_more;	    /* later fragment: MF (IPv6: M) set, a middle fragment */
 	int v6_atomic_frag; /* IPv6 fragment header with offset 0 and no M flag */
 };
 
@@ -198,7 +199,7 @@ static inline void pkt_build(const struct pkt_spec *s, struct pkt *p)
 		if (s->frag == 1)
 			pkt_put16(l3 + 6, 0x2000);
 		else if (later)
-			pkt_put16(l3 + 6, s->frag_off8 & 0x1fff);
+			pkt_put16(l3 + 6, (s->frag_off8 & 0x1fff) | (s->frag_more ? 0x2000 : 0));
 		l3[8] = 64;
 		l3[9] = s->proto;
 		inet_pton(AF_INET, s->src, l3 + 12);
@@ -249,7 +250,7 @@ static inline void pkt_build(const struct pkt_spec *s, struct pkt *p)
 			if (s->frag == 1)
 				fo = 1;
 			else if (later)
-				fo = (uint16_t)(s->frag_off8 << 3);
+				fo = (uint16_t)(s->frag_off8 << 3) | (s->frag_more ? 1 : 0);
 			h[0] = s->proto;
 			pkt_put16(h + 2, fo);
 			pkt_put32(h + 4, s->frag_id);

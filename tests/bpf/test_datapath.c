@@ -61,6 +61,7 @@ struct inst {
 	struct xproxy_bpf *skel;
 	struct ring_buffer *rb;
 	int prog[P__N];
+	int lookup; /* xp_proxy_lookup (sk_lookup, not a tc program) */
 	int flows, dst, rules, cidrs, pranges, listeners, local, ifaces, frags, stats;
 };
 
@@ -152,6 +153,7 @@ static int load(struct inst *in, const struct xp_bpf_config *cfg, uint32_t ringb
 	in->prog[P_WAN_IN] = bpf_program__fd(s->progs.xp_wan_ingress);
 	in->prog[P_PX_IN] = bpf_program__fd(s->progs.xp_proxy_ingress);
 	in->prog[P_PX_REPLY] = bpf_program__fd(s->progs.xp_proxy_reply);
+	in->lookup = bpf_program__fd(s->progs.xp_proxy_lookup);
 	in->flows = bpf_map__fd(s->maps.xp_flows);
 	in->dst = bpf_map__fd(s->maps.xp_dst_verdicts);
 	in->rules = bpf_map__fd(s->maps.xp_rules);
@@ -1512,6 +1514,320 @@ static void test_fragments(void **state)
 	}
 }
 
+/* Every fragment of a datagram takes its first fragment's path: first, middle (MF and an
+ * offset), last; a later fragment that comes before its first is a counted orphan drop and
+ * does not poison the flow: the first, arriving next, is classified as usual. The key holds
+ * the id and the protocol field: another id or protocol between the same addresses is not
+ * the same datagram. IPv6: the fragment header behind another extension header. */
+static void test_fragment_order(void **state)
+{
+	int v6;
+
+	for (v6 = 0; v6 < 2; v6++) {
+		struct inst *in = reset(&I_plain);
+		struct pkt_spec first = v6 ? PKT_UDP6("2001:db8:1::10", 6100, "2001:db8:99::7", 4433)
+					   : PKT_UDP4("192.168.1.10", 6100, "198.51.100.7", 4433);
+		struct pkt_spec mid, last, other;
+		struct xp_stats st;
+		struct xp_flow f;
+		struct pkt p;
+		struct run r;
+
+		if (v6) { /* a destination-options header before the fragment header */
+			first.n_ext = 1;
+			first.ext[0] = 60;
+		}
+		first.frag = 1;
+		first.frag_id = v6 ? 0x89abcdef : 0xbeef;
+		first.payload = 1000;
+		mid = first;
+		mid.frag = 2;
+		mid.frag_more = 1;
+		mid.frag_off8 = 126; /* 1008 bytes: the first fragment's UDP header and payload */
+		mid.payload = 1008;
+		last = mid;
+		last.frag_more = 0;
+		last.frag_off8 = 252;
+		last.payload = 100;
+		ruleset(in, 0, 0, XP_V_PROXY, 2, 6);
+
+		/* the middle fragment overtakes the first: dropped, counted, nothing recorded */
+		assert_int_equal(send_spec(in, P_LAN, &mid, if_lan, &r), TC_ACT_SHOT);
+		stats_get(in, &st);
+		assert_int_equal(st.drops[XP_DROP_FRAG_ORPHAN], 1);
+		assert_int_equal(st.frags_later, 0);
+		assert_int_equal(st.flows[XP_V_PROXY], 0);
+		check_no_flow(in, &first);
+
+		pkt_build(&first, &p);
+		run(in, P_LAN, &p, if_lan, &r);
+		check_to_proxy_plain(&r, &p);
+		check_flow(in, &first, XP_V_PROXY, XP_SRC_FALLBACK, 2, 6, XP_ORIGIN_LAN, if_lan, 0);
+		pkt_build(&mid, &p);
+		run(in, P_LAN, &p, if_lan, &r);
+		check_to_proxy_plain(&r, &p);
+		pkt_build(&last, &p);
+		run(in, P_LAN, &p, if_lan, &r);
+		check_to_proxy_plain(&r, &p);
+		/* a retransmitted first fragment (same id) refreshes the record, one flow still */
+		assert_int_equal(send_spec(in, P_LAN, &first, if_lan, &r), TC_ACT_REDIRECT);
+		stats_get(in, &st);
+		assert_int_equal(st.frags_first, 2);
+		assert_int_equal(st.frags_later, 2);
+		assert_int_equal(st.flows[XP_V_PROXY], 1);
+		assert_int_equal(st.pkts[XP_V_PROXY], 4);
+		assert_int_equal(st.drops[XP_DROP_FRAG_ORPHAN], 1);
+		assert_int_equal(flow_get(in, &first, &f), 0);
+		assert_int_equal(f.packets, 4); /* every fragment counted on the flow */
+
+		/* same addresses, another id: another datagram, not recorded */
+		other = last;
+		other.frag_id ^= 1;
+		assert_int_equal(send_spec(in, P_LAN, &other, if_lan, &r), TC_ACT_SHOT);
+		/* same id, another protocol field: not the same datagram either */
+		other = last;
+		other.proto = IPPROTO_TCP;
+		assert_int_equal(send_spec(in, P_LAN, &other, if_lan, &r), TC_ACT_SHOT);
+		stats_get(in, &st);
+		assert_int_equal(st.drops[XP_DROP_FRAG_ORPHAN], 3);
+
+		/* DIRECT: the later fragments pass untouched, as the kernel forwards them */
+		ruleset(in, 0, 0, XP_V_DIRECT, 3, 0);
+		first.sport = mid.sport = last.sport = 6101;
+		first.frag_id = mid.frag_id = last.frag_id = 0x77;
+		assert_int_equal(send_spec(in, P_LAN, &first, if_lan, &r), TC_ACT_OK);
+		pkt_build(&last, &p);
+		assert_int_equal(run(in, P_LAN, &p, if_lan, &r), TC_ACT_OK);
+		assert_int_equal(r.out_len, p.len);
+		assert_memory_equal(r.out, p.b, p.len);
+		stats_get(in, &st);
+		assert_int_equal(st.frags_later, 3);
+		assert_int_equal(st.pkts[XP_V_DIRECT], 2);
+	}
+}
+
+/* Fragments that cannot belong to any datagram: dropped MALFORMED (counted) at every hook
+ * that may drop, before any lookup; a first fragment too short for its UDP header too. */
+static void test_fragment_garbage(void **state)
+{
+	int v6;
+
+	for (v6 = 0; v6 < 2; v6++) {
+		struct inst *in = reset(&I_plain);
+		struct pkt_spec first = v6 ? PKT_UDP6("2001:db8:1::10", 6200, "2001:db8:99::7", 53)
+					   : PKT_UDP4("192.168.1.10", 6200, "198.51.100.7", 53);
+		struct pkt_spec late;
+		struct xp_stats st;
+		struct pkt p;
+		struct run r;
+
+		ruleset(in, 0, 0, XP_V_PROXY, 2, 6);
+		first.frag = 1;
+		first.frag_id = 4242;
+		first.payload = 64;
+		assert_int_equal(send_spec(in, P_LAN, &first, if_lan, &r), TC_ACT_REDIRECT);
+
+		/* the largest offset (65528) with 8 bytes still fits; 16 ends past 65535 */
+		late = first;
+		late.frag = 2;
+		late.frag_off8 = 0x1fff;
+		late.payload = 7;
+		assert_int_equal(send_spec(in, P_LAN, &late, if_lan, &r), TC_ACT_REDIRECT);
+		late.payload = 16;
+		assert_int_equal(send_spec(in, P_LAN, &late, if_lan, &r), TC_ACT_SHOT);
+		/* a middle fragment ending past it as well */
+		late.frag_off8 = 0x1ff0;
+		late.frag_more = 1;
+		late.payload = 200;
+		assert_int_equal(send_spec(in, P_LAN, &late, if_lan, &r), TC_ACT_SHOT);
+		assert_int_equal(send_spec(in, P_WAN_EG, &late, if_wan, &r), TC_ACT_SHOT);
+		assert_int_equal(send_spec(in, P_PX_REPLY, &late, if_xp0, &r), TC_ACT_SHOT);
+		/* WAN ingress never drops: passed, not counted */
+		assert_int_equal(send_spec(in, P_WAN_IN, &late, if_wan, &r), TC_ACT_OK);
+		stats_get(in, &st);
+		assert_int_equal(st.drops[XP_DROP_MALFORMED], 4);
+		assert_int_equal(st.drops[XP_DROP_FRAG_ORPHAN], 0);
+		assert_int_equal(st.frags_later, 1);
+
+		/* a first fragment that ends inside its UDP header */
+		first.payload = 0;
+		pkt_build(&first, &p);
+		p.len -= 4;
+		if (v6)
+			pkt_put16(p.b + p.l3off + 4, (uint16_t)(p.len - p.l3off - 40));
+		else
+			pkt_put16(p.b + p.l3off + 2, (uint16_t)(p.len - p.l3off));
+		assert_int_equal(run(in, P_LAN, &p, if_lan, &r), TC_ACT_SHOT);
+		stats_get(in, &st);
+		assert_int_equal(st.drops[XP_DROP_MALFORMED], 5);
+		assert_int_equal(st.frags_first, 1);
+	}
+}
+
+/* In the private netns: the first fragment of a proxied datagram goes to the shard's socket
+ * like any datagram (no listener here: the counted NO_LISTENER drop), a later one passes to
+ * the IP stack, which reassembles it (xp_proxy_lookup then finds the socket); replies from
+ * the netns that the stack fragmented follow their first fragment back to the client. */
+static void test_fragment_proxy_side(void **state)
+{
+	int v6;
+
+	for (v6 = 0; v6 < 2; v6++) {
+		struct inst *in = reset(&I_plain);
+		struct pkt_spec fwd = v6 ? PKT_UDP6("2001:db8:1::10", 6300, "2001:db8:99::7", 443)
+					 : PKT_UDP4("192.168.1.10", 6300, "198.51.100.7", 443);
+		struct pkt_spec rep = v6 ? PKT_UDP6("2001:db8:99::7", 443, "2001:db8:1::10", 6300)
+					 : PKT_UDP4("198.51.100.7", 443, "192.168.1.10", 6300);
+		struct pkt_spec later, rlater;
+		struct xp_stats st;
+		struct pkt p;
+		struct run r;
+
+		fwd.frag = 1;
+		fwd.frag_id = 99;
+		fwd.payload = 1000;
+		later = fwd;
+		later.frag = 2;
+		later.frag_off8 = 126;
+		later.payload = 500;
+		assert_int_equal(send_spec(in, P_PX_IN, &fwd, if_xp0, &r), TC_ACT_SHOT);
+		pkt_build(&later, &p);
+		assert_int_equal(run(in, P_PX_IN, &p, if_xp0, &r), TC_ACT_OK);
+		assert_memory_equal(r.out, p.b, p.len);
+		stats_get(in, &st);
+		assert_int_equal(st.drops[XP_DROP_NO_LISTENER], 1);
+
+		/* replies: first and last fragment to the LAN client, an orphan dropped */
+		flow_put(in, &fwd, XP_V_PROXY, XP_SRC_RULE, XP_ORIGIN_LAN, if_lan, 1);
+		rep.frag = 1;
+		rep.frag_id = 0x5151;
+		rep.payload = 1400;
+		rlater = rep;
+		rlater.frag = 2;
+		rlater.frag_off8 = 176;
+		rlater.payload = 1200; /* PKT_MAX is 1600 */
+		assert_int_equal(send_spec(in, P_PX_REPLY, &rlater, if_xp0, &r), TC_ACT_SHOT);
+		assert_int_equal(send_spec(in, P_PX_REPLY, &rep, if_xp0, &r), TC_ACT_REDIRECT);
+		rlater.frag_more = 1;
+		assert_int_equal(send_spec(in, P_PX_REPLY, &rlater, if_xp0, &r), TC_ACT_REDIRECT);
+		rlater.frag_more = 0;
+		rlater.frag_off8 = 926;
+		rlater.payload = 100;
+		assert_int_equal(send_spec(in, P_PX_REPLY, &rlater, if_xp0, &r), TC_ACT_REDIRECT);
+		stats_get(in, &st);
+		assert_int_equal(st.drops[XP_DROP_FRAG_ORPHAN], 1);
+		assert_int_equal(st.frags_first, 1);
+		assert_int_equal(st.drops[XP_DROP_NO_FLOW], 0);
+	}
+}
+
+/* flow_shard() of xproxy.bpf.c, for the expected worker */
+static uint32_t shard_of(const struct xp_tuple *t, uint32_t n)
+{
+	uint32_t w[10], h = 0x9e3779b9;
+	int i;
+
+	memcpy(w, t, sizeof(w)); /* not a cast: gcc -O2 moved the tuple's byte stores past it */
+
+	for (i = 0; i < 9; i++)
+		h = (h ^ w[i]) * 0x01000193;
+	h ^= h >> 16;
+	return h % n;
+}
+
+static int lookup_run(struct inst *in, struct bpf_sk_lookup *ctx, uint32_t *retval)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = ctx, .ctx_size_in = sizeof(*ctx),
+		    .ctx_out = ctx, .ctx_size_out = sizeof(*ctx), .repeat = 1);
+
+	if (bpf_prog_test_run_opts(in->lookup, &o))
+		return -errno;
+	*retval = o.retval;
+	return 0;
+}
+
+/* xp_proxy_lookup (the socket lookup of the private netns, which reassembled datagrams go
+ * through): a UDP lookup gets the UDP socket of the same shard xp_proxy_ingress would pick,
+ * IPv4 and IPv6; TCP is left to the normal lookup; an empty slot is a counted drop. */
+static void test_proxy_lookup(void **state)
+{
+	struct inst *in = reset(&I_plain); /* 4 workers */
+	uint64_t cookie[4];
+	int fd[4], i, k;
+
+	in->listeners_dirty = 1;
+	for (i = 0; i < 4; i++) {
+		struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+		socklen_t len = sizeof(cookie[i]);
+		uint32_t key = XP_LISTENER_UDP(i);
+		uint64_t v;
+		int off = 0;
+
+		fd[i] = socket(AF_INET6, SOCK_DGRAM, 0); /* dual-stack, as the daemon's */
+		assert_true(fd[i] >= 0);
+		assert_int_equal(setsockopt(fd[i], IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+		assert_int_equal(bind(fd[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockopt(fd[i], SOL_SOCKET, SO_COOKIE, &cookie[i], &len), 0);
+		v = (uint64_t)fd[i];
+		assert_int_equal(bpf_map_update_elem(in->listeners, &key, &v, BPF_ANY), 0);
+	}
+	for (k = 0; k < 16; k++) {
+		int v6 = k & 1;
+		char src[64];
+		struct pkt_spec s;
+		struct bpf_sk_lookup ctx = {.protocol = IPPROTO_UDP};
+		struct xp_tuple t;
+		uint32_t ret;
+
+		snprintf(src, sizeof(src), v6 ? "2001:db8:1::%x" : "192.168.1.%d", 10 + k);
+		s = v6 ? PKT_UDP6(src, 40000 + k * 7, "2001:db8:99::7", 443)
+		       : PKT_UDP4(src, 40000 + k * 7, "198.51.100.7", 443);
+		pkt_tuple(&s, &t);
+		ctx.family = v6 ? AF_INET6 : AF_INET;
+		if (v6) {
+			memcpy(ctx.remote_ip6, t.saddr, 16);
+			memcpy(ctx.local_ip6, t.daddr, 16);
+		} else {
+			memcpy(&ctx.remote_ip4, t.saddr + 12, 4);
+			memcpy(&ctx.local_ip4, t.daddr + 12, 4);
+		}
+		ctx.remote_port = htons(t.sport);
+		ctx.local_port = t.dport;
+		assert_int_equal(lookup_run(in, &ctx, &ret), 0);
+		assert_int_equal(ret, SK_PASS);
+		assert_true(ctx.cookie == cookie[shard_of(&t, 4)]);
+	}
+	{
+		struct bpf_sk_lookup ctx = {.family = AF_INET, .protocol = IPPROTO_TCP,
+					    .local_port = 443, .remote_port = htons(5000)};
+		struct bpf_sk_lookup u = {.family = AF_INET, .protocol = IPPROTO_UDP,
+					  .local_port = 443, .remote_port = htons(5000)};
+		struct xp_stats st;
+		struct xp_tuple t = {.sport = 5000, .dport = 443, .l4proto = IPPROTO_UDP};
+		uint32_t ret, key;
+
+		ctx.remote_ip4 = u.remote_ip4 = htonl(0xc0a8010a);
+		ctx.local_ip4 = u.local_ip4 = htonl(0xc6336407);
+		assert_int_equal(lookup_run(in, &ctx, &ret), 0);
+		assert_int_equal(ret, SK_PASS);
+		assert_true(ctx.cookie == 0);
+
+		/* the shard's slot empty: dropped, counted, not left to the reply sockets */
+		t.saddr[10] = t.saddr[11] = t.daddr[10] = t.daddr[11] = 0xff;
+		memcpy(t.saddr + 12, &u.remote_ip4, 4);
+		memcpy(t.daddr + 12, &u.local_ip4, 4);
+		key = XP_LISTENER_UDP(shard_of(&t, 4));
+		assert_int_equal(bpf_map_delete_elem(in->listeners, &key), 0);
+		assert_int_equal(lookup_run(in, &u, &ret), 0);
+		assert_int_equal(ret, SK_DROP);
+		stats_get(in, &st);
+		assert_int_equal(st.drops[XP_DROP_NO_LISTENER], 1);
+		assert_int_equal(st.hook_pkts[XP_HOOK_PROXY_LOOKUP], 17); /* not the TCP one */
+	}
+	for (i = 0; i < 4; i++)
+		close(fd[i]);
+}
+
 /* IPv6 extension headers: walked up to the bound, ports found behind them; a longer chain
  * is dropped, never passed unclassified. IPv4 options: the TCP header behind them. */
 static void test_exthdr_and_options(void **state)
@@ -2310,6 +2626,10 @@ int main(void)
 		cmocka_unit_test(test_vlan),
 		cmocka_unit_test(test_block_rst),
 		cmocka_unit_test(test_fragments),
+		cmocka_unit_test(test_fragment_order),
+		cmocka_unit_test(test_fragment_garbage),
+		cmocka_unit_test(test_fragment_proxy_side),
+		cmocka_unit_test(test_proxy_lookup),
 		cmocka_unit_test(test_exthdr_and_options),
 		cmocka_unit_test(test_malformed_headers),
 		cmocka_unit_test(test_non_ip_and_nd),
