@@ -259,7 +259,7 @@ static int route_connection(void *ctx, const union xp_sockaddr *client,
 	case XP_V_PROXY:
 		out->ob = outbound_get(f.outbound_id);
 		if (!out->ob)
-			out->ob = groups_get(f.outbound_id); /* a [group.NAME]: a live member */
+			out->ob = groups_get(f.outbound_id, &out->via); /* a [group.NAME] member */
 		if (!out->ob) {
 			out->why = "its outbound no longer exists";
 			return -ENOENT;
@@ -310,7 +310,7 @@ static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_
 		if (f.verdict == XP_V_PROXY) {
 			out->ob = outbound_get(f.outbound_id);
 			if (!out->ob)
-				out->ob = groups_get(f.outbound_id);
+				out->ob = groups_get(f.outbound_id, &out->via);
 			if (!out->ob) {
 				out->why = "its outbound no longer exists";
 				return -ENOENT;
@@ -336,7 +336,7 @@ static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_
 	case RT_OUTBOUND:
 		out->ob = outbound_get_by_name(r->target);
 		if (!out->ob)
-			out->ob = groups_get_by_name(r->target);
+			out->ob = groups_get_by_name(r->target, &out->via);
 		break;
 	default:
 		out->ob = outbound_get((uint16_t)atomic_load(&D.direct_ob_id));

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +16,12 @@
 
 #include <ev.h>
 
+#include "conn.h"
 #include "dial.h"
 #include "group.h"
 #include "groups.h"
 #include "log.h"
+#include "udp.h"
 
 struct gcheck {
 	size_t gi, mi; /* group and member index in `live` */
@@ -44,6 +47,7 @@ static int *live_ids;	       /* outbound id of each group */
 static struct gcheck *checks;  /* main thread only */
 static size_t n_checks;
 static struct xp_handle who = { .kind = HANDLE_PLUGIN, .name = "group" };
+static atomic_uint_fast64_t cut_tcp, cut_udp; /* closed by interrupt = yes, all time */
 
 static uint64_t now_ms(struct xp_loop *l)
 {
@@ -66,12 +70,115 @@ static void check_reset(struct gcheck *c)
 	c->busy = false;
 }
 
+/* "s5a (avg 12 ms)", "s5a (no sample yet)", "sub (a group)" */
+static const char *member_desc(const struct group *g, int i, char *buf, size_t len)
+{
+	const struct group_member *m;
+
+	if (i < 0 || (size_t)i >= g->n) {
+		snprintf(buf, len, "none");
+		return buf;
+	}
+	m = &g->m[i];
+	if (m->group >= 0)
+		snprintf(buf, len, "%s (a group)", m->name);
+	else if (m->h.have_avg)
+		snprintf(buf, len, "%s (avg %u ms)", m->name, m->h.avg_ms);
+	else
+		snprintf(buf, len, "%s (no sample yet)", m->name);
+	return buf;
+}
+
+static void cut_done(struct conn_cut *cut)
+{
+	uint64_t tcp = atomic_load(&cut->tcp), udp = atomic_load(&cut->udp);
+
+	atomic_fetch_add(&cut_tcp, tcp);
+	atomic_fetch_add(&cut_udp, udp);
+	log_info("%s: interrupt closed %llu TCP connections, %llu UDP sessions", cut->why,
+		 (unsigned long long)tcp, (unsigned long long)udp);
+	free(cut);
+}
+
+/* Under lock: the cut for a CUT event (posted by the caller once unlocked), NULL if none. */
+static struct conn_cut *cut_make(const struct group_ev *e)
+{
+	const struct group *g = &live->g[e->gi];
+	struct conn_cut *cut;
+	size_t *holders, n;
+	int ob_id = outbound_id_lookup(e->leaf);
+
+	if (ob_id <= 0)
+		return NULL; /* no connection can have it */
+	holders = calloc(live->n, sizeof(*holders));
+	cut = calloc(1, sizeof(*cut) + live->n * sizeof(cut->via[0]));
+	if (!holders || !cut) {
+		log_error("group %s: out of memory: %s keeps its connections", g->name, e->leaf);
+		free(holders);
+		free(cut);
+		return NULL;
+	}
+	n = group_holders(live, e->gi, holders, live->n);
+	for (size_t i = 0; i < n; i++)
+		if (live_ids[holders[i]] > 0)
+			cut->via[cut->n_via++] = (uint16_t)live_ids[holders[i]];
+	free(holders);
+	atomic_init(&cut->refs, 1);
+	cut->ob_id = (uint16_t)ob_id;
+	cut->done = cut_done;
+	if (e->dead)
+		snprintf(cut->why, sizeof(cut->why), "group %s: %s: member is dead", g->name,
+			 e->leaf);
+	else
+		snprintf(cut->why, sizeof(cut->why), "group %s: %s: selection moved to %s",
+			 g->name, e->leaf, e->to >= 0 ? g->m[e->to].name : "none");
+	return cut;
+}
+
+/* Under lock, after a health result: log selection changes, return the cuts to post. */
+static size_t changes_locked(size_t gi, size_t mi, enum group_change ch, struct conn_cut ***cuts)
+{
+	struct group_ev *evs;
+	size_t n, k = 0;
+	char a[96], b[96];
+
+	*cuts = NULL;
+	if (group_update(live, gi, mi, ch, &evs, &n)) {
+		log_error("groups: out of memory: a selection change is not acted on");
+		return 0;
+	}
+	if (n)
+		*cuts = calloc(n, sizeof(**cuts));
+	for (size_t i = 0; i < n; i++) {
+		const struct group *g = &live->g[evs[i].gi];
+
+		if (evs[i].kind == GROUP_EV_SELECT) {
+			if (evs[i].from < 0)
+				log_info("group %s: selected %s", g->name,
+					 member_desc(g, evs[i].to, a, sizeof(a)));
+			else
+				log_info("group %s: selected %s, was %s", g->name,
+					 member_desc(g, evs[i].to, a, sizeof(a)),
+					 member_desc(g, evs[i].from, b, sizeof(b)));
+		} else if (*cuts) {
+			struct conn_cut *cut = cut_make(&evs[i]);
+
+			if (cut)
+				(*cuts)[k++] = cut;
+		}
+	}
+	free(evs);
+	return k;
+}
+
 static void check_done(struct gcheck *c, bool ok, const char *why)
 {
 	uint32_t ms;
 	struct group *g;
 	struct group_member *m;
 	enum group_change ch;
+	struct conn_cut **cuts;
+	size_t n_cuts;
 
 	check_reset(c);
 	/* ev_now is the loop's cached time: refresh it so the latency is not rounded to a loop
@@ -93,7 +200,15 @@ static void check_done(struct gcheck *c, bool ok, const char *why)
 	else
 		log_trace("group %s: member %s ok, %u ms (avg %u)", g->name, m->name, ms,
 			  m->h.avg_ms);
+	n_cuts = changes_locked(c->gi, c->mi, ch, &cuts);
 	pthread_mutex_unlock(&lock);
+	/* posted unlocked: the workers' routing takes the lock too */
+	for (size_t i = 0; i < n_cuts; i++) {
+		conn_cut_post(cuts[i]);
+		udp_cut_post(cuts[i]);
+		conn_cut_put(cuts[i]);
+	}
+	free(cuts);
 }
 
 /* Status line "HTTP/1.x NNN ..." once it is complete: 2xx/3xx means alive. */
@@ -384,45 +499,51 @@ static uint32_t rnd32(void)
 	return x;
 }
 
-static struct outbound *get_locked(size_t gi)
+static struct outbound *get_locked(size_t gi, uint16_t *via)
 {
-	char leaf[64] = "";
+	const struct group *g = &live->g[gi];
+	char leaf[64] = "", name[64], lat[32] = "";
 	const char *p = group_pick(live, gi, rnd32());
+	int id = live_ids[gi];
 	struct outbound *ob;
 
-	char name[64];
-
-	snprintf(name, sizeof(name), "%s", live->g[gi].name);
+	snprintf(name, sizeof(name), "%s", g->name);
 	if (p)
 		snprintf(leaf, sizeof(leaf), "%s", p);
+	/* min-latency: the average that chose it (an outbound member of this very group) */
+	for (size_t i = 0; p && g->policy == GROUP_MIN_LATENCY && i < g->n; i++)
+		if (g->m[i].group < 0 && g->m[i].h.have_avg && !strcmp(g->m[i].name, p))
+			snprintf(lat, sizeof(lat), " (avg %u ms)", g->m[i].h.avg_ms);
 	pthread_mutex_unlock(&lock);
 	if (!leaf[0]) {
 		log_debug("group %s: no member alive", name);
 		return NULL;
 	}
 	ob = outbound_get_by_name(leaf);
-	log_debug("group %s: chose member %s", name, leaf);
+	if (ob && via && id > 0)
+		*via = (uint16_t)id;
+	log_debug("group %s: chose member %s%s", name, leaf, lat);
 	return ob;
 }
 
-struct outbound *groups_get(uint16_t id)
+struct outbound *groups_get(uint16_t id, uint16_t *via)
 {
 	pthread_mutex_lock(&lock);
 	for (size_t i = 0; live && i < live->n; i++)
 		if (live_ids[i] == (int)id)
-			return get_locked(i);
+			return get_locked(i, via);
 	pthread_mutex_unlock(&lock);
 	return NULL;
 }
 
-struct outbound *groups_get_by_name(const char *name)
+struct outbound *groups_get_by_name(const char *name, uint16_t *via)
 {
 	int gi;
 
 	pthread_mutex_lock(&lock);
 	gi = live ? group_find(live, name) : -1;
 	if (gi >= 0)
-		return get_locked((size_t)gi);
+		return get_locked((size_t)gi, via);
 	pthread_mutex_unlock(&lock);
 	return NULL;
 }
@@ -451,4 +572,6 @@ void groups_log_stats(void)
 		}
 	}
 	pthread_mutex_unlock(&lock);
+	log_info("stats: group interrupts closed %llu TCP connections, %llu UDP sessions",
+		 (unsigned long long)atomic_load(&cut_tcp), (unsigned long long)atomic_load(&cut_udp));
 }

@@ -5,7 +5,9 @@
  * Checks run on the main loop through dial_new() (host->dial): per outbound member of every
  * group that needs health, every `interval`, a TCP connection through the member to the check
  * target, then for check_url a GET and a status line. Routing (worker threads) resolves a
- * group's outbound id to a live leaf outbound under one mutex.
+ * group's outbound id to a live leaf outbound under one mutex. With interrupt = yes, a member
+ * that dies or that the selection leaves has its connections through the group closed on
+ * every worker (conn_cut_post, udp_cut_post), so that clients reconnect through the new one.
  */
 #ifndef XP_GROUPS_H
 #define XP_GROUPS_H
@@ -23,11 +25,13 @@ int groups_apply(const struct cfg *cfg, struct xp_loop *main);
 void groups_clear(void);
 
 /* Thread-safe: the outbound a new connection to group `id` (or named `name`) uses, with a
- * reference; NULL when id is not a group, or no member is alive. */
-struct outbound *groups_get(uint16_t id);
-struct outbound *groups_get_by_name(const char *name);
+ * reference; NULL when id is not a group, or no member is alive. *via (NULL: not wanted) is
+ * set to the group's id when a member is returned: the connection keeps it (conn_route.via)
+ * so that interrupt = yes can find it. */
+struct outbound *groups_get(uint16_t id, uint16_t *via);
+struct outbound *groups_get_by_name(const char *name, uint16_t *via);
 
-/* SIGUSR1: each member's state and average latency. */
+/* SIGUSR1: each member's state and average latency, and what interrupt = yes closed. */
 void groups_log_stats(void);
 
 #endif
