@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,16 @@ struct loop_post {
 	struct loop_post *next;
 	void (*fn)(void *arg);
 	void *arg;
+	bool embedded; /* part of a struct loop_grace: run_posts() must not free it */
+};
+
+/* A grace period: one embedded post per loop; the last one to run calls fn. */
+struct loop_grace {
+	atomic_uint pending;
+	unsigned n;
+	void (*fn)(void *arg);
+	void *arg;
+	struct loop_post marks[];
 };
 
 struct xp_io {
@@ -52,9 +63,14 @@ static void run_posts(struct xp_loop *l)
 	pthread_mutex_unlock(&l->lock);
 
 	for (; p; p = next) {
+		/* An embedded post may be freed by its own fn (the last mark of a grace period
+		 * frees the period): read everything first. */
+		bool embedded = p->embedded;
+
 		next = p->next;
 		p->fn(p->arg);
-		free(p);
+		if (!embedded)
+			free(p);
 	}
 }
 
@@ -187,6 +203,7 @@ int loop_post(struct xp_loop *l, void (*fn)(void *arg), void *arg)
 	p->next = NULL;
 	p->fn = fn;
 	p->arg = arg;
+	p->embedded = false;
 
 	pthread_mutex_lock(&l->lock);
 	if (l->stop) {
@@ -201,6 +218,69 @@ int loop_post(struct xp_loop *l, void (*fn)(void *arg), void *arg)
 	ev_async_send(l->ev, &l->async);
 	pthread_mutex_unlock(&l->lock);
 	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Grace periods                                                                               */
+
+struct loop_grace *loop_grace_new(unsigned n_loops)
+{
+	struct loop_grace *g = calloc(1, sizeof(*g) + (size_t)n_loops * sizeof(g->marks[0]));
+
+	if (g)
+		g->n = n_loops;
+	return g;
+}
+
+void loop_grace_free(struct loop_grace *g)
+{
+	free(g);
+}
+
+static void grace_done(struct loop_grace *g)
+{
+	g->fn(g->arg);
+	free(g);
+}
+
+static void grace_mark_cb(void *arg)
+{
+	struct loop_grace *g = arg;
+
+	if (atomic_fetch_sub(&g->pending, 1) == 1)
+		grace_done(g);
+}
+
+void loop_grace_start(struct loop_grace *g, struct xp_loop *const *loops, unsigned n,
+		      void (*fn)(void *arg), void *arg)
+{
+	if (n > g->n)
+		n = g->n; /* a caller bug; never more marks than were allocated */
+	g->fn = fn;
+	g->arg = arg;
+	/* One count per loop plus ours, dropped below: a mark that runs at once (another
+	 * thread's loop) cannot end the period before every mark is queued. */
+	atomic_init(&g->pending, n + 1);
+	for (unsigned i = 0; i < n; i++) {
+		struct xp_loop *l = loops[i];
+		struct loop_post *p = &g->marks[i];
+
+		p->next = NULL;
+		p->fn = grace_mark_cb;
+		p->arg = g;
+		p->embedded = true;
+		pthread_mutex_lock(&l->lock);
+		*l->posts_tail = p;
+		l->posts_tail = &p->next;
+		/* Queued even when the loop is stopping (unlike loop_post): it then runs in the
+		 * loop's last wake-up or in loop_fini(), after its thread left every callback,
+		 * which is exactly the guarantee. No wake-up is sent to a stopping loop (see
+		 * loop_post). */
+		if (!l->stop)
+			ev_async_send(l->ev, &l->async);
+		pthread_mutex_unlock(&l->lock);
+	}
+	grace_mark_cb(g);
 }
 
 struct xp_loop *loop_current(void)

@@ -47,6 +47,27 @@ void loop_join(struct xp_loop *l);
 /* Thread-safe: run fn(arg) on the loop's thread. 0 or -errno (-ESHUTDOWN once stopped). */
 int loop_post(struct xp_loop *l, void (*fn)(void *arg), void *arg);
 
+/*
+ * Grace periods (quiescent-state reclamation). Data that loop callbacks read without a lock
+ * or a reference (the live configuration's rules, see docs/ARCHITECTURE.md "Threads and
+ * lifetimes") is replaced by swapping a pointer; the old copy may be freed once every loop
+ * that could have read it has returned to its event loop since the swap, because no callback
+ * keeps such a pointer past its return. A grace period queues one mark on each loop and calls
+ * fn(arg) when the last mark has run: on the thread of that loop (or inside loop_fini() of a
+ * loop that was stopped), so fn must not need a particular thread; inline in
+ * loop_grace_start() when n is 0. A loop that never runs again and is never loop_fini()ed
+ * keeps the period open forever.
+ *
+ * loop_grace_new() allocates everything (the only step that can fail: NULL, errno set), so a
+ * caller can allocate before it commits to a swap; loop_grace_start() cannot fail and hands
+ * the period over (it frees itself after fn); loop_grace_free() drops one never started.
+ */
+struct loop_grace;
+struct loop_grace *loop_grace_new(unsigned n_loops);
+void loop_grace_start(struct loop_grace *g, struct xp_loop *const *loops, unsigned n,
+		      void (*fn)(void *arg), void *arg);
+void loop_grace_free(struct loop_grace *g);
+
 /* The loop running on this thread, NULL if none. */
 struct xp_loop *loop_current(void);
 struct xp_loop *loop_main(void);

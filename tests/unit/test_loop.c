@@ -5,6 +5,8 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -340,6 +342,226 @@ static void test_thread_lifecycle(void **state)
 	}
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Grace periods                                                                                */
+
+#define SNAP_MAGIC 0x5eadc0deu
+#define SNAP_WORDS 64
+
+/* Stands for a configuration: readers check that it is whole; freeing poisons it first, so a
+ * reader that got it too late fails the check even without AddressSanitizer (with it, the read
+ * itself is reported). */
+struct snap {
+	unsigned magic;
+	unsigned gen;
+	unsigned words[SNAP_WORDS]; /* every word == gen */
+};
+
+static atomic_uint snaps_freed;
+
+static struct snap *snap_new(unsigned gen)
+{
+	struct snap *s = malloc(sizeof(*s));
+
+	assert_non_null(s);
+	s->magic = SNAP_MAGIC;
+	s->gen = gen;
+	for (unsigned i = 0; i < SNAP_WORDS; i++)
+		s->words[i] = gen;
+	return s;
+}
+
+static void snap_free(void *arg)
+{
+	struct snap *s = arg;
+
+	s->magic = 0;
+	memset(s->words, 0xff, sizeof(s->words));
+	free(s);
+	atomic_fetch_add(&snaps_freed, 1);
+}
+
+static bool snap_whole(const struct snap *s)
+{
+	if (s->magic != SNAP_MAGIC)
+		return false;
+	for (unsigned i = 0; i < SNAP_WORDS; i++)
+		if (s->words[i] != s->gen)
+			return false;
+	return true;
+}
+
+static void wait_for(atomic_uint *v, unsigned want)
+{
+	for (int i = 0; i < 5000 && atomic_load(v) < want; i++)
+		usleep(1000);
+}
+
+/* A callback that holds the snapshot it read while the main thread swaps it twice and starts
+ * a grace period for each old one: neither may be freed before the callback returns. */
+struct holder {
+	struct snap *_Atomic *cur;
+	atomic_uint entered, release, bad, done;
+};
+
+static void holder_fn(void *arg)
+{
+	struct holder *h = arg;
+	struct snap *s = atomic_load(h->cur);
+
+	atomic_store(&h->entered, 1);
+	while (!atomic_load(&h->release))
+		usleep(500);
+	if (!snap_whole(s))
+		atomic_fetch_add(&h->bad, 1);
+	atomic_store(&h->done, 1);
+}
+
+static void test_grace_waits_for_busy_loop(void **state)
+{
+	struct snap *_Atomic cur = snap_new(1);
+	struct holder h = {.cur = &cur};
+	struct xp_loop w[2];
+	struct xp_loop *loops[2] = {&w[0], &w[1]};
+
+	atomic_store(&snaps_freed, 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(loop_init(&w[i], (unsigned)i + 1, false, "tl-grace"), 0);
+		assert_int_equal(loop_start_thread(&w[i]), 0);
+	}
+	assert_int_equal(loop_post(&w[0], holder_fn, &h), 0);
+	wait_for(&h.entered, 1);
+	assert_int_equal(atomic_load(&h.entered), 1);
+
+	for (unsigned gen = 2; gen <= 3; gen++) {
+		struct loop_grace *g = loop_grace_new(2);
+		struct snap *old = atomic_exchange(&cur, snap_new(gen));
+
+		assert_non_null(g);
+		loop_grace_start(g, loops, 2, snap_free, old);
+	}
+	/* w[1] is idle and passes at once; w[0] is still inside holder_fn. */
+	usleep(50 * 1000);
+	assert_int_equal(atomic_load(&snaps_freed), 0);
+	atomic_store(&h.release, 1);
+	wait_for(&snaps_freed, 2);
+	assert_int_equal(atomic_load(&h.done), 1);
+	assert_int_equal(atomic_load(&h.bad), 0);
+	assert_int_equal(atomic_load(&snaps_freed), 2);
+
+	for (int i = 0; i < 2; i++) {
+		loop_stop(&w[i]);
+		loop_join(&w[i]);
+		loop_fini(&w[i]);
+	}
+	snap_free(atomic_load(&cur));
+}
+
+static void count_fn(void *arg)
+{
+	atomic_fetch_add((atomic_uint *)arg, 1);
+}
+
+/* No loops: fn runs inline. A never-started period is just freed. A stopped (joined) loop
+ * runs its mark in loop_fini(); a loop that never ran does too. */
+static void test_grace_edges(void **state)
+{
+	atomic_uint ran = 0;
+	struct loop_grace *g;
+	struct xp_loop a, b;
+	struct xp_loop *loops[2] = {&a, &b};
+
+	g = loop_grace_new(0);
+	assert_non_null(g);
+	loop_grace_start(g, NULL, 0, count_fn, &ran);
+	assert_int_equal(atomic_load(&ran), 1);
+
+	loop_grace_free(loop_grace_new(4));
+	loop_grace_free(NULL);
+
+	assert_int_equal(loop_init(&a, 1, false, "tl-ga"), 0);
+	assert_int_equal(loop_init(&b, 2, false, "tl-gb"), 0);
+	assert_int_equal(loop_start_thread(&a), 0);
+	loop_stop(&a);
+	loop_join(&a); /* a: stopped; b: never ran */
+	g = loop_grace_new(2);
+	assert_non_null(g);
+	loop_grace_start(g, loops, 2, count_fn, &ran);
+	assert_int_equal(atomic_load(&ran), 1);
+	loop_fini(&a);
+	assert_int_equal(atomic_load(&ran), 1); /* b has not passed */
+	loop_fini(&b);
+	assert_int_equal(atomic_load(&ran), 2);
+}
+
+/* Readers on two worker loops look at the live snapshot in every callback (re-posting
+ * themselves, so they never stop reading) while the main thread replaces it thousands of
+ * times, each old one retired through a grace period. Every snapshot a reader sees must be
+ * whole, and every retired one must be freed exactly once by the end. */
+#define SWAPS 3000
+
+struct reader {
+	struct xp_loop *l;
+	struct snap *_Atomic *cur;
+	atomic_bool *stop;
+	atomic_uint bad;
+	unsigned long reads;
+};
+
+static void reader_fn(void *arg)
+{
+	struct reader *r = arg;
+	struct snap *s = atomic_load(r->cur);
+
+	for (int i = 0; i < 20; i++) /* a routing decision reads the rules for a while */
+		if (!snap_whole(s))
+			atomic_fetch_add(&r->bad, 1);
+	r->reads++;
+	/* Refused only once the test stops the loop (after setting stop). */
+	if (!atomic_load(r->stop) && loop_post(r->l, reader_fn, r) && !atomic_load(r->stop))
+		atomic_fetch_add(&r->bad, 1);
+}
+
+static void test_grace_stress(void **state)
+{
+	struct snap *_Atomic cur = snap_new(0);
+	atomic_bool stop = false;
+	struct xp_loop w[2];
+	struct xp_loop *loops[2] = {&w[0], &w[1]};
+	struct reader r[2];
+
+	atomic_store(&snaps_freed, 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(loop_init(&w[i], (unsigned)i + 1, false, "tl-stress"), 0);
+		r[i] = (struct reader){.l = &w[i], .cur = &cur, .stop = &stop};
+		assert_int_equal(loop_start_thread(&w[i]), 0);
+		assert_int_equal(loop_post(&w[i], reader_fn, &r[i]), 0);
+	}
+	for (unsigned gen = 1; gen <= SWAPS; gen++) {
+		struct loop_grace *g = loop_grace_new(2);
+		struct snap *old;
+
+		assert_non_null(g);
+		old = atomic_exchange(&cur, snap_new(gen));
+		loop_grace_start(g, loops, 2, snap_free, old);
+		if (gen % 64 == 0)
+			usleep(200); /* let the readers catch up now and then */
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++) {
+		loop_stop(&w[i]);
+		loop_join(&w[i]);
+		loop_fini(&w[i]); /* marks still queued run here */
+	}
+	assert_int_equal(atomic_load(&snaps_freed), SWAPS);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(atomic_load(&r[i].bad), 0);
+		assert_true(r[i].reads > 0);
+	}
+	snap_free(atomic_load(&cur));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -348,6 +570,9 @@ int main(void)
 		cmocka_unit_test(test_stop_before_run),
 		cmocka_unit_test(test_io_and_timers),
 		cmocka_unit_test(test_thread_lifecycle),
+		cmocka_unit_test(test_grace_waits_for_busy_loop),
+		cmocka_unit_test(test_grace_edges),
+		cmocka_unit_test(test_grace_stress),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
