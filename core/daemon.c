@@ -48,8 +48,13 @@
 
 struct daemon {
 	struct daemon_opts opts;
-	struct cfg *cfg;
-	struct cfg *prev_cfg; /* kept one reload longer: config_get() strings stay valid */
+	/* The live configuration. Written by the main thread only; workers read it without a
+	 * lock or a reference (route_udp, sniff_rules, config_get_cb) and never keep a pointer
+	 * into it past the callback they are in, so a reload frees the old one after a grace
+	 * period (loop_grace_start: every worker loop has returned to its event loop). */
+	struct cfg *_Atomic cfg;
+	struct cfg *applying; /* main thread: the configuration a reload is applying */
+	unsigned route_delay_ms; /* test hook, see live_rules() */
 	char *plugin_dir;
 	struct plug_registry plugins;
 	struct xp_loop main;
@@ -74,6 +79,27 @@ struct daemon {
 };
 
 static struct daemon D = { .lock_fd = -1 };
+
+static struct cfg *live_cfg(void)
+{
+	return atomic_load_explicit(&D.cfg, memory_order_acquire);
+}
+
+/* The rules of the live configuration, for one routing decision on a worker. The test hook
+ * XPROXYD_TEST_ROUTE_DELAY_MS stalls the worker between reading the pointer and using it, as
+ * a preempted thread would be, so tests/netns/e2e_reload_race.sh can fire reloads into that
+ * window; it is read once at start and is off (0) unless set. */
+static const struct rule_list *live_rules(void)
+{
+	const struct rule_list *rl = &live_cfg()->route;
+
+	if (D.route_delay_ms) {
+		log_info("test hook: a rule lookup stalls %u ms", D.route_delay_ms);
+		usleep(D.route_delay_ms * 1000);
+		log_info("test hook: the stalled rule lookup goes on");
+	}
+	return rl;
+}
 
 /* ------------------------------------------------------------------------------ helpers */
 
@@ -326,7 +352,7 @@ static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_
 	memcpy(rf.daddr, t.daddr, 16);
 	rf.sport = t.sport; /* xp_tuple ports are in host order */
 	rf.dport = t.dport;
-	r = rule_list_match(&D.cfg->route, &rf);
+	r = rule_list_match(live_rules(), &rf);
 	out->rule_id = r->id;
 	out->source = r->id ? XP_SRC_RULE : XP_SRC_FALLBACK;
 	switch (r->kind) {
@@ -680,7 +706,7 @@ static void log_sniff_mode(const struct cfg *cfg)
 
 static const struct rule_list *sniff_rules(void *ctx)
 {
-	return &D.cfg->route;
+	return live_rules();
 }
 
 static struct outbound *sniff_direct(void *ctx)
@@ -775,9 +801,19 @@ static void warn_restart_only(const struct cfg_global *a, const struct cfg_globa
 			 "need a restart (changes ignored)");
 }
 
+/* The end of a grace period: no worker can still be reading `arg`. Runs on the last worker
+ * loop to pass (or in stop_workers()); cfg_free touches nothing but the configuration. */
+static void retire_cfg(void *arg)
+{
+	log_debug("reload: previous configuration freed (every worker has passed its loop)");
+	cfg_free(arg);
+}
+
 static void reload(void)
 {
-	struct cfg *ncfg;
+	struct xp_loop *loops[XP_MAX_WORKERS];
+	struct loop_grace *grace;
+	struct cfg *ncfg, *old;
 	char *errors = NULL;
 	int err;
 
@@ -786,12 +822,22 @@ static void reload(void)
 		log_error("reload: configuration has errors (above); still running the old one");
 		return;
 	}
+	/* Allocated first: once the new configuration is applied the swap must not fail. */
+	grace = loop_grace_new(D.n_started);
+	if (!grace) {
+		log_error("reload: out of memory; still running the old configuration");
+		cfg_free(ncfg);
+		return;
+	}
+	D.applying = ncfg;
 	warn_restart_only(&D.cfg->global, &ncfg->global);
 	err = outbounds_apply(ncfg, &D.plugins, host_table(), &errors);
 	if (err) {
 		print_errors(errors);
 		free(errors);
 		log_error("reload: outbounds failed (above); still running the old configuration");
+		D.applying = NULL;
+		loop_grace_free(grace);
 		cfg_free(ncfg);
 		return;
 	}
@@ -838,9 +884,14 @@ static void reload(void)
 		 * starts a session through the new one. */
 		udp_worker_sweep(D.udp[i], udp_ob_alive);
 	}
-	cfg_free(D.prev_cfg);
-	D.prev_cfg = D.cfg;
-	D.cfg = ncfg;
+	/* Workers that read the old configuration may be inside a routing decision right now
+	 * (or stalled in one): it is freed once each of them has returned to its loop. */
+	old = D.cfg;
+	atomic_store_explicit(&D.cfg, ncfg, memory_order_release);
+	D.applying = NULL;
+	for (unsigned i = 0; i < D.n_started; i++)
+		loops[i] = &D.workers[i].loop;
+	loop_grace_start(grace, loops, D.n_started, retire_cfg, old);
 	log_info("reload: done");
 }
 
@@ -863,9 +914,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 }
 
+/* A plugin's instance_new during a reload (main thread) sees the configuration being applied
+ * (a [dns] upstream `via` an outbound the same reload adds); everyone else the live one. */
 static const char *config_get_cb(void *ctx, const char *section, const char *key)
 {
-	return D.cfg ? cfg_get(D.cfg, section, key) : NULL;
+	const struct cfg *cfg = loop_current() == &D.main && D.applying ? D.applying : live_cfg();
+
+	return cfg ? cfg_get(cfg, section, key) : NULL;
 }
 
 static int flow_lookup_cb(void *ctx, const struct xp_tuple *t, struct xp_flow *out)
@@ -1080,9 +1135,10 @@ static void teardown(void)
 	}
 	plug_registry_free(&D.plugins);
 	host_counters_free();
+	/* Configurations retired by reloads were freed in stop_workers() (worker_fini runs the
+	 * grace marks still queued). */
 	cfg_free(D.cfg);
-	cfg_free(D.prev_cfg);
-	D.cfg = D.prev_cfg = NULL;
+	D.cfg = NULL;
 	free(D.plugin_dir);
 	D.plugin_dir = NULL;
 	if (D.lock_fd >= 0)
@@ -1096,12 +1152,22 @@ int daemon_run(const struct daemon_opts *o)
 	struct host_env env = { 0 };
 	char err[512] = "";
 	char *errors = NULL;
+	const char *delay;
+	struct cfg *cfg;
 	int rc;
 
 	D.opts = *o;
-	if (load_config(o, &D.cfg))
+	if (load_config(o, &cfg))
 		return 1;
+	atomic_store(&D.cfg, cfg);
 	log_set_level(o->log_level >= 0 ? o->log_level : D.cfg->global.log_level);
+	delay = getenv("XPROXYD_TEST_ROUTE_DELAY_MS");
+	if (delay && *delay) {
+		D.route_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+		log_warn("XPROXYD_TEST_ROUTE_DELAY_MS: every rule lookup on a worker stalls %u ms "
+			 "(a test hook; never set it in production)",
+			 D.route_delay_ms);
+	}
 	if (!o->config_path)
 		log_info("no -c given: running the embedded default configuration "
 			 "(xproxyd --print-default-config shows it)");

@@ -5,6 +5,7 @@
 #     outbound; the server must see the router) and through a DIRECT rule (kernel forwarding;
 #     the server sees the client), every answer byte-exact;
 #   - large replies to small requests (only the server -> client direction is fragmented);
+#   - the router itself as the client (WAN egress, replies into the router's own stack);
 #   - the datapath counted the fragments it tracked and dropped none as orphans.
 source "$(dirname "$0")/lib.sh"
 MODE=${1:-peer}
@@ -56,7 +57,7 @@ check() {
 	}
 	bad=$(awk -v s="$seen" '$2 == "ok" && $3 != s' <<<"$out")
 	[ -z "$bad" ] || xpt_fail "$what ($dst): the server saw another address than $seen: $bad"
-	xpt_ok "$what ($dst): $(awk '{printf "%s%s", sep, $1; sep=","}' <<<"$out") bytes intact, server saw $seen$(awk '$2 == "ok" && $NF > 1 {printf " (%s: %s tries)", $1, $NF}' <<<"$out")"
+	xpt_ok "$what ($dst): $(awk '{printf "%s%s", sep, $1; sep=","}' <<<"$out") bytes intact, server saw $seen$(awk '$2 == "ok" && $7 > 1 {printf " (%s: %s tries)", $1, $7}' <<<"$out")"
 }
 
 for grow in "" grow; do
@@ -66,6 +67,20 @@ for grow in "" grow; do
 	check "[$P6]:7" "$PR6" "proxied, $label" $grow
 	check "$D4:7" "$C4" "DIRECT, $label" $grow
 	check "[$D6]:7" "$C6" "DIRECT, $label" $grow
+done
+
+# The router itself as a client (WAN egress; replies back through xp_proxy_reply into the
+# router's stack): from port 47001, so a proxied datagram shows another port at the server.
+for pair in "$P4:7 $PR4:47001" "[$P6]:7 [$PR6]:47001"; do
+	read -r dst src <<<"$pair"
+	for grow in echo grow; do
+		out=$(nsr python3 "$TOOL" sizes "$dst" "$SIZES" $grow "$src") ||
+			xpt_fail "router as a client ($dst, $grow): $(tr '\n' ';' <<<"$out")"
+		n=$(awk '$2 == "ok" && $8 ~ /^[0-9]+$/ && $8 != 47001' <<<"$out" | wc -l)
+		[ "$n" = 6 ] ||
+			xpt_fail "router as a client ($dst): the server saw port 47001 (not proxied): $out"
+	done
+	xpt_ok "router as a client ($dst): $SIZES bytes intact both ways, server saw port $(awk '{print $8; exit}' <<<"$out"), not 47001"
 done
 
 line=$(stats "frags")

@@ -13,12 +13,13 @@
 #                                 by the kernel, not through a proxy session)
 #   grow ADDR:PORT ...            like echo, except that a datagram "want N" is answered with the
 #                                 prefix and N pattern bytes (a large reply to a small request)
-#   sizes DST:PORT N,N,... [grow] per size, one datagram of N pattern bytes to an echo server
-#                                 (with "grow": a "want N" request, so only the reply is large);
-#                                 checks the answer byte for byte and prints per size
-#                                 "<size> ok <peer-ip> <from-ip> <from-port> tries <n>" or
-#                                 "<size> lost|mismatch ..."; exits 1
-#                                 unless every size came back intact
+#   sizes DST:PORT N,N,... [echo|grow] [BIND]
+#                                 per size, one datagram of N pattern bytes to a grow server
+#                                 (with "grow": a "want N" request, so only the reply is large),
+#                                 from BIND if given; checks the answer byte for byte and prints
+#                                 per size "<size> ok <peer-ip> <from-ip> <from-port> tries <n>
+#                                 <peer-port>" or "<size> lost|mismatch ..."; exits 1 unless
+#                                 every size came back intact
 # Addresses: IPv6 in brackets, "[fd00::1]:7".
 import select
 import socket
@@ -75,9 +76,11 @@ def serve_grow(socks):
                 s.sendto(prefix + data, peer)
 
 
-def sizes(dst, spec, grow=False):
+def sizes(dst, spec, grow=False, bind=None):
     fam, addr = parse(dst)
     s = socket.socket(fam, socket.SOCK_DGRAM)
+    if bind:
+        s.bind(parse(bind)[1])
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     bad = 0
     for n in [int(x) for x in spec.split(",")]:
@@ -103,7 +106,8 @@ def sizes(dst, spec, grow=False):
             print(n, "mismatch from", frm[0], len(data), flush=True)
             bad += 1
         else:
-            print(n, "ok", head[0].decode(), frm[0], frm[1], "tries", tries, flush=True)
+            print(n, "ok", head[0].decode(), frm[0], frm[1], "tries", tries, head[1].decode(),
+                  flush=True)
     return 1 if bad else 0
 
 
@@ -176,7 +180,8 @@ def main(argv):
     elif argv[1] == "grow":
         serve_grow([bound(a) for a in argv[2:]])
     elif argv[1] == "sizes":
-        return sizes(argv[2], argv[3], len(argv) > 4 and argv[4] == "grow")
+        return sizes(argv[2], argv[3], len(argv) > 4 and argv[4] == "grow",
+                     argv[5] if len(argv) > 5 else None)
     elif argv[1] == "many":
         return many(argv[2], int(argv[3]))
     return 2
