@@ -18,15 +18,21 @@
 # client's address for the kernel path, the router's for a proxied one; without the sniffed name
 # the inspect case would fall back to DIRECT and show the client's address).
 #
-# Usage: sudo bench/sniff/latency.sh [--rounds N]        (default 200 connections per case)
+# Usage: sudo bench/sniff/latency.sh [--rounds N] [--rt]  (default 200 connections per case)
+#   --rt  run nginx, xproxyd and each curl as SCHED_FIFO (priority 10): on a loaded machine the
+#         handshakes then wait less behind other processes, so the spread shrinks; the kernel
+#         still leaves other tasks 5 % (sched_rt_runtime_us). Figures with and without --rt are
+#         not comparable with each other, only the cases within one run are.
 #        meson compile -C BUILD bench-sniff-latency      (the same, default rounds, as root)
 # Needs: curl nginx openssl python3 and a build in $XPT_BUILD (default build/).
 set -uo pipefail
 ROUNDS=200
+RT=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
-	*) echo "usage: $0 [--rounds N]" >&2; exit 2 ;;
+	--rt) RT=(chrt -f 10); shift ;;
+	*) echo "usage: $0 [--rounds N] [--rt]" >&2; exit 2 ;;
 	esac
 done
 cd "$(dirname "$0")/../.." || exit 1
@@ -65,7 +71,7 @@ http {
   }
 }
 EOF
-ip netns exec "$XPT-srv" nginx -e "$XPT_TMP/ngx/error.log" -p "$XPT_TMP/ngx" \
+ip netns exec "$XPT-srv" "${RT[@]}" nginx -e "$XPT_TMP/ngx/error.log" -p "$XPT_TMP/ngx" \
 	-c "$XPT_TMP/ngx/nginx.conf" </dev/null >/dev/null 2>&1 &
 XPT_PIDS="$XPT_PIDS $!"
 disown $!
@@ -89,6 +95,8 @@ rule = dst-cidr:10.1.3.0/24, DIRECT
 fallback = DIRECT
 EOF
 xpt_start "$XPT_TMP/x.ini"
+# every thread of xproxyd (workers included)
+[ ${#RT[@]} = 0 ] || chrt -a -f -p 10 "$XPT_DPID" >/dev/null || xpt_fail "chrt: cannot make xproxyd SCHED_FIFO"
 
 declare -A ADDR=([direct]=10.1.3.2 [proxy]=10.1.2.2 [inspect]=10.1.5.2)
 declare -A PEER=([direct]=$C4 [proxy]=10.1.2.1 [inspect]=10.1.5.1)
@@ -110,7 +118,7 @@ for ((r = 0; r < ROUNDS; r++)); do
 	for ((k = 0; k < 3; k++)); do
 		c=${cases[$(((k + r) % 3))]}
 		# a failed transfer is counted and left out (curl prints zeros for it)
-		if out=$(nsc curl -s -k -o /dev/null --max-time 5 --resolve "lat.test:443:${ADDR[$c]}" \
+		if out=$(nsc "${RT[@]}" curl -s -k -o /dev/null --max-time 5 --resolve "lat.test:443:${ADDR[$c]}" \
 			-w '%{time_appconnect} %{time_total}' https://lat.test/); then
 			printf '%s %s\n' "$c" "$out" >>"$RAW"
 		else
@@ -135,9 +143,10 @@ done
 sniffline=$(grep "stats: sniff" "$XPT_DLOG" | tail -1 | sed 's/.*stats: //')
 xpt_stop
 
-python3 - "$RAW" "$ROUNDS" "$fails" "$load0" "$load1" "$STEAL" "$BUSY" "$sniffline" <<'PY'
+python3 - "$RAW" "$ROUNDS" "$fails" "$load0" "$load1" "$STEAL" "$BUSY" "$sniffline" "${#RT[@]}" <<'PY'
 import random, statistics as st, sys
-raw, rounds, fails, load0, load1, steal, busy, sniff = sys.argv[1:]
+raw, rounds, fails, load0, load1, steal, busy, sniff, rt = sys.argv[1:]
+rt = rt != "0"
 data = {}
 for line in open(raw):
     c, app, tot = line.split()
@@ -156,7 +165,7 @@ cases = ["direct", "proxy", "inspect"]
 labels = {"direct": "direct (DIRECT, kernel)", "proxy": "proxy (address rule)",
           "inspect": "inspect (tls -> proxy)"}
 print("bench/sniff/latency.sh: %s new HTTPS connections per case (curl, TLS 1.3), interleaved;"
-      " microseconds" % rounds)
+      " microseconds%s" % (rounds, "; SCHED_FIFO (--rt)" if rt else ""))
 print("%-24s %5s %21s %21s" % ("", "", "time_appconnect", "time_total"))
 print("%-24s %5s %7s %7s %7s %7s %7s %7s" % ("case", "n", "p10", "p50", "p90", "p10", "p50", "p90"))
 for c in cases:
