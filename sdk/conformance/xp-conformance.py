@@ -296,7 +296,7 @@ class ShadowsocksStream:
     """A shadowsocks AEAD TCP stream: salt, then [sealed length][sealed payload] chunks."""
     KEYLEN = {"aes-128-gcm": 16, "aes-256-gcm": 32, "chacha20-ietf-poly1305": 32}
 
-    def __init__(self, sock, method, password, first):
+    def __init__(self, sock, method, password, first=None):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
         if method not in self.KEYLEN:
             raise Fail("ss: method %s is not one of %s" % (method, ", ".join(self.KEYLEN)))
@@ -309,12 +309,12 @@ class ShadowsocksStream:
             prev = hashlib.md5(prev + password.encode()).digest()
             key += prev
         self.key = key[:self.klen]
-        salt = os.urandom(self.klen)
-        self.enc, self.enc_n = self.aead(self.subkey(salt)), 0
+        self.salt = os.urandom(self.klen)  # sent ahead of the first chunk
+        self.enc, self.enc_n = self.aead(self.subkey(self.salt)), 0
         self.dec, self.dec_n = None, 0
         self.raw, self.plain, self.eof = bytearray(), bytearray(), False
-        # the target address is the first chunk's payload
-        self.sock.sendall(salt + self.seal(first))
+        if first is not None:
+            self.sendall(first)  # a client: the target address is the first chunk's payload
 
     def subkey(self, salt):
         from cryptography.hazmat.primitives import hashes
@@ -350,7 +350,8 @@ class ShadowsocksStream:
         return True
 
     def sendall(self, data):
-        self.sock.sendall(self.seal(data))
+        out, self.salt = self.salt + self.seal(data), b""
+        self.sock.sendall(out)
 
     def recv(self, n):
         while not self.plain and not self.eof:
@@ -382,13 +383,14 @@ class TrojanStream:
     reads and writes from two threads: the TLS object is only touched under self.tls (held
     briefly, never across a blocking socket call), and whole writes go out under self.wr."""
 
-    def __init__(self, sock, ctx, sni, header):
+    def __init__(self, sock, ctx, sni, header=None):
         import ssl
         self.ssl = ssl
         self.sock = sock
         self.tls, self.wr = threading.Lock(), threading.Lock()
         self.inb, self.outb = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.inb, self.outb, server_hostname=sni)
+        self.obj = ctx.wrap_bio(self.inb, self.outb, server_side=header is None,
+                                server_hostname=sni)
         while True:
             try:
                 self.obj.do_handshake()
@@ -397,9 +399,11 @@ class TrojanStream:
                 self.sock.sendall(self.outb.read())
                 data = sock.recv(65536)
                 if not data:
-                    raise Fail("trojan: the server closed during the TLS handshake")
+                    raise Fail("trojan: the peer closed during the TLS handshake")
                 self.inb.write(data)
-        self.sendall(header)
+        self.sock.sendall(self.outb.read())
+        if header is not None:
+            self.sendall(header)  # a client
 
     def sendall(self, data):
         with self.wr:
@@ -466,6 +470,197 @@ def via_connect(via, host, port, timeout):
         return TrojanStream(tcp_to(u.hostname, u.port, timeout), ctx,
                             q.get("sni", u.hostname), header)
     raise Fail("--via: unknown scheme %r (socks5, http, ss, trojan)" % u.scheme)
+
+
+# ------------------------------------------------------------------------- reference proxy
+#
+# xp-conformance.py proxy --protocol P --listen ADDR --port PORT [...]: a proxy server of the
+# given protocol that forwards exactly what happens at either end: a FIN (TCP shutdown, or a
+# TLS close_notify for trojan) as a FIN in the same direction only, a reset as a reset
+# (SO_LINGER 0). Real servers mostly do neither (conformance_reference.sh); with this one, the
+# half-close and reset checks show a plugin's own share, so they must pass through it.
+
+class PlainStream:
+    def __init__(self, sock):
+        self.sock = sock
+
+    def recv(self, n):
+        return self.sock.recv(n)
+
+    def sendall(self, data):
+        self.sock.sendall(data)
+
+    def shutdown(self, how):
+        self.sock.shutdown(how)
+
+    def close(self):
+        self.sock.close()
+
+
+class Prefixed:
+    """A stream with bytes already read from it (behind a handshake) put back in front."""
+
+    def __init__(self, stream, pending):
+        self.stream, self.pending = stream, bytes(pending)
+
+    def recv(self, n):
+        if self.pending:
+            out, self.pending = self.pending[:n], self.pending[n:]
+            return out
+        return self.stream.recv(n)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def read_until(stream, buf, test, limit=8192):
+    """Read into buf until test(buf) is a length; returns (length, buf)."""
+    while True:
+        n = test(buf)
+        if n is not None:
+            return n, buf
+        if len(buf) > limit:
+            raise Fail("handshake longer than %d bytes" % limit)
+        data = stream.recv(4096)
+        if not data:
+            raise Fail("the client closed during the handshake")
+        buf += data
+
+
+def parse_socks_addr(b):
+    """(host, port, length) of a SOCKS5 address at the start of b, or None if incomplete."""
+    if not b:
+        return None
+    if b[0] == 1:
+        need = 7
+    elif b[0] == 4:
+        need = 19
+    elif b[0] == 3:
+        if len(b) < 2:
+            return None
+        need = 2 + b[1] + 2
+    else:
+        raise Fail("unknown address type %d" % b[0])
+    if len(b) < need:
+        return None
+    if b[0] == 1:
+        host = socket.inet_ntop(socket.AF_INET, bytes(b[1:5]))
+    elif b[0] == 4:
+        host = socket.inet_ntop(socket.AF_INET6, bytes(b[1:17]))
+    else:
+        host = bytes(b[2:2 + b[1]]).decode("idna")
+    return host, struct.unpack("!H", bytes(b[need - 2:need]))[0], need
+
+
+def proxy_accept(args, conn):
+    """The protocol's handshake: (client stream, (host, port), reply to send once connected)."""
+    if args.protocol == "socks5":
+        st = PlainStream(conn)
+        n, buf = read_until(st, bytearray(), lambda b: 2 + b[1] if len(b) >= 2 and
+                            len(b) >= 2 + b[1] else None)
+        st.sendall(b"\x05\x00")
+        buf = buf[n:]
+        n, buf = read_until(st, buf, lambda b: (lambda a: 3 + a[2] if a else None)(
+            parse_socks_addr(b[3:])) if len(b) > 3 else None)
+        host, port, _ = parse_socks_addr(buf[3:])
+        return Prefixed(st, buf[n:]), (host, port), b"\x05\x00\x00" + socks_addr("0.0.0.0", 0)
+    if args.protocol == "http":
+        st = PlainStream(conn)
+        n, buf = read_until(st, bytearray(), lambda b: b.find(b"\r\n\r\n") + 4
+                            if b"\r\n\r\n" in b else None)
+        line = bytes(buf[:buf.find(b"\r\n")]).decode("latin-1").split()
+        if len(line) < 2 or line[0] != "CONNECT":
+            raise Fail("not a CONNECT: %r" % line)
+        host, _, port = line[1].rpartition(":")
+        return (Prefixed(st, buf[n:]), (host.strip("[]"), int(port)),
+                b"HTTP/1.1 200 Connection established\r\n\r\n")
+    if args.protocol == "ss":
+        st = ShadowsocksStream(conn, args.method, args.password)
+        n, buf = read_until(st, bytearray(), lambda b: (lambda a: a[2] if a else None)(
+            parse_socks_addr(b)))
+        host, port, _ = parse_socks_addr(buf)
+        return Prefixed(st, buf[n:]), (host, port), None
+    if args.protocol == "trojan":
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        st = TrojanStream(conn, ctx, None)
+        want = hashlib.sha224(args.password.encode()).hexdigest().encode()
+
+        def head(b):
+            if len(b) < 59:
+                return None
+            if bytes(b[:56]) != want or bytes(b[56:58]) != b"\r\n" or b[58] != 1:
+                raise Fail("not a trojan CONNECT with the right password")
+            a = parse_socks_addr(b[59:])
+            return 59 + a[2] + 2 if a and len(b) >= 59 + a[2] + 2 else None
+        n, buf = read_until(st, bytearray(), head)
+        host, port, _ = parse_socks_addr(buf[59:])
+        return Prefixed(st, buf[n:]), (host, port), None
+    raise Fail("unknown protocol %s" % args.protocol)
+
+
+def reset(sock):
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def proxy_conn(args, conn):
+    up = None
+    try:
+        st, (host, port), reply = proxy_accept(args, conn)
+        up = socket.create_connection((host, port), timeout=10)
+        up.settimeout(None)
+        if reply:
+            st.sendall(reply)
+    except (Fail, OSError, ValueError) as e:
+        print("proxy: handshake or connect failed: %s" % e, flush=True)
+        reset(conn)
+        if up:
+            up.close()
+        return
+
+    def pump(src, dst):
+        # src -> dst; an EOF becomes a half-close of dst only; a reset (or any error) resets
+        # both sockets: SO_LINGER 0 makes the final close() send an RST, and shutdown(SHUT_RD)
+        # wakes the other direction's recv() (a close() would not: its recv holds the socket)
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+        except OSError:
+            for sock in (conn, up):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=pump, args=(st, PlainStream(up)), daemon=True)
+    t.start()
+    pump(PlainStream(up), st)
+    t.join()
+    conn.close()
+    up.close()
+
+
+def proxy(args):
+    fam = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
+    ls = socket.socket(fam, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((args.listen, args.port))
+    ls.listen(512)
+    print("xp-conformance %s proxy on %s:%d" % (args.protocol, args.listen, args.port),
+          flush=True)
+    while True:
+        conn, _ = ls.accept()
+        threading.Thread(target=proxy_conn, args=(args, conn), daemon=True).start()
 
 
 def check_echo(args):
@@ -702,7 +897,19 @@ def main():
                         "http://HOST:PORT, ss://METHOD:PASSWORD@HOST:PORT, "
                         "trojan://PASSWORD@HOST:PORT?sni=NAME&ca=FILE), to tell what the server "
                         "itself carries from what a plugin does")
+    x = sub.add_parser("proxy", help="a reference proxy server that forwards half-closes and "
+                                     "resets faithfully (TCP only)")
+    x.add_argument("--protocol", required=True, choices=("socks5", "http", "ss", "trojan"))
+    x.add_argument("--listen", required=True)
+    x.add_argument("--port", type=int, required=True)
+    x.add_argument("--method", default="aes-256-gcm", help="ss")
+    x.add_argument("--password", default="", help="ss, trojan")
+    x.add_argument("--cert", help="trojan: PEM certificate")
+    x.add_argument("--key", help="trojan: PEM key")
     args = p.parse_args()
+    if args.mode == "proxy":
+        proxy(args)
+        return 0
     if args.mode == "client" and args.via and args.udp_port:
         p.error("--via carries TCP only: drop --udp-port")
     if args.mode == "server":

@@ -10,6 +10,9 @@
 #     shadowsocks AEAD and trojan written from the protocol descriptions, no xproxy code;
 #   - the server project's own client where it has one: ss-local (shadowsocks-libev) and
 #     trojan-gfw in client mode, both reached as a local SOCKS5 server.
+# Controls: the kit's own proxy server of each protocol (xp-conformance.py proxy), which forwards
+# half-closes and resets faithfully; every check passes through it, which shows the reference
+# clients carry both, so a failure through a real server is the server's.
 # The router only forwards (no xproxyd); the kit's server refuses the client's own address, so a
 # passing check went through the proxy server.
 #
@@ -96,6 +99,13 @@ cat >"$XPT_TMP/trojan-cli.json" <<EOF
 EOF
 bg nsc trojan -c "$XPT_TMP/trojan-cli.json"
 
+# --- controls: the kit's own proxy of each protocol, which forwards half-closes and resets
+# faithfully: every check passes through it, so a failure above is not the reference client's
+for proto in socks5:1095 http:3129 ss:8389 trojan:4444; do
+	bg nss python3 "$KIT" proxy --protocol ${proto%:*} --listen $D4 --port ${proto#*:} \
+		--password $PW --cert "$XPT_TMP/tj.crt" --key "$XPT_TMP/tj.key"
+done
+
 # --- the kit's server (the target), refusing the client's own address
 nss python3 "$KIT" server --listen $P4 --port 7000 --forbid-peer $C4 </dev/null \
 	>"$XPT_TMP/target.log" 2>&1 &
@@ -110,6 +120,7 @@ wait_listen nss $D4 4443
 wait_listen nsc 127.0.0.1 1081
 wait_listen nsc 127.0.0.1 1082
 wait_listen nss $P4 7000
+for port in 1095 3129 8389 4444; do wait_listen nss $D4 $port; done
 
 # NAME  URL  EXPECTED (one letter per check in $CHECKS order: p = passes, f = fails)
 refs=(
@@ -120,6 +131,10 @@ refs=(
 	"ss-server/ss-local socks5://127.0.0.1:1081"
 	"trojan-gfw         trojan://$PW@$D4:4443?sni=trojan.test&ca=$XPT_TMP/tj.crt"
 	"trojan-gfw/client  socks5://127.0.0.1:1082"
+	"kit-proxy/socks5   socks5://$D4:1095"
+	"kit-proxy/http     http://$D4:3129"
+	"kit-proxy/ss       ss://aes-256-gcm:$PW@$D4:8389"
+	"kit-proxy/trojan   trojan://$PW@$D4:4444?sni=trojan.test&ca=$XPT_TMP/tj.crt"
 )
 declare -A EXPECT=(
 	[microsocks]=pfff
@@ -129,6 +144,10 @@ declare -A EXPECT=(
 	[ss-server/ss-local]=pfff
 	[trojan-gfw]=pfff
 	[trojan-gfw/client]=pfff
+	[kit-proxy/socks5]=pppp
+	[kit-proxy/http]=pppp
+	[kit-proxy/ss]=pppp
+	[kit-proxy/trojan]=pppp
 )
 
 rc=0

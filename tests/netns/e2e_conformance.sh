@@ -25,6 +25,11 @@ udp=0      # does this plugin claim UDP in this tree? (set per case below)
 REF="see tests/netns/conformance_reference.sh"
 limits=()
 outbound=""
+# The plugin's own share, without a server's limits: a second outbound [outbound.ref] of the same
+# plugin against the kit's reference proxy of the protocol (xp-conformance.py proxy), which
+# forwards half-closes and resets faithfully; the kit's server on 10.1.5.2 is routed to it, and
+# there the half-close and reset checks run with no known limit at all.
+refproxy="" refout="" refargs=()
 case $plugin in
 direct)
 	outbound="plugin = direct"
@@ -48,6 +53,7 @@ EOF
 	nss danted -f "$XPT_TMP/danted.conf" >"$XPT_TMP/socks.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = socks5\nserver = 10.1.3.2:1080'
+	refproxy=socks5 refout=$'plugin = socks5\nserver = 10.1.3.2:1095'
 	limits=(--known-limit "server-rst=dante answers the target's RST with a FIN; its reference client gets the same, $REF")
 	;;
 http)
@@ -64,6 +70,7 @@ EOF
 	nss tinyproxy -d -c "$XPT_TMP/tinyproxy.conf" >"$XPT_TMP/tinyproxy.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = http\nserver = 10.1.3.2:3128'
+	refproxy=http refout=$'plugin = http\nserver = 10.1.3.2:1095'
 	limits=(--known-limit "halfclose-client=tinyproxy passes the client's FIN on, then closes the way back before the answer; its reference client gets the same, $REF"
 		--known-limit "halfclose-server=tinyproxy ends both directions at the target's FIN; its reference client gets the same, $REF"
 		--known-limit "server-rst=tinyproxy answers the target's RST with a FIN; its reference client gets the same, $REF")
@@ -74,6 +81,7 @@ shadowsocks)
 		>"$XPT_TMP/ss.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = shadowsocks\nserver = 10.1.3.2:8388\nmethod = aes-256-gcm\npassword = conformance-pw'
+	refproxy=ss refout=$'plugin = shadowsocks\nserver = 10.1.3.2:1095\nmethod = aes-256-gcm\npassword = conformance-pw'
 	udp=1
 	limits=(--known-limit "halfclose-client=ss-server passes the client's FIN on, then closes the way back before the answer; ss-local and the kit's ss client get the same, $REF"
 		--known-limit "halfclose-server=ss-server ends both directions at the target's FIN; ss-local and the kit's ss client get the same, $REF"
@@ -94,6 +102,8 @@ EOF
 	nss trojan -c "$XPT_TMP/trojan.json" >"$XPT_TMP/trojan.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = trojan\nserver = 10.1.3.2:4443\npassword = conformance-pw\nsni = trojan.test\nca_file = '"$XPT_TMP/tj.crt"
+	refproxy=trojan refout=$'plugin = trojan\nserver = 10.1.3.2:1095\npassword = conformance-pw\nsni = trojan.test\nca_file = '"$XPT_TMP/tj.crt"
+	refargs=(--cert "$XPT_TMP/tj.crt" --key "$XPT_TMP/tj.key")
 	udp=1
 	limits=(--known-limit "halfclose-client=trojan-gfw passes the client's close_notify on as a FIN, then closes the way back before the answer; trojan's client mode and the kit's trojan client get the same, $REF"
 		--known-limit "halfclose-server=trojan-gfw ends both directions at the target's FIN; trojan's client mode and the kit's trojan client get the same, $REF"
@@ -112,19 +122,36 @@ XPT_PIDS="$XPT_PIDS $!"
 nss python3 "$KIT" server --listen fd00:1:2::2 --port 7000 --forbid-peer $C6 "${kit_udp[@]}" >"$XPT_TMP/kit6.log" 2>&1 &
 XPT_PIDS="$XPT_PIDS $!"
 
+refsection="" refrule=""
+if [ -n "$refproxy" ]; then
+	nss python3 "$KIT" proxy --protocol $refproxy --listen 10.1.3.2 --port 1095 \
+		--password conformance-pw "${refargs[@]}" >"$XPT_TMP/refproxy.log" 2>&1 &
+	XPT_PIDS="$XPT_PIDS $!"
+	nss python3 "$KIT" server --listen 10.1.5.2 --port 7000 --forbid-peer $C4 \
+		>"$XPT_TMP/kitref.log" 2>&1 &
+	XPT_PIDS="$XPT_PIDS $!"
+	refsection=$'[outbound.ref]\n'"$refout"
+	refrule="rule = dst-cidr:10.1.5.2/32, ref"
+fi
+
 xpt_config "$XPT_TMP/x.ini" $'log_level = info\nconnect_timeout = 3s' <<EOF
 [outbound.ut]
 $outbound
 
+$refsection
+
 [route]
 rule = dst-cidr:10.1.2.0/24|fd00:1:2::/64|10.1.5.99/32, ut
+$refrule
 fallback = DIRECT
 EOF
 xpt_start "$XPT_TMP/x.ini"
 
 # servers up (they bind at once; a proxy that failed to start shows in the checks)
 for _ in $(seq 1 50); do
-	grep -q "server on" "$XPT_TMP/kit4.log" && grep -q "server on" "$XPT_TMP/kit6.log" && break
+	grep -q "server on" "$XPT_TMP/kit4.log" && grep -q "server on" "$XPT_TMP/kit6.log" &&
+		{ [ -z "$refproxy" ] || { grep -q "proxy on" "$XPT_TMP/refproxy.log" &&
+			grep -q "server on" "$XPT_TMP/kitref.log"; }; } && break
 	sleep 0.1
 done
 
@@ -135,6 +162,11 @@ nsc python3 "$KIT" client --target 10.1.2.2 --port 7000 --blackhole 10.1.5.99 \
 xpt_log "conformance: $plugin over IPv6 (echo and half-close)"
 nsc python3 "$KIT" client --target fd00:1:2::2 --port 7000 \
 	--only echo-1m,halfclose-client,halfclose-server "${kit_udp[@]}" "${limits[@]}" | tee "$XPT_TMP/v6.tap" >&2 || rc=1
+if [ -n "$refproxy" ]; then
+	xpt_log "conformance: $plugin through the kit's $refproxy proxy (half-close and reset, no known limits)"
+	nsc python3 "$KIT" client --target 10.1.5.2 --port 7000 \
+		--only echo-1m,halfclose-client,halfclose-server,server-rst | tee "$XPT_TMP/ref.tap" >&2 || rc=1
+fi
 if [ $rc != 0 ]; then
 	tail -n 40 "$XPT_DLOG" >&2
 	for f in "$XPT_TMP"/*.log; do
@@ -145,5 +177,5 @@ if [ $rc != 0 ]; then
 	xpt_fail "$plugin does not pass the conformance kit"
 fi
 # (the kit's servers reset every connection from the client's own address, so passing means
-# every flow went through [outbound.ut])
+# every flow went through [outbound.ut] or [outbound.ref])
 xpt_ok "$plugin passes the outbound conformance kit"
