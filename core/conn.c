@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "flowev.h"
 #include "log.h"
 #include "outbound.h"
 #include "relay.h"
@@ -638,6 +639,20 @@ static void conn_connect(struct xp_conn *c)
 	conn_close(c, err != -ECONNABORTED, c->why);
 }
 
+/* XP_EVENT_FLOW_NAMED (flowev.h): the decision for the connection and the name behind it. */
+static void conn_named(struct xp_conn *c, const struct conn_route *rt)
+{
+	struct xp_conn_info info = c->info;
+
+	info.route = rt->route;
+	info.source = rt->source;
+	info.rule_id = rt->rule_id;
+	info.outbound = rt->ob ? rt->ob->name : NULL;
+	info.domain = rt->domain[0] ? rt->domain : NULL;
+	info.sniffer = rt->domain[0] ? rt->sniffer : NULL;
+	flowev_named(c->w->loop.name, &info);
+}
+
 static void conn_route_step(struct xp_conn *c)
 {
 	struct worker *w = c->w;
@@ -651,6 +666,8 @@ static void conn_route_step(struct xp_conn *c)
 		conn_sniff_start(c, &rt);
 		return;
 	}
+	if (err >= 0 && rt.ob && rt.domain[0])
+		conn_named(c, &rt); /* a verdict a DNS answer wrote: the name is DNS's */
 	conn_routed(c, err, &rt);
 }
 
@@ -731,6 +748,7 @@ static void conn_sniff_done(struct xp_conn *c)
 	c->sniff_buf = NULL;
 	c->sniff_state = NULL;
 	err = sniff_hook.decide(st, &c->info, &rt);
+	conn_named(c, &rt);
 	conn_routed(c, err, &rt);
 }
 
