@@ -22,6 +22,7 @@
 #include <ev.h>
 
 #include "addr.h"
+#include "flowev.h"
 #include "log.h"
 #include "outbound.h"
 #include "udp.h"
@@ -600,6 +601,9 @@ static bool limit_reached(struct udp_worker *uw)
 	return true;
 }
 
+static void sess_named(struct udp_sess *s, uint8_t route, uint8_t source,
+		       const struct outbound *ob);
+
 /* A datagram no session took: route it and make a session. NULL when refused (counted). */
 static struct udp_sess *sess_new(struct udp_worker *uw, const union xp_sockaddr *client,
 				 const union xp_sockaddr *dst)
@@ -690,6 +694,8 @@ static struct udp_sess *sess_new(struct udp_worker *uw, const union xp_sockaddr 
 			sess_close(s, s->why);
 			return NULL;
 		}
+		if (s->info.domain) /* a verdict a DNS answer wrote: the name is DNS's */
+			sess_named(s, rt.route, rt.source, s->ob);
 		break;
 	case XP_ROUTE_DNS:
 		s->kind = SESS_DNS;
@@ -1171,6 +1177,19 @@ int udp_sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void
 	return 0;
 }
 
+/* XP_EVENT_FLOW_NAMED (flowev.h): the decision for the session and the name behind it. */
+static void sess_named(struct udp_sess *s, uint8_t route, uint8_t source, const struct outbound *ob)
+{
+	struct xp_conn_info info = s->info;
+
+	info.route = route;
+	info.source = source;
+	info.outbound = ob ? ob->name : NULL;
+	if (!info.domain)
+		info.sniffer = NULL;
+	flowev_named(s->uw->loop->name, &info);
+}
+
 int udp_sess_decide(struct udp_sess *s, uint8_t route, const char *outbound, uint32_t rule_id)
 {
 	struct udp_worker *uw = s->uw;
@@ -1218,6 +1237,8 @@ int udp_sess_decide(struct udp_sess *s, uint8_t route, const char *outbound, uin
 		return err;
 	}
 	s->info.rule_id = rule_id;
+	sess_named(s, route, rt.route ? rt.source : rule_id ? XP_SOURCE_RULE : XP_SOURCE_FALLBACK,
+		   ob);
 	if (route == XP_ROUTE_BLOCK) {
 		s->kind = SESS_BLOCK;
 		sniff_buf_free(s);
