@@ -351,12 +351,19 @@ class ShadowsocksStream:
             del self.raw[:self.klen]
         if len(self.raw) < 18:
             return False
-        n = struct.unpack("!H", self.dec.decrypt(self.dec_n.to_bytes(12, "little"),
-                                                 bytes(self.raw[:18]), None))[0] & 0x3FFF
-        if len(self.raw) < 18 + n + 16:
-            return False
-        self.plain += self.dec.decrypt((self.dec_n + 1).to_bytes(12, "little"),
-                                       bytes(self.raw[18:18 + n + 16]), None)
+        from cryptography.exceptions import InvalidTag
+        try:
+            n = struct.unpack("!H", self.dec.decrypt(self.dec_n.to_bytes(12, "little"),
+                                                     bytes(self.raw[:18]), None))[0]
+            if n > 0x3FFF:
+                raise ConnectionResetError("ss: chunk length %d above 0x3FFF" % n)
+            if len(self.raw) < 18 + n + 16:
+                return False
+            self.plain += self.dec.decrypt((self.dec_n + 1).to_bytes(12, "little"),
+                                           bytes(self.raw[18:18 + n + 16]), None)
+        except InvalidTag:
+            # (an OSError, like every other way a stream can break, so callers see one kind)
+            raise ConnectionResetError("ss: a chunk failed authentication (wrong password?)")
         self.dec_n += 2
         del self.raw[:18 + n + 16]
         return True
@@ -628,8 +635,8 @@ def proxy_conn(args, conn):
         up.settimeout(None)
         if reply:
             st.sendall(reply)
-    except (Fail, OSError, ValueError) as e:
-        print("proxy: handshake or connect failed: %s" % e, flush=True)
+    except Exception as e:  # garbage from the client ends its connection, never the proxy
+        print("proxy: handshake or connect failed: %s" % (e or type(e).__name__), flush=True)
         reset(conn)
         if up:
             up.close()

@@ -150,6 +150,33 @@ declare -A EXPECT=(
 	[kit-proxy/trojan]=pppp
 )
 
+# garbage, a truncated handshake and a wrong password at the kit's proxies first: they must end
+# that connection only (the control rows below still pass)
+nsc python3 - "$D4" "$XPT_TMP/tj.crt" <<'PY' || xpt_fail "a kit proxy misbehaved on bad input"
+import os, socket, ssl, sys
+host = sys.argv[1]
+for port, data in ((1095, os.urandom(300)), (1095, b"\x05\x01\x00\x05\x01\x00\x09"),
+                   (3129, b"GET / HTTP/1.1\r\n\r\n"), (3129, b"CONNECT nonsense\r\n\r\n"),
+                   (8389, os.urandom(32 + 18 + 40)), (8389, b"short"), (4444, os.urandom(200))):
+    s = socket.create_connection((host, port), timeout=5)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass  # a reset is the expected answer
+    s.close()
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with ctx.wrap_socket(socket.create_connection((host, 4444), timeout=5),
+                     server_hostname="trojan.test") as t:
+    t.sendall(b"0" * 56 + b"\r\n\x01\x01\x0a\x01\x02\x02\x1b\x58\r\n")
+    try:
+        t.recv(10)
+    except OSError:
+        pass
+PY
+
 rc=0
 summary=""
 for r in "${refs[@]}"; do
