@@ -129,8 +129,9 @@ static void close16(struct buf *b, size_t at)
 	b->d[at - 1] = (uint8_t)len;
 }
 
-/* A TLS 1.3 ClientHello as a QUIC client sends it (no legacy session id, quic_transport_parameters),
- * padded with the padding extension to at least `min_len` bytes when min_len is non-zero. */
+/* A TLS 1.3 ClientHello as a QUIC client sends it (no legacy session id, with
+ * quic_transport_parameters), padded with the padding extension to at least `min_len` bytes
+ * when min_len is non-zero. */
 static void client_hello(struct buf *b, const char *name, size_t min_len)
 {
 	static const uint16_t suites[] = {0x1301, 0x1302, 0x1303};
