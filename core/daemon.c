@@ -1337,6 +1337,7 @@ static int check_outbound_id(void *ctx, const char *name)
 int daemon_check(const struct daemon_opts *o)
 {
 	struct plug_registry reg = { 0 };
+	struct host_env env = { 0 };
 	struct rule_image img = { 0 };
 	struct check_ids ids;
 	struct cfg *cfg;
@@ -1355,41 +1356,37 @@ int daemon_check(const struct daemon_opts *o)
 		fprintf(stderr, "plugin directory %s: %s\n", dir ? dir : "?", strerror(-rc));
 		ok = false;
 	}
-	for (size_t i = 0; ok && i < cfg->n_outbounds; i++) {
-		const struct cfg_outbound *ob = &cfg->outbounds[i];
-		struct plugin *p;
-		void *conf = NULL;
-
-		if (plug_resolve(&reg, ob->plugin, &p, err, sizeof(err))) {
-			fprintf(stderr, "%s:%d: [outbound.%s]: %s\n", cfg->path, ob->line, ob->name,
-				err);
+	if (ok) {
+		/* Every instance the daemon would make, made and destroyed again: what a plugin
+		 * only checks in instance_new (a server name it resolves, a CA file, a key) is
+		 * found now and not at start. Nothing else runs: no loop, no listener, no
+		 * datapath; instances see the checked file through config_get. Each step reports
+		 * every error it finds, "file:line: [section] plugin: ...". */
+		atomic_store(&D.cfg, cfg);
+		env.config_get = config_get_cb;
+		env.now_ns = dp_now_ns;
+		env.mark = cfg->global.mark;
+		host_set_env(&env);
+		if (outbounds_apply(cfg, &reg, host_table(), &errors))
 			ok = false;
-			continue;
-		}
-		if (!plug_has_kind(p, XP_KIND_OUTBOUND)) {
-			fprintf(stderr, "%s:%d: [outbound.%s]: plugin %s is not an outbound plugin\n",
-				cfg->path, ob->line, ob->name, p->name);
+		if (dnsq_apply(cfg, &reg, host_table(), false, &errors))
 			ok = false;
-			continue;
-		}
-		if (plug_config_fill(p, cfg->path, ob->section, &conf, &errors))
+		if (sniff_apply(cfg, &reg, host_table(), false, &errors))
 			ok = false;
-		else
-			plug_config_free(p, conf);
+		sniff_clear();
+		dnsq_clear();
+		outbounds_clear();
+		host_set_env(&(struct host_env){ 0 });
+		atomic_store(&D.cfg, NULL);
 	}
-	if (ok && dnsq_apply(cfg, &reg, host_table(), true, &errors))
-		ok = false;
-	if (ok && sniff_apply(cfg, &reg, host_table(), true, &errors))
-		ok = false;
 	print_errors(errors);
 	free(errors);
-	if (ok) {
-		ids.cfg = cfg;
-		rc = rules_compile(&cfg->route, 0, check_outbound_id, &ids, &img, err, sizeof(err));
-		if (rc) {
-			fprintf(stderr, "%s: [route]: %s\n", cfg->path, err);
-			ok = false;
-		}
+	/* The rules are checked whatever the plugins said: every error in one run. */
+	ids.cfg = cfg;
+	rc = rules_compile(&cfg->route, 0, check_outbound_id, &ids, &img, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "%s: [route]: %s\n", cfg->path, err);
+		ok = false;
 	}
 	for (size_t i = 0; i < cfg->global.n_lan + cfg->global.n_wan; i++) {
 		const char *dev = i < cfg->global.n_lan ? cfg->global.lan[i]
@@ -1405,6 +1402,7 @@ int daemon_check(const struct daemon_opts *o)
 		       cfg->path, cfg->n_outbounds, cfg->route.n, img.n_rules, img.n_skipped, dir);
 	rule_image_free(&img);
 	plug_registry_free(&reg);
+	host_counters_free();
 	free(dir);
 	cfg_free(cfg);
 	return ok ? 0 : 1;

@@ -8,6 +8,7 @@ XP_TEST_PKGS="libcmocka-dev libclang-rt-14-dev nginx-light curl iproute2 python3
 	procps iputils-ping iperf3 wrk qemu-system-x86 busybox-static libzstd-dev"
 XP_TEST_PKGS="$XP_TEST_PKGS shadowsocks-libev trojan nftables" # e2e_ss/e2e_trojan servers; bench/outbound/ss.sh (ss-redir TPROXY)
 XP_TEST_PKGS="$XP_TEST_PKGS openssl gnutls-bin wget" # test_sniff_*: real TLS/HTTP clients
+XP_TEST_PKGS="$XP_TEST_PKGS strace" # xproxyd_check.sh: -t opens no network socket
 XP_TEST_PKGS="$XP_TEST_PKGS microsocks dante-server tinyproxy socat" # e2e_socks5, e2e_httpproxy, bench/outbound
 XP_TEST_PKGS="$XP_TEST_PKGS bind9-dnsutils tcpdump" # e2e_dnsroute: dig, a capture on the server side
 XP_TEST_PKGS="$XP_TEST_PKGS libnghttp2-dev unbound bind9-dnsutils dnsperf" # dns plugin (DoH), test_dns_upstream/e2e_dns: unbound, dig; bench/dns
