@@ -31,13 +31,14 @@ Checks (each prints "ok - NAME" or "not ok - NAME: why", TAP style):
   halfclose-server the server shuts down its write side; the client sees EOF and can still send
                    (the server reports what it got over a second connection)
   server-rst       an abortive close by the server reaches the client as a reset, not an EOF
+  client-rst       an abortive close by the client reaches the server as a reset, not an EOF
   connect-timeout  a destination that never answers ends the client's connection (reset or
                    EOF) within --connect-timeout + 5 s instead of hanging (needs --blackhole)
   concurrent       N connections at once (default 100), 16 KiB echoed on each
   udp-roundtrip    20 datagrams echoed, each reply from the original destination (--udp-port)
 
 The protocol between the halves is one command line per connection: ECHO, COUNT <token>,
-SOURCE <bytes>, RESULT <token>, RST.
+SOURCE <bytes>, RESULT <token>, RST, HOLD <token>.
 """
 import argparse
 import hashlib
@@ -131,10 +132,29 @@ def serve_conn(conn):
             what += "; then got %d bytes and EOF" % got
             with results_lock:
                 results[token] = got
+        elif words[0] == "HOLD":
+            # the client resets after this line: did the reset reach us, or a FIN?
+            token = words[1]
+            conn.sendall(b"held\n")
+            conn.settimeout(10)
+            what = "HOLD %s: waiting" % token
+            try:
+                while conn.recv(65536):
+                    pass
+                end = "eof"
+            except ConnectionResetError:
+                end = "reset"
+            except socket.timeout:
+                end = "nothing"
+            what = "HOLD %s: %s" % (token, {"eof": "got EOF (a FIN, not a reset)",
+                                            "reset": "got a reset",
+                                            "nothing": "nothing within 10 s"}[end])
+            with results_lock:
+                results[token] = end
         elif words[0] == "RESULT":
             with results_lock:
                 got = results.pop(words[1], -1)
-            conn.sendall(b"%d\n" % got)
+            conn.sendall(b"%s\n" % str(got).encode())
         elif words[0] == "RST":
             conn.sendall(b"ready\n")
             time.sleep(0.3)
@@ -770,6 +790,31 @@ def check_rst(args):
         s.close()
 
 
+def check_client_rst(args):
+    token = "h%d-%d" % (os.getpid(), time.monotonic_ns())
+    s = connect(args)
+    s.sendall(b"HOLD %s\n" % token.encode())
+    if recv_line(s) != b"held\n":
+        raise Fail("no 'held' from the server")
+    # an abortive close: SO_LINGER 0 on the TCP socket under any protocol layer
+    raw = getattr(s, "sock", s)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+    for _ in range(60):
+        c = connect(args)
+        c.sendall(b"RESULT %s\n" % token.encode())
+        got = recv_all(c).decode().strip()
+        c.close()
+        if got == "reset":
+            return
+        if got == "eof":
+            raise Fail("the client's reset reached the server as a clean EOF")
+        if got == "nothing":
+            raise Fail("the client's reset never reached the server")
+        time.sleep(0.2)
+    raise Fail("the server never saw the client's connection end")
+
+
 def check_connect_timeout(args):
     start = time.monotonic()
     limit = args.connect_timeout + 5
@@ -843,14 +888,14 @@ def check_udp(args):
         raise Fail("only %d of 20 datagrams came back" % ok)
 
 
-CHECK_NAMES = ("echo-1m", "halfclose-client", "halfclose-server", "server-rst", "concurrent",
-               "connect-timeout", "udp-roundtrip")
+CHECK_NAMES = ("echo-1m", "halfclose-client", "halfclose-server", "server-rst", "client-rst",
+               "concurrent", "connect-timeout", "udp-roundtrip")
 
 
 def client(args):
     checks = [("echo-1m", check_echo), ("halfclose-client", check_halfclose_client),
               ("halfclose-server", check_halfclose_server), ("server-rst", check_rst),
-              ("concurrent", check_concurrent)]
+              ("client-rst", check_client_rst), ("concurrent", check_concurrent)]
     if args.blackhole:
         checks.append(("connect-timeout", check_connect_timeout))
     if args.udp_port:

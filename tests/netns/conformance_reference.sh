@@ -31,7 +31,7 @@ report_only=0
 xpt_init "cref"
 xpt_topology
 
-CHECKS=echo-1m,halfclose-client,halfclose-server,server-rst
+CHECKS=echo-1m,halfclose-client,halfclose-server,server-rst,client-rst
 PW=conformance-pw
 
 # --- the servers, on the "direct" network (10.1.3.2): kernel-forwarded from the client
@@ -137,17 +137,17 @@ refs=(
 	"kit-proxy/trojan   trojan://$PW@$D4:4444?sni=trojan.test&ca=$XPT_TMP/tj.crt"
 )
 declare -A EXPECT=(
-	[microsocks]=pfff
-	[dante]=pppf
-	[tinyproxy]=pfff
-	[ss-server]=pfff
-	[ss-server/ss-local]=pfff
-	[trojan-gfw]=pfff
-	[trojan-gfw/client]=pfff
-	[kit-proxy/socks5]=pppp
-	[kit-proxy/http]=pppp
-	[kit-proxy/ss]=pppp
-	[kit-proxy/trojan]=pppp
+	[microsocks]=pffff
+	[dante]=pppff
+	[tinyproxy]=pffff
+	[ss-server]=pffff
+	[ss-server/ss-local]=pffff
+	[trojan-gfw]=pffff
+	[trojan-gfw/client]=pffff
+	[kit-proxy/socks5]=ppppp
+	[kit-proxy/http]=ppppp
+	[kit-proxy/ss]=ppppp
+	[kit-proxy/trojan]=ppppp
 )
 
 # garbage, a truncated handshake and a wrong password at the kit's proxies first: they must end

@@ -54,7 +54,8 @@ EOF
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = socks5\nserver = 10.1.3.2:1080'
 	refproxy=socks5 refout=$'plugin = socks5\nserver = 10.1.3.2:1095'
-	limits=(--known-limit "server-rst=dante answers the target's RST with a FIN; its reference client gets the same, $REF")
+	limits=(--known-limit "server-rst=dante answers the target's RST with a FIN; its reference client gets the same, $REF"
+		--known-limit "client-rst=dante answers the client's RST with a FIN to the target; its reference client gets the same, $REF")
 	;;
 http)
 	xpt_require tinyproxy
@@ -73,7 +74,8 @@ EOF
 	refproxy=http refout=$'plugin = http\nserver = 10.1.3.2:1095'
 	limits=(--known-limit "halfclose-client=tinyproxy passes the client's FIN on, then closes the way back before the answer; its reference client gets the same, $REF"
 		--known-limit "halfclose-server=tinyproxy ends both directions at the target's FIN; its reference client gets the same, $REF"
-		--known-limit "server-rst=tinyproxy answers the target's RST with a FIN; its reference client gets the same, $REF")
+		--known-limit "server-rst=tinyproxy answers the target's RST with a FIN; its reference client gets the same, $REF"
+		--known-limit "client-rst=tinyproxy answers the client's RST with a FIN to the target; its reference client gets the same, $REF")
 	;;
 shadowsocks)
 	xpt_require ss-server
@@ -85,7 +87,8 @@ shadowsocks)
 	udp=1
 	limits=(--known-limit "halfclose-client=ss-server passes the client's FIN on, then closes the way back before the answer; ss-local and the kit's ss client get the same, $REF"
 		--known-limit "halfclose-server=ss-server ends both directions at the target's FIN; ss-local and the kit's ss client get the same, $REF"
-		--known-limit "server-rst=ss-server answers the target's RST with a FIN; ss-local and the kit's ss client get the same, $REF")
+		--known-limit "server-rst=ss-server answers the target's RST with a FIN; ss-local and the kit's ss client get the same, $REF"
+		--known-limit "client-rst=ss-server answers the client's RST with a FIN to the target; ss-local and the kit's ss client get the same, $REF")
 	;;
 trojan)
 	xpt_require trojan openssl
@@ -107,7 +110,8 @@ EOF
 	udp=1
 	limits=(--known-limit "halfclose-client=trojan-gfw passes the client's close_notify on as a FIN, then closes the way back before the answer; trojan's client mode and the kit's trojan client get the same, $REF"
 		--known-limit "halfclose-server=trojan-gfw ends both directions at the target's FIN; trojan's client mode and the kit's trojan client get the same, $REF"
-		--known-limit "server-rst=trojan-gfw answers the target's RST with a close_notify and FIN; trojan's client mode and the kit's trojan client get the same, $REF")
+		--known-limit "server-rst=trojan-gfw answers the target's RST with a close_notify and FIN; trojan's client mode and the kit's trojan client get the same, $REF"
+		--known-limit "client-rst=trojan-gfw answers the client's RST with a FIN to the target; trojan's client mode and the kit's trojan client get the same, $REF")
 	;;
 *)
 	xpt_fail "unknown plugin '$plugin'"
@@ -165,7 +169,7 @@ nsc python3 "$KIT" client --target fd00:1:2::2 --port 7000 \
 if [ -n "$refproxy" ]; then
 	xpt_log "conformance: $plugin through the kit's $refproxy proxy (half-close and reset, no known limits)"
 	nsc python3 "$KIT" client --target 10.1.5.2 --port 7000 \
-		--only echo-1m,halfclose-client,halfclose-server,server-rst | tee "$XPT_TMP/ref.tap" >&2 || rc=1
+		--only echo-1m,halfclose-client,halfclose-server,server-rst,client-rst | tee "$XPT_TMP/ref.tap" >&2 || rc=1
 fi
 if [ $rc != 0 ]; then
 	tail -n 40 "$XPT_DLOG" >&2
