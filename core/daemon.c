@@ -1328,9 +1328,21 @@ static int check_outbound_id(void *ctx, const char *name)
 {
 	const struct check_ids *c = ctx;
 
-	for (size_t i = 0; i < c->cfg->n_outbounds; i++)
-		if (!strcmp(c->cfg->outbounds[i].name, name))
+	const struct cfg *cfg = c->cfg;
+	int id = (int)cfg->n_outbounds;
+
+	for (size_t i = 0; i < cfg->n_outbounds; i++)
+		if (!strcmp(cfg->outbounds[i].name, name))
 			return (int)i + 1;
+	/* A [group.NAME] is a rule target too (cfg_parse checked it); the daemon gives it an id
+	 * from the same space, so any id past the outbounds' will do here. */
+	for (size_t i = 0; i < cfg->n_sections; i++) {
+		if (strncmp(cfg->sections[i].name, "group.", 6))
+			continue;
+		id++;
+		if (!strcmp(cfg->sections[i].name + 6, name))
+			return id;
+	}
 	return -ENOENT;
 }
 

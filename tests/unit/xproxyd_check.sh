@@ -102,6 +102,14 @@ else
 	echo "NOT CHECKED: no strace, so whether -t opens sockets is not checked (tests/deps.sh installs it)"
 fi
 
+# a [group.NAME] as a rule target (the rule compiler gets it an id as for an outbound)
+{
+	sed 's#^rule = dst-cidr:10.1.2.0/24, ss#&\nrule = dst-cidr:10.1.3.0/24, pool#' "$TMP/good.ini"
+	printf '\n[group.pool]\nmembers = ss, s5\npolicy = fallback\ncheck_target = 127.0.0.1:9\n'
+} >"$TMP/group.ini"
+grep -q '^rule = dst-cidr:10.1.3.0/24, pool' "$TMP/group.ini" || fail "test edit: group rule"
+check 0 "a rule whose target is a [group.NAME]" "$TMP/group.ini" 'configuration OK: 4 outbounds, 3 rules'
+
 # trojan: the CA file is only opened by instance_new
 sed "s#^ca_file = .*#ca_file = $TMP/missing.pem#" "$TMP/good.ini" >"$TMP/noca.ini"
 line=$(grep -n '^\[outbound.tj\]' "$TMP/noca.ini" | cut -d: -f1)
