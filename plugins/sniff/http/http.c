@@ -10,8 +10,9 @@
  * The core calls us with all the bytes so far. We say NOT_MINE on the first byte that cannot
  * start a request we know, MORE while the request line or the Host line is still arriving, and
  * FOUND as soon as the line that names the flow is complete; headers after it are not waited
- * for. Lines are bounded (HTTP_MAX_LINE) and so is the whole head (HTTP_MAX_HEAD = max_bytes),
- * so a client that never finishes costs at most that, then NOT_MINE.
+ * for. Lines are bounded (HTTP_MAX_LINE) and so is the whole head (HTTP_MAX_HEAD = max_bytes,
+ * lowered per instance by the option max_header_bytes), so a client that never finishes costs
+ * at most that, then NOT_MINE.
  *
  * Ports: every port (NULL), for the reason the tls sniffer gives (docs/plugins/http.md).
  */
@@ -279,15 +280,34 @@ static int http_parse(const uint8_t *b, size_t len, struct xp_sniff_result *out)
 	}
 }
 
+/* [sniff.http_sniff] (or [sniff.http]) options; the instance is its config. */
+struct http_cfg {
+	uint64_t max_head; /* max_header_bytes */
+};
+
+static const struct xp_option http_options[] = {
+	XP_OPT_RANGE(struct http_cfg, max_head, "max_header_bytes", XP_OPT_SIZE, "16k", 0, 256,
+		     HTTP_MAX_HEAD,
+		     "bytes of request head read before the Host line must be complete; a "
+		     "request still unnamed then is NOT_MINE"),
+	XP_OPTION_END,
+};
+
 static int http_sniff(void *inst, const struct xp_sniff_input *in, struct xp_sniff_result *out)
 {
+	const struct http_cfg *cfg = inst;
+	size_t len, cap = cfg && cfg->max_head ? (size_t)cfg->max_head : HTTP_MAX_HEAD;
 	int rc;
 
 	if (in->l4proto != IPPROTO_TCP || in->count > 1 || (in->count && !in->parts))
 		return NOT_MINE;
 	if (in->count == 0)
 		return MORE;
-	rc = http_parse(in->parts[0].data, in->parts[0].len, out);
+	/* only the first `cap` bytes count: past them a MORE can never be answered */
+	len = in->parts[0].len < cap ? in->parts[0].len : cap;
+	rc = http_parse(in->parts[0].data, len, out);
+	if (rc == MORE && len >= cap)
+		rc = NOT_MINE;
 	if (rc == FOUND) {
 		memset(out->protocol, 0, sizeof(out->protocol));
 		memcpy(out->protocol, "http", 4);
@@ -298,11 +318,11 @@ static int http_sniff(void *inst, const struct xp_sniff_input *in, struct xp_sni
 	return rc;
 }
 
-/* No options and no per-instance state: the sniffer is a pure function. */
+/* The instance is its (core-owned, immutable) config: sniff() stays a pure function. */
 static int http_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
 			     const void *config, void **inst)
 {
-	*inst = NULL;
+	*inst = (void *)config;
 	return 0;
 }
 
@@ -326,6 +346,9 @@ static const struct xp_plugin_desc http_desc = {
 	.version = "1.0",
 	.summary = "name TCP flows from the Host of their first HTTP/1.x request",
 	.kinds = XP_KIND_SNIFFER,
+	.option_size = sizeof(struct xp_option),
+	.options = http_options,
+	.config_size = sizeof(struct http_cfg),
 	.instance_new = http_instance_new,
 	.instance_free = http_instance_free,
 	.sniffer = &http_ops,

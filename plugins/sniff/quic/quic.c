@@ -15,8 +15,9 @@
  *   - An Initial that opens but breaks the rules (a frame not allowed in Initials, a CRYPTO frame
  *     past the payload, CRYPTO data that changes at an offset) is NOT_MINE: authenticated
  *     nonsense means the client is not a QUIC implementation we can follow.
- *   - Bounded: QUIC_MAX_DATAGRAMS datagrams, 64 KiB of datagrams and of CRYPTO stream. A
- *     ClientHello still incomplete then is NOT_MINE.
+ *   - Bounded: QUIC_MAX_DATAGRAMS datagrams, 64 KiB of datagrams (lowered per instance by
+ *     the option max_initial_bytes) and of CRYPTO stream. A ClientHello still incomplete then
+ *     is NOT_MINE.
  *   - A ClientHello without server_name is NOT_MINE (there is no name to route by).
  */
 #include <errno.h>
@@ -102,12 +103,38 @@ out:
 	return rc;
 }
 
+/* [sniff.quic] options; the instance is its config. */
+struct quic_cfg {
+	uint64_t max_initial; /* max_initial_bytes */
+};
+
+static const struct xp_option quic_options[] = {
+	XP_OPT_RANGE(struct quic_cfg, max_initial, "max_initial_bytes", XP_OPT_SIZE, "64k", 0, 1200,
+		     QUIC_SNIFF_MAX_BYTES,
+		     "bytes of datagrams (the client's Initials) read for the ClientHello; a "
+		     "hello still incomplete then is NOT_MINE"),
+	XP_OPTION_END,
+};
+
 static int quic_sniff(void *inst, const struct xp_sniff_input *in, struct xp_sniff_result *out)
 {
-	(void)inst;
+	const struct quic_cfg *cfg = inst;
+	size_t cap = cfg && cfg->max_initial ? (size_t)cfg->max_initial : QUIC_SNIFF_MAX_BYTES;
+	size_t total = 0;
+	uint32_t n;
+	int rc;
+
 	if (!in || !out || in->l4proto != IPPROTO_UDP)
 		return XP_SNIFF_NOT_MINE;
-	return quic_sniff_parts(in->parts, in->count, out);
+	if (in->count && !in->parts)
+		return -EINVAL;
+	/* the datagrams that fit in the cap; a MORE past it can never be answered */
+	for (n = 0; n < in->count && in->parts[n].len <= cap - total; n++)
+		total += in->parts[n].len;
+	rc = quic_sniff_parts(in->parts, n, out);
+	if (rc == XP_SNIFF_MORE && (n < in->count || total >= cap))
+		rc = XP_SNIFF_NOT_MINE;
+	return rc;
 }
 
 static int quic_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
@@ -116,8 +143,8 @@ static int quic_instance_new(void *state, const struct xp_host *host, xp_handle_
 	(void)state;
 	(void)host;
 	(void)self;
-	(void)config;
-	*inst = NULL; /* nothing per instance: sniff is a pure function */
+	/* the instance is its (core-owned, immutable) config: sniff stays a pure function */
+	*inst = (void *)config;
 	return 0;
 }
 
@@ -142,6 +169,9 @@ static const struct xp_plugin_desc quic_desc = {
 	.version = "1.0",
 	.summary = "names UDP flows from the ClientHello in QUIC v1/v2 Initial packets",
 	.kinds = XP_KIND_SNIFFER,
+	.option_size = sizeof(struct xp_option),
+	.options = quic_options,
+	.config_size = sizeof(struct quic_cfg),
 	.instance_new = quic_instance_new,
 	.instance_free = quic_instance_free,
 	.sniffer = &quic_sniffer,

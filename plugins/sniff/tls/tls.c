@@ -119,17 +119,35 @@ static enum tls_hello_status records_hello(const uint8_t *buf, size_t len, struc
 	return st;
 }
 
+/* [sniff.tls] options; the instance is its config. */
+struct tls_cfg {
+	uint64_t max_bytes; /* max_hello_bytes */
+};
+
+static const struct xp_option tls_options[] = {
+	XP_OPT_RANGE(struct tls_cfg, max_bytes, "max_hello_bytes", XP_OPT_SIZE, "65856", 0, 512,
+		     TLS_SNIFF_MAX_BYTES,
+		     "bytes of TLS records read for the ClientHello; a hello still incomplete "
+		     "then is NOT_MINE"),
+	XP_OPTION_END,
+};
+_Static_assert(TLS_SNIFF_MAX_BYTES == 65856, "max_hello_bytes' default is TLS_SNIFF_MAX_BYTES");
+
 static int tls_sniff(void *inst, const struct xp_sniff_input *in, struct xp_sniff_result *out)
 {
+	const struct tls_cfg *cfg = inst;
+	size_t len, cap = cfg && cfg->max_bytes ? (size_t)cfg->max_bytes : TLS_SNIFF_MAX_BYTES;
 	struct tls_hello h;
 
 	if (in->l4proto != IPPROTO_TCP || in->count > 1 || (in->count && !in->parts))
 		return XP_SNIFF_NOT_MINE;
 	if (in->count == 0 || !in->parts[0].len)
 		return XP_SNIFF_MORE;
-	switch (records_hello(in->parts[0].data, in->parts[0].len, &h)) {
+	/* only the first `cap` bytes count: past them a MORE can never be answered */
+	len = in->parts[0].len < cap ? in->parts[0].len : cap;
+	switch (records_hello(in->parts[0].data, len, &h)) {
 	case TLS_HELLO_MORE:
-		return XP_SNIFF_MORE;
+		return len >= cap ? XP_SNIFF_NOT_MINE : XP_SNIFF_MORE;
 	case TLS_HELLO_FOUND:
 		if (!h.sni[0])
 			return XP_SNIFF_NOT_MINE; /* TLS, but nothing to route on */
@@ -149,11 +167,11 @@ _Static_assert(sizeof(((struct tls_hello *)0)->sni) == sizeof(((struct xp_sniff_
 _Static_assert(sizeof(((struct tls_hello *)0)->alpn) == sizeof(((struct xp_sniff_result *)0)->alpn),
 	       "alpn sizes differ");
 
-/* No options and no per-instance state: the sniffer is a pure function. */
+/* The instance is its (core-owned, immutable) config: sniff() stays a pure function. */
 static int tls_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
 			    const void *config, void **inst)
 {
-	*inst = NULL;
+	*inst = (void *)config;
 	return 0;
 }
 
@@ -177,6 +195,9 @@ static const struct xp_plugin_desc tls_desc = {
 	.version = "1.0",
 	.summary = "name TCP flows from the server_name of the TLS ClientHello",
 	.kinds = XP_KIND_SNIFFER,
+	.option_size = sizeof(struct xp_option),
+	.options = tls_options,
+	.config_size = sizeof(struct tls_cfg),
 	.instance_new = tls_instance_new,
 	.instance_free = tls_instance_free,
 	.sniffer = &tls_ops,
