@@ -685,6 +685,35 @@ static void open_section(struct parser *ps, const char *name)
 		ps->cur = ps->sec_sniff;
 		return;
 	}
+	if (!strncmp(name, "sniff.", 6)) {
+		/* one sniffer's options: raw keys, filled into the plugin's option table (and
+		 * matched to a [sniff] plugins entry) by core/sniff.c */
+		const char *sn = name + 6;
+		bool ok = *sn && strlen(sn) <= 31;
+
+		for (const char *q = sn; ok && *q; q++)
+			ok = (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_' ||
+			     *q == '-';
+		if (!ok) {
+			add_error(ps, line,
+				  "invalid sniffer name in [%.64s] (expected a plugin name: 1-31 "
+				  "characters a-z 0-9 _ -)",
+				  name);
+			return;
+		}
+		for (size_t i = 0; i < cfg->n_sections; i++) {
+			if (!strcmp(cfg->sections[i].name, name)) {
+				add_error(ps, line, "duplicate section [%s] (first at line %d)",
+					  name, cfg->sections[i].line);
+				return;
+			}
+		}
+		long idx = add_section(ps, name, line);
+
+		if (idx >= 0)
+			ps->cur = idx;
+		return;
+	}
 	if (!strcmp(name, "dns")) {
 		if (ps->sec_dns >= 0) {
 			add_error(ps, line, "duplicate section [dns] (first at line %d)",
@@ -1482,6 +1511,11 @@ static void finish(struct parser *ps)
 			if ((cfg->sniff.plugins[i] = xstrdup(ps, defaults[i])))
 				cfg->sniff.n_plugins++;
 	}
+	for (size_t i = 0; i < cfg->n_sections; i++)
+		if (!strncmp(cfg->sections[i].name, "sniff.", 6) && !cfg->sniff.present)
+			add_error(ps, cfg->sections[i].line,
+				  "[%s] sets a sniffer's options, but there is no [sniff] section",
+				  cfg->sections[i].name);
 	/* with sniffers, domain rules send their flows to them in the kernel (INSPECT) */
 	cfg->route.inspect_domains = cfg->sniff.present && cfg->sniff.n_plugins > 0;
 	/* the domain index: matching cost independent of the number of domain rules */

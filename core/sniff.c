@@ -62,6 +62,8 @@ static bool claims(const struct sniffer *sn, uint8_t l4proto, uint16_t dport)
 
 	if (!sn->ops || !sn->ops->sniff || !(sn->ops->caps & cap))
 		return false;
+	if (sn->ports)
+		return sniff_ports_has(sn->ports, dport);
 	if (!sn->ops->ports)
 		return true;
 	for (const uint16_t *p = sn->ops->ports; *p; p++)
@@ -149,6 +151,8 @@ struct sniff_inst {
 	void *config;
 	void *inst;
 	struct xp_handle handle;
+	struct sniff_ports ports; /* [sniff.NAME] ports, when has_ports */
+	bool has_ports;
 };
 
 struct live_set {
@@ -279,7 +283,13 @@ static void append_err(char **errors, const char *fmt, ...)
 	*errors = n;
 }
 
-/* What a live set was made from: the same text means the same set (no new instances). */
+static bool is_sniff_section(const struct cfg_section *sec)
+{
+	return !strncmp(sec->name, "sniff.", 6);
+}
+
+/* What a live set was made from: the same text (the list, the timeout, the cache and every
+ * [sniff.NAME] key) means the same set (no new instances). */
 static char *fingerprint(const struct cfg *cfg)
 {
 	size_t len = 64;
@@ -287,6 +297,15 @@ static char *fingerprint(const struct cfg *cfg)
 
 	for (size_t i = 0; i < cfg->sniff.n_plugins; i++)
 		len += strlen(cfg->sniff.plugins[i]) + 1;
+	for (size_t i = 0; i < cfg->n_sections; i++) {
+		const struct cfg_section *sec = &cfg->sections[i];
+
+		if (!is_sniff_section(sec))
+			continue;
+		len += strlen(sec->name) + 3;
+		for (size_t k = 0; k < sec->n_kv; k++)
+			len += strlen(sec->kv[k].key) + strlen(sec->kv[k].value) + 3;
+	}
 	fp = malloc(len);
 	if (!fp)
 		return NULL;
@@ -294,7 +313,82 @@ static char *fingerprint(const struct cfg *cfg)
 			 cfg->sniff.cache);
 	for (size_t i = 0; i < cfg->sniff.n_plugins; i++)
 		q += sprintf(q, "%s,", cfg->sniff.plugins[i]);
+	for (size_t i = 0; i < cfg->n_sections; i++) {
+		const struct cfg_section *sec = &cfg->sections[i];
+
+		if (!is_sniff_section(sec))
+			continue;
+		q += sprintf(q, "[%s]", sec->name);
+		for (size_t k = 0; k < sec->n_kv; k++)
+			q += sprintf(q, "%s=%s\n", sec->kv[k].key, sec->kv[k].value);
+	}
 	return fp;
+}
+
+/* The [sniff.NAME] section of the sniffer listed as `listed` (plugin p): by the listed name or
+ * the plugin's own ("http" / "http_sniff"), not both. 0 (*out NULL: none) or -EINVAL. */
+static int options_section(const struct cfg *cfg, const char *listed, const struct plugin *p,
+			   const struct cfg_section **out, char **errors)
+{
+	const struct cfg_section *a = NULL, *b = NULL;
+	char name[300];
+
+	snprintf(name, sizeof(name), "sniff.%s", listed);
+	a = cfg_section(cfg, name);
+	if (strcmp(listed, p->name)) {
+		snprintf(name, sizeof(name), "sniff.%s", p->name);
+		b = cfg_section(cfg, name);
+	}
+	if (a && b) {
+		append_err(errors, "%s:%d: [%s]: the options of sniffer %s are already in [%s] "
+				   "(line %d)",
+			   cfg->path, b->line, b->name, p->name, a->name, a->line);
+		return -EINVAL;
+	}
+	*out = a ? a : b;
+	return 0;
+}
+
+/* Fill one instance's options from `sec`: the core's `ports`, the rest the plugin's table. */
+static int fill_options(const struct cfg *cfg, const struct cfg_section *sec,
+			struct sniff_inst *si, char **errors)
+{
+	struct cfg_section view = *sec;
+	int ports_line = 0, rc;
+	char msg[256];
+
+	view.kv = calloc(sec->n_kv + 1, sizeof(*view.kv));
+	if (!view.kv)
+		return -ENOMEM;
+	view.n_kv = 0;
+	rc = 0;
+	for (size_t k = 0; k < sec->n_kv; k++) {
+		const struct cfg_kv *kv = &sec->kv[k];
+
+		if (strcmp(kv->key, "ports")) {
+			view.kv[view.n_kv++] = *kv;
+			continue;
+		}
+		if (ports_line) {
+			append_err(errors, "%s:%d: [%s] ports: set twice (first at line %d)",
+				   cfg->path, kv->line, sec->name, ports_line);
+			rc = -EINVAL;
+			continue;
+		}
+		ports_line = kv->line;
+		if (sniff_ports_parse(kv->value, &si->ports, msg, sizeof(msg))) {
+			append_err(errors, "%s:%d: [%s] ports: %s", cfg->path, kv->line, sec->name,
+				   msg);
+			rc = -EINVAL;
+			continue;
+		}
+		si->has_ports = true;
+	}
+	/* the plugin's keys are checked even after a bad `ports`, so every error is reported */
+	int frc = plug_config_fill(si->plugin, cfg->path, &view, &si->config, errors);
+
+	free(view.kv);
+	return rc ? rc : frc;
 }
 
 int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct xp_host *host,
@@ -302,6 +396,7 @@ int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct x
 {
 	const struct cfg_sniff *cs = &cfg->sniff;
 	struct cfg_section empty = {.name = "sniff", .line = cs->line};
+	size_t n_opt_sections = 0, n_used = 0;
 	struct live_set *ls;
 	char err[512];
 	int rc = 0;
@@ -334,8 +429,12 @@ int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct x
 	}
 	ls->set.timeout_ms = cs->timeout_ms;
 	ls->set.cache = cs->cache;
+	for (size_t i = 0; i < cfg->n_sections; i++)
+		if (is_sniff_section(&cfg->sections[i]))
+			n_opt_sections++;
 	for (size_t i = 0; i < cs->n_plugins; i++) {
 		struct sniff_inst *si = &ls->insts[ls->set.n];
+		const struct cfg_section *osec = NULL;
 		struct plugin *p = NULL;
 
 		rc = plug_resolve(reg, cs->plugins[i], &p, err, sizeof(err));
@@ -375,8 +474,23 @@ int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct x
 		si->handle.plugin = p;
 		si->handle.owner = ls;
 		snprintf(si->handle.name, sizeof(si->handle.name), "sniff.%s", p->name);
-		/* sniffer options are not configurable yet: every option takes its default */
-		rc = plug_config_fill(p, cfg->path, &empty, &si->config, errors);
+		for (size_t k = 0; k < p->n_options; k++) {
+			if (!strcmp(p->options[k].name, "ports")) {
+				/* the core's key there: the plugin's option could never be set */
+				append_err(errors,
+					   "%s:%d: [sniff] plugin %s declares an option \"ports\", "
+					   "which [sniff.NAME] keeps for the core",
+					   cfg->path, cs->line, p->name);
+				rc = -EINVAL;
+				goto err_set;
+			}
+		}
+		rc = options_section(cfg, cs->plugins[i], p, &osec, errors);
+		if (rc)
+			goto err_set;
+		if (osec)
+			n_used++;
+		rc = fill_options(cfg, osec ? osec : &empty, si, errors);
 		if (rc)
 			goto err_set;
 		ls->set.n++;
@@ -393,7 +507,28 @@ int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct x
 			.name = p->name,
 			.ops = &p->sniffer,
 			.inst = si->inst,
+			.ports = si->has_ports ? &si->ports : NULL,
 		};
+	}
+	if (n_used < n_opt_sections) {
+		/* a [sniff.NAME] no listed sniffer took: a typo would silently do nothing */
+		for (size_t i = 0; i < cfg->n_sections; i++) {
+			const struct cfg_section *sec = &cfg->sections[i];
+			bool used = false;
+
+			if (!is_sniff_section(sec))
+				continue;
+			for (unsigned k = 0; k < ls->set.n && !used; k++)
+				used = !strcmp(sec->name + 6, ls->insts[k].plugin->name) ||
+				       !strcmp(sec->name + 6, cs->plugins[k]);
+			if (!used)
+				append_err(errors,
+					   "%s:%d: [%s]: no sniffer %s in [sniff] plugins (line %d)",
+					   cfg->path, sec->line, sec->name, sec->name + 6,
+					   cs->line);
+		}
+		rc = -EINVAL;
+		goto err_set;
 	}
 	if (check_only) {
 		set_free(ls);

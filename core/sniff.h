@@ -36,11 +36,29 @@
 #define SNIFF_NAME_MAX 253     /* a found name longer than this is refused */
 #define SNIFF_BYTES_MAX 65536  /* cap on any sniffer's max_bytes (bounds the TCP peek buffer) */
 
+#define SNIFF_PORT_RANGES 32 /* entries in one [sniff.NAME] ports = list */
+
+/* [sniff.NAME] ports = 443, 8443, 9000-9100 | any: which destination ports the instance claims,
+ * instead of its plugin's xp_sniffer_ops.ports. */
+struct sniff_ports {
+	bool any; /* every port */
+	unsigned n;
+	struct {
+		uint16_t lo, hi;
+	} r[SNIFF_PORT_RANGES];
+};
+
+/* Parse a ports value: "any", or a comma-separated list of ports 1-65535 and ranges LO-HI.
+ * 0, or -EINVAL with a message in msg. */
+int sniff_ports_parse(const char *s, struct sniff_ports *out, char *msg, size_t len);
+bool sniff_ports_has(const struct sniff_ports *p, uint16_t port);
+
 /* One sniffer as the decision logic sees it (a plugin instance, or a test's fake). */
 struct sniffer {
 	const char *name; /* the plugin's name: shown in logs and xp_conn_info.sniffer */
 	const struct xp_sniffer_ops *ops;
 	void *inst;
+	const struct sniff_ports *ports; /* [sniff.NAME] ports: replaces ops->ports; NULL: none */
 };
 
 struct sniff_set {
@@ -90,7 +108,10 @@ struct rule_list;
 struct outbound;
 
 /* Load and instantiate the [sniff] plugins of `cfg` (each plugin one instance, options from
- * [sniff.NAME] if present) and make them the live set; an unchanged list keeps the old set.
+ * [sniff.NAME] if present, NAME as listed in plugins = or the plugin's own name; the core's key
+ * `ports` there, the rest the plugin's option table) and make them the live set; an unchanged
+ * list (options included) keeps the old set. A [sniff.NAME] that names no listed sniffer is an
+ * error.
  * With check_only nothing is created (xproxyd -t). 0 or -errno, "file:line: ..." lines appended
  * to *errors. Without [sniff] (or with an empty list) sniffing is off. Main thread. */
 int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct xp_host *host,

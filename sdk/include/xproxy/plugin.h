@@ -445,8 +445,9 @@ struct xp_outbound_ops {
  * "http" also finds the sniffer "<name>_sniff"). The INSPECT verdict reads the first bytes (TCP)
  * or datagrams (UDP, buffered and replayed) of a flow and offers them to each sniffer whose
  * ports and caps fit, until one says FOUND or all say NOT_MINE, or the sniff timeout ends it (at
- * once when no sniffer claims the port). The decision is reported as XP_EVENT_FLOW_NAMED
- * (ABI 1.2). */
+ * once when no sniffer claims the port). A sniffer's options come from [sniff.NAME] (its own
+ * XP_OPT table, like an outbound's); the core's key `ports` there overrides `ports` below for
+ * that instance (ABI 1.2). The decision is reported as XP_EVENT_FLOW_NAMED (ABI 1.2). */
 enum xp_sniff_status {
 	XP_SNIFF_FOUND = 0,    /* out->name is set */
 	XP_SNIFF_MORE = 1,     /* might be mine: call again with more bytes */
