@@ -12,7 +12,10 @@
 # the router's means xproxyd relayed it. A sniffed DIRECT flow is relayed once (it is in
 # userspace already); with cache = yes its verdict is then in the kernel, and the next flow to
 # that address goes DIRECT in the kernel (the client's address). No DNS: curl --resolve.
+# The eventlog test plugin logs the core's FLOW_NAMED event (ABI 1.2): the decision, the name
+# and the sniffer that found it.
 source "$(dirname "$0")/lib.sh"
+EVENTLOG=${XPT_EVENTLOG:?path to eventlog.so}
 xpt_require openssl socat
 xpt_init sniff
 xpt_topology
@@ -75,10 +78,21 @@ xpt_config "$XPT_TMP/x.ini" <<EOF
 [outbound.tunnel]
 plugin = direct
 
+[outbound.events]
+plugin = $EVENTLOG
+
 [sniff]
 plugins = tls, http
 timeout = 400ms
 cache = yes
+
+# per-sniffer options: the core's ports (tls claims every port by default) and the plugin's
+# own option, under the name listed above ("http" is http_sniff's alias)
+[sniff.tls]
+ports = 443, 853
+
+[sniff.http]
+max_header_bytes = 4k
 
 [route]
 rule = domain:a.sniff.test, tunnel
@@ -109,6 +123,21 @@ grep -q "sniff: conn [0-9]* a.sniff.test by tls -> tunnel" "$XPT_DLOG" ||
 	xpt_fail "no log line: a.sniff.test named by tls and sent to tunnel"
 xpt_ok "HTTPS a.sniff.test named by tls, sent through tunnel (peer $RA)"
 
+# FLOW_NAMED: PROXY (3) by rule 1 (source RULE, 3) through tunnel, the name and the sniffer; and
+# the daemon's own line for it. Delivered through the main loop: wait for it a little.
+named() { # PATTERN: the eventlog line for a FLOW_NAMED event, within 2 s
+	for _ in $(seq 1 20); do
+		grep -q "\[eventlog\] eventlog: flow-named $1" "$XPT_DLOG" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+named "$C4:[0-9]* -> 10.1.5.2:443 route 3 source 3 rule 1 outbound tunnel domain a.sniff.test sniffer tls" ||
+	xpt_fail "no FLOW_NAMED event naming a.sniff.test by tls (tunnel, rule 1): $(grep flow-named "$XPT_DLOG" | tail -3)"
+grep -q "flow named proto 6 $C4:[0-9]* -> 10.1.5.2:443: PROXY via tunnel (rule 1), name a.sniff.test by tls" "$XPT_DLOG" ||
+	xpt_fail "no daemon log line for the FLOW_NAMED decision of a.sniff.test"
+xpt_ok "FLOW_NAMED event and log line: a.sniff.test by tls, PROXY via tunnel, rule 1"
+
 got=$(https b.sniff.test 10.1.3.2)
 [ "$got" = "$RB b.sniff.test" ] ||
 	xpt_fail "b.sniff.test: nginx saw '$got', want '$RB b.sniff.test' (DIRECT by name, relayed once)"
@@ -128,7 +157,18 @@ got=$(nsc curl -s --max-time 10 --resolve "c.sniff.test:80:10.1.2.2" "http://c.s
 	xpt_fail "c.sniff.test: nginx saw '$got', want '$RC c.sniff.test' (tunnel by Host)"
 grep -q "sniff: conn [0-9]* c.sniff.test by http_sniff -> tunnel" "$XPT_DLOG" ||
 	xpt_fail "no log line: c.sniff.test named by http_sniff"
+named "$C4:[0-9]* -> 10.1.2.2:80 route 3 source 3 rule 3 outbound tunnel domain c.sniff.test sniffer http_sniff" ||
+	xpt_fail "no FLOW_NAMED event naming c.sniff.test by http_sniff: $(grep flow-named "$XPT_DLOG" | tail -3)"
 xpt_ok "HTTP c.sniff.test named by the http sniffer, sent through tunnel (peer $RC)"
+
+# [sniff.tls] ports = 443, 853: TLS to b.sniff.test on 8443 is not offered to tls (by default it
+# claims every port and would name it, DIRECT); http_sniff says NOT_MINE, so no name, and the
+# address rule (rule 5, BLOCK) decides: the client is reset
+got=$(nsc curl -s -k --max-time 10 --resolve "b.sniff.test:8443:10.1.3.2" "https://b.sniff.test:8443/" 2>&1 | tr -d '\r\n')
+[ -z "$got" ] || xpt_fail "b.sniff.test:8443 answered '$got': tls should not claim port 8443 ([sniff.tls] ports)"
+named "$C4:[0-9]* -> 10.1.3.2:8443 route 2 source 3 rule 5 domain - sniffer -" ||
+	xpt_fail "no FLOW_NAMED event: b.sniff.test:8443 unnamed, BLOCK by rule 5: $(grep flow-named "$XPT_DLOG" | tail -3)"
+xpt_ok "[sniff.tls] ports = 443, 853: a TLS flow to 8443 is not sniffed by tls (BLOCK by address, rule 5)"
 
 # HTTPS without SNI (an address literal) on a port no cached verdict covers: no name, so the
 # first rule that needs none decides (dst-cidr:10.1.5.0/24, DIRECT: relayed, it is in userspace)
@@ -136,6 +176,9 @@ got=$(nsc curl -s -k --max-time 10 "https://10.1.5.2:8443/" | tr -d '\r\n')
 [ "$got" = "$RA " ] || xpt_fail "HTTPS without a name: nginx saw '$got', want '$RA ' (DIRECT by address)"
 grep -q "sniff: conn [0-9]* no name -> proxy (rule 4)" "$XPT_DLOG" ||
 	xpt_fail "no log line for the nameless flow routed by the address rule (rule 4)"
+# the event for a flow no sniffer named: the decision, no name, no sniffer (DIRECT: no outbound)
+named "$C4:[0-9]* -> 10.1.5.2:8443 route 1 source 3 rule 4 domain - sniffer -" ||
+	xpt_fail "no FLOW_NAMED event for the nameless flow (DIRECT by rule 4): $(grep flow-named "$XPT_DLOG" | tail -3)"
 xpt_ok "HTTPS without a name is routed by the first rule that needs none (rule 4, never dropped)"
 
 # server-first: the client sends nothing and keeps its side open (no EOF to end the wait); the

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * eventlog.c - a test plugin that subscribes to the datapath's flow events and logs each one,
- * so the netns tests can see the ring buffer -> daemon -> plugin path end to end. It is an
+ * so the netns tests can see the ring buffer -> daemon -> plugin path end to end, and the
+ * core's FLOW_NAMED (ABI 1.2: the decision after sniffing, with the name and the sniffer). It is an
  * outbound (the daemon initialises plugins that an [outbound.NAME] section names) whose
  * connections always fail.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <arpa/inet.h>
 
@@ -40,6 +42,18 @@ static void ev_event(void *state, const struct xp_event *ev)
 
 	addr(src, sizeof(src), &ev->src);
 	addr(dst, sizeof(dst), &ev->dst);
+	if (ev->type == XP_EVENT_FLOW_NAMED) {
+		/* ABI 1.2: the name and the sniffer are trailing fields, present when size says */
+		int has = ev->size >= offsetof(struct xp_event, sniffer) + sizeof(ev->sniffer);
+
+		H->log(self_handle, XP_LOG_INFO,
+		       "eventlog: flow-named %s -> %s route %u source %u rule %u%s%s domain %s "
+		       "sniffer %s",
+		       src, dst, ev->route, ev->source, ev->rule_id, ev->outbound ? " outbound " : "",
+		       ev->outbound ? ev->outbound : "", has && ev->domain ? ev->domain : "-",
+		       has && ev->sniffer ? ev->sniffer : "-");
+		return;
+	}
 	H->log(self_handle, XP_LOG_INFO, "eventlog: %s %s -> %s route %u source %u rule %u%s%s",
 	       ev->type == XP_EVENT_FLOW_NEW ? "flow-new" : "flow-end", src, dst, ev->route,
 	       ev->source, ev->rule_id, ev->outbound ? " outbound " : "",
@@ -81,7 +95,8 @@ static const struct xp_plugin_desc desc = {
 	.version = "1",
 	.summary = "test plugin: logs every flow event",
 	.kinds = XP_KIND_OUTBOUND,
-	.event_mask = XP_EVENT_MASK(XP_EVENT_FLOW_NEW) | XP_EVENT_MASK(XP_EVENT_FLOW_END),
+	.event_mask = XP_EVENT_MASK(XP_EVENT_FLOW_NEW) | XP_EVENT_MASK(XP_EVENT_FLOW_END) |
+		      XP_EVENT_MASK(XP_EVENT_FLOW_NAMED),
 	.init = ev_init,
 	.instance_new = inst_new,
 	.instance_free = inst_free,
