@@ -8,6 +8,8 @@
 #   no name      (HTTPS to 10.1.5.2:8443, no SNI)    -> the address rule: DIRECT
 #   server-first (socat banner, 10.1.4.2:2525)       -> routed by address when the sniff
 #                                                      timeout ends: the banner arrives
+#   q.sniff.test (QUIC Initial, UDP 10.1.4.2:443)    -> tunnel: the FLOW_NAMED event of a UDP
+#                                                      session names the quic sniffer
 # nginx answers "$remote_addr $name": the client's address means the kernel forwarded the flow,
 # the router's means xproxyd relayed it. A sniffed DIRECT flow is relayed once (it is in
 # userspace already); with cache = yes its verdict is then in the kernel, and the next flow to
@@ -16,11 +18,13 @@
 # and the sniffer that found it.
 source "$(dirname "$0")/lib.sh"
 EVENTLOG=${XPT_EVENTLOG:?path to eventlog.so}
+QC=${XPT_QUIC_CLIENT:-$XPT_BUILD/tests/netns/quic_client}
 xpt_require openssl socat
 xpt_init sniff
 xpt_topology
 
-for so in tls.so http_sniff.so; do
+[ -x "$QC" ] || xpt_fail "no quic_client at $QC (built with the tests)"
+for so in tls.so http_sniff.so quic.so; do
 	[ -f "$XPT_PLUGINS/$so" ] || xpt_fail "no $XPT_PLUGINS/$so (the sniffer plugins are built with xproxyd)"
 done
 
@@ -82,7 +86,7 @@ plugin = direct
 plugin = $EVENTLOG
 
 [sniff]
-plugins = tls, http
+plugins = tls, http, quic
 timeout = 400ms
 cache = yes
 
@@ -98,6 +102,7 @@ max_header_bytes = 4k
 rule = domain:a.sniff.test, tunnel
 rule = domain-suffix:b.sniff.test, DIRECT
 rule = domain:c.sniff.test, tunnel
+rule = domain:q.sniff.test, tunnel
 rule = dst-cidr:10.1.5.0/24, DIRECT
 rule = dst-cidr:10.1.3.0/24, BLOCK
 rule = dst-cidr:10.1.2.0/24, DIRECT
@@ -105,7 +110,7 @@ rule = dst-cidr:10.1.4.0/24, proxy
 fallback = DIRECT
 EOF
 xpt_start "$XPT_TMP/x.ini"
-grep -q "sniff: 3 domain rules send their flows to the sniffers" "$XPT_DLOG" ||
+grep -q "sniff: 4 domain rules send their flows to the sniffers" "$XPT_DLOG" ||
 	xpt_fail "the daemon did not say domain rules go to the sniffers"
 
 RA=10.1.5.1 # the router on the server's networks: what nginx sees for relayed flows
@@ -163,23 +168,23 @@ xpt_ok "HTTP c.sniff.test named by the http sniffer, sent through tunnel (peer $
 
 # [sniff.tls] ports = 443, 853: TLS to b.sniff.test on 8443 is not offered to tls (by default it
 # claims every port and would name it, DIRECT); http_sniff says NOT_MINE, so no name, and the
-# address rule (rule 5, BLOCK) decides: the client is reset
+# address rule (rule 6, BLOCK) decides: the client is reset
 got=$(nsc curl -s -k --max-time 10 --resolve "b.sniff.test:8443:10.1.3.2" "https://b.sniff.test:8443/" 2>&1 | tr -d '\r\n')
 [ -z "$got" ] || xpt_fail "b.sniff.test:8443 answered '$got': tls should not claim port 8443 ([sniff.tls] ports)"
-named "$C4:[0-9]* -> 10.1.3.2:8443 route 2 source 3 rule 5 domain - sniffer -" ||
-	xpt_fail "no FLOW_NAMED event: b.sniff.test:8443 unnamed, BLOCK by rule 5: $(grep flow-named "$XPT_DLOG" | tail -3)"
-xpt_ok "[sniff.tls] ports = 443, 853: a TLS flow to 8443 is not sniffed by tls (BLOCK by address, rule 5)"
+named "$C4:[0-9]* -> 10.1.3.2:8443 route 2 source 3 rule 6 domain - sniffer -" ||
+	xpt_fail "no FLOW_NAMED event: b.sniff.test:8443 unnamed, BLOCK by rule 6: $(grep flow-named "$XPT_DLOG" | tail -3)"
+xpt_ok "[sniff.tls] ports = 443, 853: a TLS flow to 8443 is not sniffed by tls (BLOCK by address, rule 6)"
 
 # HTTPS without SNI (an address literal) on a port no cached verdict covers: no name, so the
 # first rule that needs none decides (dst-cidr:10.1.5.0/24, DIRECT: relayed, it is in userspace)
 got=$(nsc curl -s -k --max-time 10 "https://10.1.5.2:8443/" | tr -d '\r\n')
 [ "$got" = "$RA " ] || xpt_fail "HTTPS without a name: nginx saw '$got', want '$RA ' (DIRECT by address)"
-grep -q "sniff: conn [0-9]* no name -> proxy (rule 4)" "$XPT_DLOG" ||
-	xpt_fail "no log line for the nameless flow routed by the address rule (rule 4)"
+grep -q "sniff: conn [0-9]* no name -> proxy (rule 5)" "$XPT_DLOG" ||
+	xpt_fail "no log line for the nameless flow routed by the address rule (rule 5)"
 # the event for a flow no sniffer named: the decision, no name, no sniffer (DIRECT: no outbound)
-named "$C4:[0-9]* -> 10.1.5.2:8443 route 1 source 3 rule 4 domain - sniffer -" ||
-	xpt_fail "no FLOW_NAMED event for the nameless flow (DIRECT by rule 4): $(grep flow-named "$XPT_DLOG" | tail -3)"
-xpt_ok "HTTPS without a name is routed by the first rule that needs none (rule 4, never dropped)"
+named "$C4:[0-9]* -> 10.1.5.2:8443 route 1 source 3 rule 5 domain - sniffer -" ||
+	xpt_fail "no FLOW_NAMED event for the nameless flow (DIRECT by rule 5): $(grep flow-named "$XPT_DLOG" | tail -3)"
+xpt_ok "HTTPS without a name is routed by the first rule that needs none (rule 5, never dropped)"
 
 # server-first: the client sends nothing and keeps its side open (no EOF to end the wait); the
 # flow is routed by address when the sniff timeout ends, and the banner arrives
@@ -195,6 +200,14 @@ got=${out% *}
 [ "$got" = "220 banner-first" ] || xpt_fail "server-first protocol: got '$out'"
 [ "$ms" -ge 300 ] || xpt_fail "server-first banner after $ms ms: the sniff wait (400 ms) was skipped?"
 xpt_ok "server-first banner arrived after $ms ms (sniff timeout 400 ms, then the address rule)"
+
+# UDP: a QUIC v1 Initial for q.sniff.test; the session's FLOW_NAMED names the quic sniffer
+out=$(nsc "$QC" 10.1.4.2 443 initial:1:q.sniff.test 2>&1) || xpt_fail "quic_client failed: $out"
+named "$C4:[0-9]* -> 10.1.4.2:443 route 3 source 3 rule 4 outbound tunnel domain q.sniff.test sniffer quic" ||
+	xpt_fail "no FLOW_NAMED event naming the UDP session q.sniff.test by quic: $(grep flow-named "$XPT_DLOG" | tail -3)"
+grep -q "flow named proto 17 $C4:[0-9]* -> 10.1.4.2:443: PROXY via tunnel (rule 4), name q.sniff.test by quic" "$XPT_DLOG" ||
+	xpt_fail "no daemon log line for the FLOW_NAMED decision of the UDP session"
+xpt_ok "UDP: FLOW_NAMED event and log line: q.sniff.test by quic, PROXY via tunnel, rule 4"
 
 kill -USR1 "$XPT_DPID"
 sleep 0.5
