@@ -550,6 +550,8 @@ struct outbound *groups_get_by_name(const char *name, uint16_t *via)
 
 void groups_log_stats(void)
 {
+	bool any;
+
 	pthread_mutex_lock(&lock);
 	for (size_t i = 0; live && i < live->n; i++) {
 		const struct group *g = &live->g[i];
@@ -571,7 +573,10 @@ void groups_log_stats(void)
 					 (unsigned long long)m->h.failures);
 		}
 	}
+	any = live && live->n;
 	pthread_mutex_unlock(&lock);
-	log_info("stats: group interrupts closed %llu TCP connections, %llu UDP sessions",
-		 (unsigned long long)atomic_load(&cut_tcp), (unsigned long long)atomic_load(&cut_udp));
+	if (any)
+		log_info("stats: group interrupts closed %llu TCP connections, %llu UDP sessions",
+			 (unsigned long long)atomic_load(&cut_tcp),
+			 (unsigned long long)atomic_load(&cut_udp));
 }
