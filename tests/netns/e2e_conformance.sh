@@ -79,6 +79,8 @@ EOF
 	;;
 shadowsocks)
 	xpt_require ss-server
+	python3 -c 'import cryptography' 2>/dev/null ||
+		xpt_fail "python3-cryptography is missing (the kit's reference shadowsocks proxy)"
 	nss ss-server -s 10.1.3.2 -p 8388 -k conformance-pw -m aes-256-gcm -u \
 		>"$XPT_TMP/ss.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
