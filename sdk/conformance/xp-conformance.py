@@ -20,7 +20,7 @@ TODO instead of failing (a declared limit that passes fails the run). Two tools 
                  minimal client of its protocol (see "reference clients" below); a check that
                  fails this way too is the server's limit
   xp-conformance.py proxy --protocol socks5|http|ss|trojan --listen ADDR --port PORT
-                 [--method M] [--password P] [--cert PEM --key PEM]
+                 [--method M] [--password P] [--tls] [--cert PEM --key PEM]
                  a proxy server that forwards half-closes and resets faithfully: through it
                  (via xproxyd) the half-close and reset checks must pass with no known limit
 
@@ -416,8 +416,8 @@ class ShadowsocksStream:
         self.sock.close()
 
 
-class TrojanStream:
-    """TLS through memory BIOs, so the half-close is exactly one close_notify and reads go on
+class TlsStream:
+    """TLS (trojan's, or an HTTP proxy's) through memory BIOs, so the half-close is exactly one close_notify and reads go on
     after it (ssl.SSLSocket.unwrap() would wait for the peer's close_notify). The echo check
     reads and writes from two threads: the TLS object is only touched under self.tls (held
     briefly, never across a blocking socket call), and whole writes go out under self.wr."""
@@ -506,7 +506,7 @@ def via_connect(via, host, port, timeout):
             ctx.verify_mode = ssl.CERT_NONE
         pw = hashlib.sha224(urllib.parse.unquote(u.username or "").encode()).hexdigest()
         header = pw.encode() + b"\r\n\x01" + socks_addr(host, port) + b"\r\n"
-        return TrojanStream(tcp_to(u.hostname, u.port, timeout), ctx,
+        return TlsStream(tcp_to(u.hostname, u.port, timeout), ctx,
                             q.get("sni", u.hostname), header)
     raise Fail("--via: unknown scheme %r (socks5, http, ss, trojan)" % u.scheme)
 
@@ -605,6 +605,11 @@ def proxy_accept(args, conn):
         return Prefixed(st, buf[n:]), (host, port), b"\x05\x00\x00" + socks_addr("0.0.0.0", 0)
     if args.protocol == "http":
         st = PlainStream(conn)
+        if args.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(args.cert, args.key)
+            st = TlsStream(conn, ctx, None)
         n, buf = read_until(st, bytearray(), lambda b: b.find(b"\r\n\r\n") + 4
                             if b"\r\n\r\n" in b else None)
         line = bytes(buf[:buf.find(b"\r\n")]).decode("latin-1").split()
@@ -623,7 +628,7 @@ def proxy_accept(args, conn):
         import ssl
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
-        st = TrojanStream(conn, ctx, None)
+        st = TlsStream(conn, ctx, None)
         want = hashlib.sha224(args.password.encode()).hexdigest().encode()
 
         def head(b):
@@ -968,12 +973,13 @@ def main():
     x.add_argument("--port", type=int, required=True)
     x.add_argument("--method", default="aes-256-gcm", help="ss")
     x.add_argument("--password", default="", help="ss, trojan")
-    x.add_argument("--cert", help="trojan: PEM certificate")
-    x.add_argument("--key", help="trojan: PEM key")
+    x.add_argument("--tls", action="store_true", help="http: speak TLS to the client")
+    x.add_argument("--cert", help="trojan, http --tls: PEM certificate")
+    x.add_argument("--key", help="trojan, http --tls: PEM key")
     args = p.parse_args()
     if args.mode == "proxy":
-        if args.protocol == "trojan" and not (args.cert and args.key):
-            p.error("--protocol trojan needs --cert and --key")
+        if (args.protocol == "trojan" or args.tls) and not (args.cert and args.key):
+            p.error("TLS (trojan, http --tls) needs --cert and --key")
         proxy(args)
         return 0
     if args.mode == "client" and args.via and args.udp_port:

@@ -29,7 +29,7 @@ outbound=""
 # plugin against the kit's reference proxy of the protocol (xp-conformance.py proxy), which
 # forwards half-closes and resets faithfully; the kit's server on 10.1.5.2 is routed to it, and
 # there the half-close and reset checks run with no known limit at all.
-refproxy="" refout="" refargs=()
+refproxy="" refout="" refargs=() reftls=""
 case $plugin in
 direct)
 	outbound="plugin = direct"
@@ -72,6 +72,12 @@ EOF
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = http\nserver = 10.1.3.2:3128'
 	refproxy=http refout=$'plugin = http\nserver = 10.1.3.2:1095'
+	# and the TLS path (a stream, not a spliced socket): close_notify and FIN on a half-close
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj "/CN=proxy.test" -addext "subjectAltName=DNS:proxy.test" \
+		-keyout "$XPT_TMP/px.key" -out "$XPT_TMP/px.crt" >/dev/null 2>&1 ||
+		xpt_fail "openssl could not make a test certificate"
+	reftls=$'plugin = http\nserver = 10.1.3.2:1096\ntls = yes\nsni = proxy.test\nca_file = '"$XPT_TMP/px.crt"
 	limits=(--known-limit "halfclose-client=tinyproxy passes the client's FIN on, then closes the way back before the answer; its reference client gets the same, $REF"
 		--known-limit "halfclose-server=tinyproxy ends both directions at the target's FIN; its reference client gets the same, $REF"
 		--known-limit "server-rst=tinyproxy answers the target's RST with a FIN; its reference client gets the same, $REF"
@@ -137,7 +143,17 @@ if [ -n "$refproxy" ]; then
 		>"$XPT_TMP/kitref.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	refsection=$'[outbound.ref]\n'"$refout"
-	refrule="rule = dst-cidr:10.1.5.2/32, ref"
+	refrule="rule = dst-cidr:10.1.5.2/32 & dport:7000, ref"
+fi
+if [ -n "$reftls" ]; then
+	nss python3 "$KIT" proxy --protocol http --tls --listen 10.1.3.2 --port 1096 \
+		--cert "$XPT_TMP/px.crt" --key "$XPT_TMP/px.key" >"$XPT_TMP/refproxytls.log" 2>&1 &
+	XPT_PIDS="$XPT_PIDS $!"
+	nss python3 "$KIT" server --listen 10.1.5.2 --port 7002 --forbid-peer $C4 \
+		>"$XPT_TMP/kitreftls.log" 2>&1 &
+	XPT_PIDS="$XPT_PIDS $!"
+	refsection+=$'\n\n[outbound.reftls]\n'"$reftls"
+	refrule+=$'\nrule = dst-cidr:10.1.5.2/32 & dport:7002, reftls'
 fi
 
 xpt_config "$XPT_TMP/x.ini" $'log_level = info\nconnect_timeout = 3s' <<EOF
@@ -157,7 +173,9 @@ xpt_start "$XPT_TMP/x.ini"
 for _ in $(seq 1 50); do
 	grep -q "server on" "$XPT_TMP/kit4.log" && grep -q "server on" "$XPT_TMP/kit6.log" &&
 		{ [ -z "$refproxy" ] || { grep -q "proxy on" "$XPT_TMP/refproxy.log" &&
-			grep -q "server on" "$XPT_TMP/kitref.log"; }; } && break
+			grep -q "server on" "$XPT_TMP/kitref.log"; }; } &&
+		{ [ -z "$reftls" ] || { grep -q "proxy on" "$XPT_TMP/refproxytls.log" &&
+			grep -q "server on" "$XPT_TMP/kitreftls.log"; }; } && break
 	sleep 0.1
 done
 
@@ -172,6 +190,11 @@ if [ -n "$refproxy" ]; then
 	xpt_log "conformance: $plugin through the kit's $refproxy proxy (half-close and reset, no known limits)"
 	nsc python3 "$KIT" client --target 10.1.5.2 --port 7000 \
 		--only echo-1m,halfclose-client,halfclose-server,server-rst,client-rst | tee "$XPT_TMP/ref.tap" >&2 || rc=1
+fi
+if [ -n "$reftls" ]; then
+	xpt_log "conformance: $plugin with TLS through the kit's $refproxy proxy (half-close and reset, no known limits)"
+	nsc python3 "$KIT" client --target 10.1.5.2 --port 7002 \
+		--only echo-1m,halfclose-client,halfclose-server,server-rst,client-rst | tee "$XPT_TMP/reftls.tap" >&2 || rc=1
 fi
 if [ $rc != 0 ]; then
 	tail -n 40 "$XPT_DLOG" >&2
