@@ -150,6 +150,27 @@ static ssize_t read_all(struct ss_reader *r, const uint8_t *in, size_t len, size
 	}
 }
 
+/* Salts from the per-thread pool: never repeated, also across refills (1024-byte pool, odd
+ * sizes so draws straddle the refill), and a request larger than the pool is refused. */
+static void test_salt_pool(void **state)
+{
+	enum { N = 200 };
+	static uint8_t salts[N][SS_SALT_MAX];
+	uint8_t big[1025];
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		size_t len = i % 3 == 0 ? 16 : i % 3 == 1 ? 32 : 24;
+
+		memset(salts[i], 0, sizeof(salts[i]));
+		assert_int_equal(ss_salt(salts[i], len), 0);
+		for (int j = 0; j < i; j++)
+			assert_memory_not_equal(salts[i], salts[j], 16);
+	}
+	assert_int_equal(ss_salt(big, sizeof(big)), -EINVAL);
+	assert_int_equal(ss_salt(big, 1024), 0);
+}
+
 static void test_round_trip(void **state)
 {
 	static const size_t sizes[] = { 1, 100, SS_MAX_PAYLOAD, 2 };
@@ -871,6 +892,7 @@ int main(void)
 		cmocka_unit_test(test_password_key),
 		cmocka_unit_test(test_subkey),
 		cmocka_unit_test(test_chunk_kat),
+		cmocka_unit_test(test_salt_pool),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_tampered),

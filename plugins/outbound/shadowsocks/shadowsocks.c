@@ -30,7 +30,6 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include <xproxy/plugin.h>
 
@@ -538,10 +537,9 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 	st->rbuf = st->wbuf + WBUF_CAP;
 
 	/* salt and target chunk first: a crypto failure costs no connection */
-	if (RAND_bytes(salt, (int)ss->mi->salt_len) != 1) {
-		rc = -EIO;
+	rc = ss_salt(salt, ss->mi->salt_len);
+	if (rc)
 		goto err;
-	}
 	rc = ss_aead_init(&st->enc, ss->cfg->method, ss->key, salt);
 	if (rc)
 		goto err;
@@ -712,7 +710,7 @@ static int ss_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst, con
 	hl = ss_addr_encode(dst, domain, hdr);
 	if (hl < 0)
 		return (int)hl;
-	if (RAND_bytes(salt, (int)ss->mi->salt_len) != 1)
+	if (ss_salt(salt, ss->mi->salt_len))
 		return -EIO;
 	n = ss_udp_seal(ss->cfg->method, ss->key, salt, hdr, (size_t)hl, buf, len, udp_buf);
 	if (n < 0)

@@ -50,6 +50,8 @@ const struct ss_method_info *ss_method_info(int method);
 
 /* The master key from the password (MD5(pw), MD5(prev || pw), ... truncated). 0 or -errno. */
 int ss_password_key(const char *password, uint8_t *key, size_t key_len);
+/* A fresh random salt of len (<= 1024) bytes from a per-thread pool. 0 or -EIO. */
+int ss_salt(uint8_t *salt, size_t len);
 /* HKDF-SHA1(key, salt, "ss-subkey") -> out (out_len bytes). 0 or -errno. */
 int ss_subkey(const uint8_t *key, size_t key_len, const uint8_t *salt, size_t salt_len,
 	      uint8_t *out, size_t out_len);
