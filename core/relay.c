@@ -22,6 +22,11 @@
 /* Full-sized reads a direction may do in one round before yielding to other connections. */
 #define ROUND_READS 4
 #define PIPE_CACHE  32
+/* Stream mode: transforming outbounds work in records of 16 KiB (AEAD chunks, TLS records),
+ * and a buffer holding a few of them keeps the syscalls per byte as low as a bigger one. The
+ * 1 MiB default buffer_size is sized for splice pipes; as malloc'd memory it only showed up in
+ * the RSS (glibc keeps the pages once touched). */
+#define STREAM_BUF_MAX 65536
 
 /* Empty pipes kept for the next connection: saves pipe2 + F_SETPIPE_SZ + two closes per
  * direction on short connections. Per thread, so no locking; one thread = one worker. */
@@ -56,6 +61,8 @@ int relay_init_stream(struct relay *r, int cfd, const struct xp_stream_ops *ops,
 {
 	uint8_t *mem;
 
+	if (size > STREAM_BUF_MAX)
+		size = STREAM_BUF_MAX;
 	relay_init_fd(r, cfd, -1, size);
 	r->ops = ops;
 	r->stream = stream;

@@ -9,7 +9,7 @@
  *           its pipe is empty or its destination keeps up, so at most one pipe of bytes per
  *           direction sits in the relay (backpressure; memory bounded by the two pipes).
  *   stream  read()/write() on the client, ops->send()/recv() on the stream, one buffer of
- *           `size` bytes per direction, refilled only once emptied.
+ *           `size` bytes (at most 64 KiB) per direction, refilled only once emptied.
  *
  * EOF from a source is forwarded once everything before it was delivered (shutdown(SHUT_WR)
  * or ops->shutdown()). Errors come back as -errno and the caller aborts both sides.
