@@ -7,6 +7,9 @@
 # network and a blackhole address (10.1.5.99: routed, never answers ARP) to [outbound.ut], the
 # outbound under test. Proxy servers run in the server namespace on the "direct" network
 # (10.1.3.2), which xproxyd's own upstream connections reach without being proxied again.
+# Besides the real server, a second instance of the plugin ([outbound.ref], and [outbound.reftls]
+# for http's TLS path) runs against the kit's own reference proxy, reached through a second kit
+# server on 10.1.5.2 (ports 7000, 7002): there the half-close and reset checks have no limit.
 #
 # PLUGIN: direct | socks5 | http | shadowsocks | trojan
 source "$(dirname "$0")/lib.sh"
