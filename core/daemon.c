@@ -360,9 +360,7 @@ static int route_udp(void *ctx, const union xp_sockaddr *client, const union xp_
 		out->route = XP_V_BLOCK;
 		return 0;
 	case RT_OUTBOUND:
-		out->ob = outbound_get_by_name(r->target);
-		if (!out->ob)
-			out->ob = groups_get_by_name(r->target, &out->via);
+		out->ob = outbound_resolve(r->target, &out->via);
 		break;
 	default:
 		out->ob = outbound_get((uint16_t)atomic_load(&D.direct_ob_id));
@@ -1237,6 +1235,7 @@ int daemon_run(const struct daemon_opts *o)
 	dial_set_default_timeout(D.cfg->global.connect_timeout_ms);
 
 	find_direct_outbound(D.cfg);
+	outbound_set_resolver(groups_get_by_name); /* sniffed and DNS-named flows reach groups */
 	if (groups_apply(D.cfg, D.main_ready ? &D.main : NULL)) {
 		log_error("groups: out of memory");
 		goto err_out;

@@ -230,9 +230,10 @@ static const struct conn_headless_ops hl_ops = {
 static int outbound_start(struct xp_dial *d, const char *name)
 {
 	struct xp_conn_info info = { .size = sizeof(info) };
+	uint16_t via;
 	int rc;
 
-	d->ob = outbound_get_by_name(name);
+	d->ob = outbound_resolve(name, &via); /* a group picks its member now */
 	if (!d->ob)
 		return -ENOENT;
 	if (!d->ob->ops || !d->ob->ops->tcp_connect)

@@ -7,6 +7,7 @@
  * mutex; outbound_get() holds it only to take a reference.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -162,6 +163,25 @@ struct outbound *outbound_get_by_name(const char *name)
 			atomic_fetch_add(&ob->refs, 1);
 	}
 	pthread_mutex_unlock(&ob_lock);
+	return ob;
+}
+
+static _Atomic(outbound_resolver_fn) resolver;
+
+void outbound_set_resolver(outbound_resolver_fn fn)
+{
+	atomic_store(&resolver, fn);
+}
+
+struct outbound *outbound_resolve(const char *name, uint16_t *via)
+{
+	outbound_resolver_fn fn = atomic_load(&resolver);
+	struct outbound *ob;
+
+	*via = 0;
+	ob = outbound_get_by_name(name);
+	if (!ob && name && fn)
+		ob = fn(name, via);
 	return ob;
 }
 

@@ -57,6 +57,13 @@ void outbounds_clear(void);
 /* The live instance for an id, with a reference; NULL if none. Thread-safe. */
 struct outbound *outbound_get(uint16_t id);
 struct outbound *outbound_get_by_name(const char *name);
+/* A [route] target by name, referenced: an outbound, or else what the installed resolver
+ * makes of it (a [group.NAME] picks a member and sets *via to the group's id). *via = 0 when
+ * no group picked it. Every place that routes by a rule's target uses this, so a group works
+ * the same for kernel-routed, sniffed and DNS-named flows. */
+typedef struct outbound *(*outbound_resolver_fn)(const char *name, uint16_t *via);
+void outbound_set_resolver(outbound_resolver_fn fn);
+struct outbound *outbound_resolve(const char *name, uint16_t *via);
 /* Drop a reference; the last one frees the instance (instance_free runs on the main thread). */
 void outbound_put(struct outbound *ob);
 /* Name of a live id (for logs), or NULL. The string stays valid until the next apply. */

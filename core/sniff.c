@@ -596,7 +596,7 @@ static int route_named(const struct xp_conn_info *info, const char *name, const 
 		return 0;
 	case RT_OUTBOUND:
 		out->route = XP_ROUTE_PROXY;
-		out->ob = outbound_get_by_name(r->target);
+		out->ob = outbound_resolve(r->target, &out->via);
 		break;
 	default: /* DIRECT (and DNS, which only port-53 flows get): the flow is here already */
 		out->route = XP_ROUTE_DIRECT;

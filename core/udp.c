@@ -1204,7 +1204,7 @@ int udp_sess_decide(struct udp_sess *s, uint8_t route, const char *outbound, uin
 	s->decided = true;
 	switch (route) {
 	case XP_ROUTE_PROXY:
-		ob = outbound ? outbound_get_by_name(outbound) : NULL;
+		ob = outbound ? outbound_resolve(outbound, &s->via) : NULL;
 		if (!ob)
 			err = -ENOENT;
 		break;

@@ -47,6 +47,12 @@ struct outbound *outbound_get_by_name(const char *name)
 	return &OB;
 }
 
+struct outbound *outbound_resolve(const char *name, uint16_t *via)
+{
+	*via = 0;
+	return outbound_get_by_name(name);
+}
+
 static struct {
 	const uint8_t *p, *end;
 	int opens, closes;

@@ -85,6 +85,11 @@ plugin = direct
 [outbound.events]
 plugin = $EVENTLOG
 
+# a group as a domain rule's target: the sniffed flow gets the group's member
+[group.pool]
+members = tunnel
+policy = fixed
+
 [sniff]
 plugins = tls, http, quic
 timeout = 400ms
@@ -103,6 +108,7 @@ rule = domain:a.sniff.test, tunnel
 rule = domain-suffix:b.sniff.test, DIRECT
 rule = domain:c.sniff.test, tunnel
 rule = domain:q.sniff.test, tunnel
+rule = domain:d.sniff.test, pool
 rule = dst-cidr:10.1.5.0/24, DIRECT
 rule = dst-cidr:10.1.3.0/24, BLOCK
 rule = dst-cidr:10.1.2.0/24, DIRECT
@@ -110,7 +116,7 @@ rule = dst-cidr:10.1.4.0/24, proxy
 fallback = DIRECT
 EOF
 xpt_start "$XPT_TMP/x.ini"
-grep -q "sniff: 4 domain rules send their flows to the sniffers" "$XPT_DLOG" ||
+grep -q "sniff: 5 domain rules send their flows to the sniffers" "$XPT_DLOG" ||
 	xpt_fail "the daemon did not say domain rules go to the sniffers"
 
 RA=10.1.5.1 # the router on the server's networks: what nginx sees for relayed flows
@@ -166,25 +172,35 @@ named "$C4:[0-9]* -> 10.1.2.2:80 route 3 source 3 rule 3 outbound tunnel domain 
 	xpt_fail "no FLOW_NAMED event naming c.sniff.test by http_sniff: $(grep flow-named "$XPT_DLOG" | tail -3)"
 xpt_ok "HTTP c.sniff.test named by the http sniffer, sent through tunnel (peer $RC)"
 
+# (10.1.4.2: c.sniff.test's verdict is cached for 10.1.2.2:80, so a flow there is not sniffed)
+got=$(nsc curl -s --max-time 10 --resolve "d.sniff.test:80:10.1.4.2" "http://d.sniff.test/" | tr -d '\r\n')
+[ "$got" = "10.1.4.1 d.sniff.test" ] ||
+	xpt_fail "d.sniff.test: nginx saw '$got', want '10.1.4.1 d.sniff.test' (group pool, member tunnel)"
+grep -q "sniff: conn [0-9]* d.sniff.test by http_sniff -> tunnel (rule 5)" "$XPT_DLOG" ||
+	xpt_fail "no log line: d.sniff.test by http_sniff through the group's member tunnel: $(grep "sniff: conn" "$XPT_DLOG" | tail -2)"
+named "$C4:[0-9]* -> 10.1.4.2:80 route 3 source 3 rule 5 outbound tunnel domain d.sniff.test sniffer http_sniff" ||
+	xpt_fail "no FLOW_NAMED event for d.sniff.test through the group: $(grep flow-named "$XPT_DLOG" | tail -3)"
+xpt_ok "HTTP d.sniff.test: a sniffed name whose rule targets a group goes through its member"
+
 # [sniff.tls] ports = 443, 853: TLS to b.sniff.test on 8443 is not offered to tls (by default it
 # claims every port and would name it, DIRECT); http_sniff says NOT_MINE, so no name, and the
-# address rule (rule 6, BLOCK) decides: the client is reset
+# address rule (rule 7, BLOCK) decides: the client is reset
 got=$(nsc curl -s -k --max-time 10 --resolve "b.sniff.test:8443:10.1.3.2" "https://b.sniff.test:8443/" 2>&1 | tr -d '\r\n')
 [ -z "$got" ] || xpt_fail "b.sniff.test:8443 answered '$got': tls should not claim port 8443 ([sniff.tls] ports)"
-named "$C4:[0-9]* -> 10.1.3.2:8443 route 2 source 3 rule 6 domain - sniffer -" ||
-	xpt_fail "no FLOW_NAMED event: b.sniff.test:8443 unnamed, BLOCK by rule 6: $(grep flow-named "$XPT_DLOG" | tail -3)"
-xpt_ok "[sniff.tls] ports = 443, 853: a TLS flow to 8443 is not sniffed by tls (BLOCK by address, rule 6)"
+named "$C4:[0-9]* -> 10.1.3.2:8443 route 2 source 3 rule 7 domain - sniffer -" ||
+	xpt_fail "no FLOW_NAMED event: b.sniff.test:8443 unnamed, BLOCK by rule 7: $(grep flow-named "$XPT_DLOG" | tail -3)"
+xpt_ok "[sniff.tls] ports = 443, 853: a TLS flow to 8443 is not sniffed by tls (BLOCK by address, rule 7)"
 
 # HTTPS without SNI (an address literal) on a port no cached verdict covers: no name, so the
 # first rule that needs none decides (dst-cidr:10.1.5.0/24, DIRECT: relayed, it is in userspace)
 got=$(nsc curl -s -k --max-time 10 "https://10.1.5.2:8443/" | tr -d '\r\n')
 [ "$got" = "$RA " ] || xpt_fail "HTTPS without a name: nginx saw '$got', want '$RA ' (DIRECT by address)"
-grep -q "sniff: conn [0-9]* no name -> proxy (rule 5)" "$XPT_DLOG" ||
-	xpt_fail "no log line for the nameless flow routed by the address rule (rule 5)"
+grep -q "sniff: conn [0-9]* no name -> proxy (rule 6)" "$XPT_DLOG" ||
+	xpt_fail "no log line for the nameless flow routed by the address rule (rule 6)"
 # the event for a flow no sniffer named: the decision, no name, no sniffer (DIRECT: no outbound)
-named "$C4:[0-9]* -> 10.1.5.2:8443 route 1 source 3 rule 5 domain - sniffer -" ||
-	xpt_fail "no FLOW_NAMED event for the nameless flow (DIRECT by rule 5): $(grep flow-named "$XPT_DLOG" | tail -3)"
-xpt_ok "HTTPS without a name is routed by the first rule that needs none (rule 5, never dropped)"
+named "$C4:[0-9]* -> 10.1.5.2:8443 route 1 source 3 rule 6 domain - sniffer -" ||
+	xpt_fail "no FLOW_NAMED event for the nameless flow (DIRECT by rule 6): $(grep flow-named "$XPT_DLOG" | tail -3)"
+xpt_ok "HTTPS without a name is routed by the first rule that needs none (rule 6, never dropped)"
 
 # server-first: the client sends nothing and keeps its side open (no EOF to end the wait); the
 # flow is routed by address when the sniff timeout ends, and the banner arrives

@@ -379,6 +379,58 @@ static void test_last_put_on_worker_frees_on_main(void **state)
 	conf_free(&c);
 }
 
+/* A group stand-in: "grp" picks outbound b and says so in *via. */
+static int resolver_calls;
+static struct outbound *fake_group(const char *name, uint16_t *via)
+{
+	resolver_calls++;
+	if (strcmp(name, "grp"))
+		return NULL;
+	*via = 77;
+	return outbound_get_by_name("b");
+}
+
+/* outbound_resolve(): an outbound by name first, a group (the resolver) only for other names,
+ * *via always set. */
+static void test_resolve(void **state)
+{
+	struct conf c = {0};
+	struct outbound *ob;
+	uint16_t via = 5;
+
+	add(&c, "a", "fake", "1", NULL);
+	add(&c, "b", "fake", "2", NULL);
+	assert_int_equal(apply(&c, NULL), 0);
+
+	outbound_set_resolver(NULL);
+	assert_null(outbound_resolve("grp", &via));
+	assert_int_equal(via, 0);
+
+	outbound_set_resolver(fake_group);
+	resolver_calls = 0;
+	via = 5;
+	ob = outbound_resolve("a", &via);
+	assert_ptr_equal(ob, outbound_get_by_name("a"));
+	outbound_put(ob);
+	outbound_put(ob);
+	assert_int_equal(via, 0);
+	assert_int_equal(resolver_calls, 0); /* an outbound's own name never asks the groups */
+
+	ob = outbound_resolve("grp", &via);
+	assert_non_null(ob);
+	assert_string_equal(ob->name, "b");
+	assert_int_equal(via, 77);
+	outbound_put(ob);
+
+	via = 5;
+	assert_null(outbound_resolve("nothing", &via));
+	assert_int_equal(via, 0);
+	assert_int_equal(resolver_calls, 2);
+	outbound_set_resolver(NULL);
+	outbounds_clear();
+	conf_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,6 +438,7 @@ int main(void)
 		cmocka_unit_test(test_apply_keep_change_retire),
 		cmocka_unit_test(test_apply_errors_change_nothing),
 		cmocka_unit_test(test_last_put_on_worker_frees_on_main),
+		cmocka_unit_test(test_resolve),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
