@@ -76,7 +76,8 @@ bg nss tinyproxy -d -c "$XPT_TMP/tinyproxy.conf"
 
 bg nss ss-server -s $D4 -p 8388 -k $PW -m aes-256-gcm
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=trojan.test" \
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+	-subj "/CN=trojan.test" \
 	-addext "subjectAltName=DNS:trojan.test" \
 	-keyout "$XPT_TMP/tj.key" -out "$XPT_TMP/tj.crt" >/dev/null 2>&1 ||
 	xpt_fail "openssl could not make a test certificate"
@@ -106,11 +107,14 @@ for proto in socks5:1095 http:3129 ss:8389 trojan:4444; do
 		--password $PW --cert "$XPT_TMP/tj.crt" --key "$XPT_TMP/tj.key"
 done
 
-# --- the kit's server (the target), refusing the client's own address
-nss python3 "$KIT" server --listen $P4 --port 7000 --forbid-peer $C4 </dev/null \
-	>"$XPT_TMP/target.log" 2>&1 &
-XPT_PIDS="$XPT_PIDS $!"
-disown $!
+# --- the kit's servers (the targets), refusing the client's own address: one per group of rows
+# below, so each group's notes come in order
+for port in 7000 7003; do
+	nss python3 "$KIT" server --listen $P4 --port $port --forbid-peer $C4 </dev/null \
+		>"$XPT_TMP/target-$port.log" 2>&1 &
+	XPT_PIDS="$XPT_PIDS $!"
+	disown $!
+done
 
 wait_listen nss $D4 1080
 wait_listen nss $D4 1090
@@ -120,6 +124,7 @@ wait_listen nss $D4 4443
 wait_listen nsc 127.0.0.1 1081
 wait_listen nsc 127.0.0.1 1082
 wait_listen nss $P4 7000
+wait_listen nss $P4 7003
 for port in 1095 3129 8389 4444; do wait_listen nss $D4 $port; done
 xpt_log "servers and reference clients are up"
 
@@ -178,32 +183,52 @@ with ctx.wrap_socket(socket.create_connection((host, 4444), timeout=5),
         pass
 PY
 
-rc=0
-summary=""
-for r in "${refs[@]}"; do
-	read -r name url <<<"$r"
-	xpt_log "reference: $name ($url)"
-	seen=$(wc -l <"$XPT_TMP/target.log")
-	nsc timeout 60 python3 "$KIT" client --target $P4 --port 7000 --via "$url" --only $CHECKS \
-		>"$XPT_TMP/ref.tap" 2>&1
-	sed 's/^/    /' "$XPT_TMP/ref.tap" >&2
+# run_row INDEX PORT: one reference against the target on PORT; writes row-INDEX.{log,sum,got}
+run_row() {
+	local i=$1 port=$2 name url seen got="" line c j=0
+	local tap="$XPT_TMP/row-$i.tap" log="$XPT_TMP/target-$port.log"
+	read -r name url <<<"${refs[$i]}"
+	seen=$(wc -l <"$log")
+	nsc timeout 60 python3 "$KIT" client --target $P4 --port $port --via "$url" --only $CHECKS \
+		>"$tap" 2>&1
 	sleep 0.1 # the target's notes are written before the client's last answer; a margin
-	tail -n +$((seen + 1)) "$XPT_TMP/target.log" | sed 's/^/    target: /' >&2
-	got=""
+	{
+		echo "reference: $name ($url)"
+		sed 's/^/    /' "$tap"
+		tail -n +$((seen + 1)) "$log" | sed 's/^/    target: /'
+	} >"$XPT_TMP/row-$i.log"
 	for c in ${CHECKS//,/ }; do
-		if grep -q "^ok - $c " "$XPT_TMP/ref.tap"; then got+=p; else got+=f; fi
+		if grep -q "^ok - $c " "$tap"; then got+=p; else got+=f; fi
 	done
 	line=$(printf '%-20s' "$name")
-	i=0
 	for c in ${CHECKS//,/ }; do
-		[ "${got:$i:1}" = p ] && line+=$(printf ' %-22s' "$c:ok") || line+=$(printf ' %-22s' "$c:FAIL")
-		i=$((i + 1))
+		[ "${got:$j:1}" = p ] && line+=$(printf ' %-22s' "$c:ok") || line+=$(printf ' %-22s' "$c:FAIL")
+		j=$((j + 1))
 	done
-	if [ "$got" != "${EXPECT[$name]}" ]; then
-		line+="  (expected ${EXPECT[$name]}, got $got)"
-		rc=1
-	fi
-	summary+="$line"$'\n'
+	[ "$got" = "${EXPECT[$name]}" ] || line+="  (expected ${EXPECT[$name]}, got $got)"
+	printf '%s\n' "$line" >"$XPT_TMP/row-$i.sum"
+	echo "$got" >"$XPT_TMP/row-$i.got"
+}
+# two groups at once (each waits on sleeps and timeouts more than it computes)
+group() { # PORT INDEX...
+	local port=$1 i
+	shift
+	for i in "$@"; do run_row $i $port; done
+}
+group 7000 0 1 2 3 4 5 &
+g1=$!
+group 7003 6 7 8 9 10 &
+g2=$!
+wait $g1 $g2
+
+rc=0
+summary=""
+for i in "${!refs[@]}"; do
+	read -r name _ <<<"${refs[$i]}"
+	[ -s "$XPT_TMP/row-$i.sum" ] || xpt_fail "no result for $name"
+	sed 's/^/  /' "$XPT_TMP/row-$i.log" >&2
+	summary+=$(cat "$XPT_TMP/row-$i.sum")$'\n'
+	[ "$(cat "$XPT_TMP/row-$i.got")" = "${EXPECT[$name]}" ] || rc=1
 done
 xpt_log "summary (reference clients, no xproxyd):"
 printf '%s' "$summary" >&2

@@ -25,14 +25,22 @@ udp=0      # does this plugin claim UDP in this tree? (set per case below)
 # TODO, not passed. Each one is a proven limit of the server: conformance_reference.sh runs the
 # same checks through the same server without xproxyd (the kit's own protocol client and the
 # server project's client) and gets the same failure. Everything else must pass.
-REF="see tests/netns/conformance_reference.sh"
 limits=()
+# lim CHECK WHAT: a known limit of $server; $refby got the same through it without xproxyd
+lim() {
+	limits+=(--known-limit "$1=$server $2; $refby gets the same, see conformance_reference.sh")
+}
+FIN_C="passes the client's FIN on, then closes the way back before the answer"
+FIN_S="ends both directions at the target's FIN"
+RST_S="answers the target's RST with a FIN"
+RST_C="answers the client's RST with a FIN to the target"
 outbound=""
 # The plugin's own share, without a server's limits: a second outbound [outbound.ref] of the same
 # plugin against the kit's reference proxy of the protocol (xp-conformance.py proxy), which
 # forwards half-closes and resets faithfully; the kit's server on 10.1.5.2 is routed to it, and
 # there the half-close and reset checks run with no known limit at all.
 refproxy="" refout="" refargs=() reftls=""
+REFCHECKS=echo-1m,halfclose-client,halfclose-server,server-rst,client-rst
 case $plugin in
 direct)
 	outbound="plugin = direct"
@@ -57,8 +65,9 @@ EOF
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = socks5\nserver = 10.1.3.2:1080'
 	refproxy=socks5 refout=$'plugin = socks5\nserver = 10.1.3.2:1095'
-	limits=(--known-limit "server-rst=dante answers the target's RST with a FIN; its reference client gets the same, $REF"
-		--known-limit "client-rst=dante answers the client's RST with a FIN to the target; its reference client gets the same, $REF")
+	server=dante refby="the kit's SOCKS5 client"
+	lim server-rst "$RST_S"
+	lim client-rst "$RST_C"
 	;;
 http)
 	xpt_require tinyproxy
@@ -80,11 +89,13 @@ EOF
 		-subj "/CN=proxy.test" -addext "subjectAltName=DNS:proxy.test" \
 		-keyout "$XPT_TMP/px.key" -out "$XPT_TMP/px.crt" >/dev/null 2>&1 ||
 		xpt_fail "openssl could not make a test certificate"
-	reftls=$'plugin = http\nserver = 10.1.3.2:1096\ntls = yes\nsni = proxy.test\nca_file = '"$XPT_TMP/px.crt"
-	limits=(--known-limit "halfclose-client=tinyproxy passes the client's FIN on, then closes the way back before the answer; its reference client gets the same, $REF"
-		--known-limit "halfclose-server=tinyproxy ends both directions at the target's FIN; its reference client gets the same, $REF"
-		--known-limit "server-rst=tinyproxy answers the target's RST with a FIN; its reference client gets the same, $REF"
-		--known-limit "client-rst=tinyproxy answers the client's RST with a FIN to the target; its reference client gets the same, $REF")
+	reftls=$'plugin = http\nserver = 10.1.3.2:1096\ntls = yes\nsni = proxy.test\n'
+	reftls+="ca_file = $XPT_TMP/px.crt"
+	server=tinyproxy refby="the kit's HTTP CONNECT client"
+	lim halfclose-client "$FIN_C"
+	lim halfclose-server "$FIN_S"
+	lim server-rst "$RST_S"
+	lim client-rst "$RST_C"
 	;;
 shadowsocks)
 	xpt_require ss-server
@@ -94,12 +105,13 @@ shadowsocks)
 		>"$XPT_TMP/ss.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = shadowsocks\nserver = 10.1.3.2:8388\nmethod = aes-256-gcm\npassword = conformance-pw'
-	refproxy=ss refout=$'plugin = shadowsocks\nserver = 10.1.3.2:1095\nmethod = aes-256-gcm\npassword = conformance-pw'
+	refproxy=ss refout=${outbound/:8388/:1095}
 	udp=1
-	limits=(--known-limit "halfclose-client=ss-server passes the client's FIN on, then closes the way back before the answer; ss-local and the kit's ss client get the same, $REF"
-		--known-limit "halfclose-server=ss-server ends both directions at the target's FIN; ss-local and the kit's ss client get the same, $REF"
-		--known-limit "server-rst=ss-server answers the target's RST with a FIN; ss-local and the kit's ss client get the same, $REF"
-		--known-limit "client-rst=ss-server answers the client's RST with a FIN to the target; ss-local and the kit's ss client get the same, $REF")
+	server=ss-server refby="ss-local (and the kit's ss client)"
+	lim halfclose-client "$FIN_C"
+	lim halfclose-server "$FIN_S"
+	lim server-rst "$RST_S"
+	lim client-rst "$RST_C"
 	;;
 trojan)
 	xpt_require trojan openssl
@@ -116,13 +128,14 @@ EOF
 	nss trojan -c "$XPT_TMP/trojan.json" >"$XPT_TMP/trojan.log" 2>&1 &
 	XPT_PIDS="$XPT_PIDS $!"
 	outbound=$'plugin = trojan\nserver = 10.1.3.2:4443\npassword = conformance-pw\nsni = trojan.test\nca_file = '"$XPT_TMP/tj.crt"
-	refproxy=trojan refout=$'plugin = trojan\nserver = 10.1.3.2:1095\npassword = conformance-pw\nsni = trojan.test\nca_file = '"$XPT_TMP/tj.crt"
+	refproxy=trojan refout=${outbound/:4443/:1095}
 	refargs=(--cert "$XPT_TMP/tj.crt" --key "$XPT_TMP/tj.key")
 	udp=1
-	limits=(--known-limit "halfclose-client=trojan-gfw passes the client's close_notify on as a FIN, then closes the way back before the answer; trojan's client mode and the kit's trojan client get the same, $REF"
-		--known-limit "halfclose-server=trojan-gfw ends both directions at the target's FIN; trojan's client mode and the kit's trojan client get the same, $REF"
-		--known-limit "server-rst=trojan-gfw answers the target's RST with a close_notify and FIN; trojan's client mode and the kit's trojan client get the same, $REF"
-		--known-limit "client-rst=trojan-gfw answers the client's RST with a FIN to the target; trojan's client mode and the kit's trojan client get the same, $REF")
+	server=trojan-gfw refby="trojan's client mode (and the kit's trojan client)"
+	lim halfclose-client "passes the client's close_notify on as a FIN, then closes the way back"
+	lim halfclose-server "$FIN_S"
+	lim server-rst "answers the target's RST with close_notify and a FIN"
+	lim client-rst "$RST_C"
 	;;
 *)
 	xpt_fail "unknown plugin '$plugin'"
@@ -190,14 +203,14 @@ xpt_log "conformance: $plugin over IPv6 (echo and half-close)"
 nsc python3 "$KIT" client --target fd00:1:2::2 --port 7000 \
 	--only echo-1m,halfclose-client,halfclose-server "${kit_udp[@]}" "${limits[@]}" | tee "$XPT_TMP/v6.tap" >&2 || rc=1
 if [ -n "$refproxy" ]; then
-	xpt_log "conformance: $plugin through the kit's $refproxy proxy (half-close and reset, no known limits)"
-	nsc python3 "$KIT" client --target 10.1.5.2 --port 7000 \
-		--only echo-1m,halfclose-client,halfclose-server,server-rst,client-rst | tee "$XPT_TMP/ref.tap" >&2 || rc=1
+	xpt_log "conformance: $plugin through the kit's $refproxy proxy (no known limits)"
+	nsc python3 "$KIT" client --target 10.1.5.2 --port 7000 --only $REFCHECKS |
+		tee "$XPT_TMP/ref.tap" >&2 || rc=1
 fi
 if [ -n "$reftls" ]; then
-	xpt_log "conformance: $plugin with TLS through the kit's $refproxy proxy (half-close and reset, no known limits)"
-	nsc python3 "$KIT" client --target 10.1.5.2 --port 7002 \
-		--only echo-1m,halfclose-client,halfclose-server,server-rst,client-rst | tee "$XPT_TMP/reftls.tap" >&2 || rc=1
+	xpt_log "conformance: $plugin with TLS through the kit's $refproxy proxy (no known limits)"
+	nsc python3 "$KIT" client --target 10.1.5.2 --port 7002 --only $REFCHECKS |
+		tee "$XPT_TMP/reftls.tap" >&2 || rc=1
 fi
 if [ $rc != 0 ]; then
 	tail -n 40 "$XPT_DLOG" >&2
