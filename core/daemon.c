@@ -168,16 +168,19 @@ static void udp_opts_from(struct udp_opts *uo, const struct cfg_global *g)
 	/* dns_idle_timeout_ms, max_reply_sockets: udp.c's defaults */
 }
 
-/* INSPECT sessions decided DIRECT go through an outbound of the direct plugin (the datagrams
- * are in userspace already). Main thread, after every outbounds_apply(). */
+/* Flows decided DIRECT in userspace (sniffed, or at a sniff deadline) go through the core's
+ * own direct instance (outbound.h: OUTBOUND_INTERNAL_DIRECT), never a user's outbound that
+ * happens to use the direct plugin with options. Main thread, after every outbounds_apply(). */
 static void find_direct_outbound(const struct cfg *cfg)
 {
-	int id = 0;
+	int id = outbound_id_lookup(OUTBOUND_INTERNAL_DIRECT);
+	struct outbound *ob = id > 0 ? outbound_get((uint16_t)id) : NULL;
 
-	for (size_t i = 0; i < cfg->n_outbounds && !id; i++)
-		if (!strcmp(cfg->outbounds[i].plugin, "direct"))
-			id = outbound_id_lookup(cfg->outbounds[i].name);
-	atomic_store(&D.direct_ob_id, id > 0 ? id : 0);
+	(void)cfg;
+	if (!ob)
+		log_warn("no direct plugin loaded: flows a sniffer decides DIRECT will be refused");
+	outbound_put(ob);
+	atomic_store(&D.direct_ob_id, ob ? id : 0);
 }
 
 static const char *verdict_name(unsigned v)

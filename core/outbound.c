@@ -314,35 +314,59 @@ err_fp:
 	return NULL;
 }
 
+static struct cfg_kv internal_direct_kv[] = {
+	{ .key = (char *)"plugin", .value = (char *)OUTBOUND_INTERNAL_DIRECT_PLUGIN },
+};
+static const struct cfg_section internal_direct_section = {
+	.name = (char *)"outbound." OUTBOUND_INTERNAL_DIRECT,
+	.kv = internal_direct_kv,
+	.n_kv = 1,
+};
+static const struct cfg_outbound internal_direct = {
+	.name = (char *)OUTBOUND_INTERNAL_DIRECT,
+	.plugin = (char *)OUTBOUND_INTERNAL_DIRECT_PLUGIN,
+	.section = &internal_direct_section,
+};
+
 int outbounds_apply(const struct cfg *cfg, struct plug_registry *reg, const struct xp_host *host,
 		    char **errors)
 {
 	size_t n = cfg->n_outbounds;
 	struct outbound **next = NULL, *retire_one;
+	struct cfg_outbound *all = NULL;
 	int *ids = NULL;
 	char *dummy = NULL, **errs = errors ? errors : &dummy;
 	int ret = 0;
 
-	next = calloc(n ? n : 1, sizeof(*next));
-	ids = calloc(n ? n : 1, sizeof(*ids));
-	if (!next || !ids) {
+	next = calloc(n + 1, sizeof(*next));
+	ids = calloc(n + 1, sizeof(*ids));
+	all = calloc(n + 1, sizeof(*all));
+	if (!next || !ids || !all) {
 		ret = -ENOMEM;
 		goto out;
 	}
+	if (n)
+		memcpy(all, cfg->outbounds, n * sizeof(*all));
+	/* The core's own DIRECT: flows a sniffer or a late decision sends DIRECT are in userspace
+	 * already and leave through it. It is an instance of the direct plugin with no options,
+	 * never one of the user's (whose bind_interface or mark would misroute them). Users
+	 * cannot name an outbound DIRECT (reserved). Skipped when no direct plugin is loaded. */
+	if (reg && plug_registry_find(reg, OUTBOUND_INTERNAL_DIRECT_PLUGIN))
+		all[n++] = internal_direct;
 
 	/* Build everything first; the live set is untouched until all of it worked. */
 	for (size_t i = 0; i < n; i++) {
-		const struct cfg_outbound *o = &cfg->outbounds[i];
+		const struct cfg_outbound *o = &all[i];
 		struct outbound *old;
 		bool dup = false;
 		char *fp;
 
 		for (size_t j = 0; j < i && !dup; j++) {
-			if (!strcmp(cfg->outbounds[j].name, o->name)) {
+			if (!strcmp(all[j].name, o->name)) {
 				errors_add(errs,
 					   "%s:%d: [outbound.%s] defined twice (first on line %d)",
 					   cfg->path ? cfg->path : "<config>", o->line, o->name,
-					   cfg->outbounds[j].line);
+					   all[j].line);
 				dup = true;
 			}
 		}
@@ -422,6 +446,7 @@ out:
 	}
 	free(next);
 	free(ids);
+	free(all);
 	free(dummy);
 	return ret ? (ret == -ENOMEM ? -ENOMEM : -EINVAL) : 0;
 }

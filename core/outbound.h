@@ -40,6 +40,12 @@ struct outbound {
 	bool udp_independent; /* [outbound.NAME] udp_mapping = independent (udp.h) */
 };
 
+/* The core's own instance of the direct plugin (no options), made by outbounds_apply()
+ * whenever that plugin is loaded: what a flow decided DIRECT in userspace (by a sniffed name,
+ * or at a sniff deadline) leaves through. The name is reserved, so no [outbound.*] has it. */
+#define OUTBOUND_INTERNAL_DIRECT "DIRECT"
+#define OUTBOUND_INTERNAL_DIRECT_PLUGIN "direct"
+
 /* Stable id for a name (allocated on first use). -ENOSPC past OUTBOUND_ID_MAX. Thread-safe. */
 int outbound_id(const char *name);
 /* Id of a name already known, -ENOENT otherwise. Thread-safe. */

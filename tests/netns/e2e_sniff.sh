@@ -195,7 +195,7 @@ xpt_ok "[sniff.tls] ports = 443, 853: a TLS flow to 8443 is not sniffed by tls (
 # first rule that needs none decides (dst-cidr:10.1.5.0/24, DIRECT: relayed, it is in userspace)
 got=$(nsc curl -s -k --max-time 10 "https://10.1.5.2:8443/" | tr -d '\r\n')
 [ "$got" = "$RA " ] || xpt_fail "HTTPS without a name: nginx saw '$got', want '$RA ' (DIRECT by address)"
-grep -q "sniff: conn [0-9]* no name -> proxy (rule 6)" "$XPT_DLOG" ||
+grep -q "sniff: conn [0-9]* no name -> DIRECT (rule 6)" "$XPT_DLOG" ||
 	xpt_fail "no log line for the nameless flow routed by the address rule (rule 6)"
 # the event for a flow no sniffer named: the decision, no name, no sniffer (DIRECT: no outbound)
 named "$C4:[0-9]* -> 10.1.5.2:8443 route 1 source 3 rule 6 domain - sniffer -" ||
