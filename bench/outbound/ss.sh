@@ -56,8 +56,17 @@ while [ $# -gt 0 ]; do
 done
 if [ "$SCHED" = group ] && [ -z "${XPB_SESSION:-}" ]; then
 	# a session (and so an autogroup) of our own, weighted like nice -19 against the others
-	exec env XPB_SESSION=1 setsid -w bash -c 'echo -19 >/proc/self/autogroup 2>/dev/null; exec "$@"' \
-		_ bash "$0" "${ARGS[@]}"
+	# (a background job is no process group leader, so setsid needs no fork: $! leads the
+	# new session, and Ctrl-C, which no longer reaches it from the terminal, is passed on)
+	XPB_SESSION=1 setsid bash -c 'echo -19 >/proc/self/autogroup 2>/dev/null; exec "$@"' \
+		_ bash "$0" "${ARGS[@]}" &
+	child=$!
+	trap 'kill -TERM -- "-$child" 2>/dev/null' INT TERM
+	while :; do
+		wait "$child"
+		rc=$?
+		kill -0 "$child" 2>/dev/null || exit $rc
+	done
 fi
 cd "$(dirname "$0")/../.." || exit 1
 export XPT_BUILD=${XPT_BUILD:-$PWD/${XP_BUILD:-build}}
