@@ -663,10 +663,11 @@ static void log_dns_stats(void)
 		 U(q->bad_queries), U(q->bad_answers), U(q->tcp_conns), U(q->tcp_closed_bad),
 		 U(q->tcp_stalled), U(q->tcp_overflow));
 	names_stats_get(&n);
-	log_info("stats: dns names learned %llu sniffed %llu sniff-skipped %llu conflicts %llu "
-		 "partial %llu full %llu map-errors %llu expired %llu; live addresses %llu names "
-		 "%llu",
-		 U(n.learned), U(n.sniffed), U(n.sniff_skipped), U(n.conflicts), U(n.partial),
+	log_info("stats: dns names learned %llu sniffed %llu sniff-skipped %llu sniff-mixed %llu "
+		 "conflicts %llu partial %llu full %llu map-errors %llu expired %llu; live "
+		 "addresses %llu names %llu",
+		 U(n.learned), U(n.sniffed), U(n.sniff_skipped), U(n.sniff_mixed), U(n.conflicts),
+		 U(n.partial),
 		 U(n.full), U(n.map_errors), U(n.expired), U(n.live), U(n.names));
 }
 static void log_sniff_stats(void)

@@ -56,10 +56,18 @@ struct sniff_entry {
 	struct sniff_entry *next;
 	struct xp_dst_key key;
 	struct name *name;
-	uint64_t expires_ns;
+	uint64_t expires_ns;	 /* the cached verdict's end (kernel entry and names_lookup) */
+	uint64_t mixed_until_ns; /* names with different verdicts were sniffed here: no cache */
 	struct verdict vd;
 	bool written;
 };
+
+/* A sniffed (address, port, proto) is remembered this long after its cached verdict expires,
+ * so the next sniff there can be compared with the last one; and once names with different
+ * verdicts were seen there (shared hosting, a CDN), nothing is cached there for this long:
+ * every flow is sniffed, since a cached verdict would be one name's for all of them. */
+#define SNIFF_REMEMBER_NS (1800ull * 1000000000ull)
+#define SNIFF_MIXED_NS	  (1800ull * 1000000000ull)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct names_env env;
@@ -305,11 +313,14 @@ static int addr_sync(struct addr_entry *e)
 	return err;
 }
 
+static uint64_t now_ns(void);
+
 static int sniff_sync(struct sniff_entry *s)
 {
+	uint64_t now = now_ns();
 	int err;
 
-	if (s->vd.v == XP_V_NONE) {
+	if (s->vd.v == XP_V_NONE || s->mixed_until_ns > now || s->expires_ns <= now) {
 		if (s->written)
 			map_del(&s->key);
 		s->written = false;
@@ -625,21 +636,31 @@ int names_learn_sniffed(const char *domain, const union xp_sockaddr *sa, uint16_
 		s->next = sniffs[slot(hash_bytes(&k, sizeof(k)))];
 		sniffs[slot(hash_bytes(&k, sizeof(k)))] = s;
 		st.live++;
-	} else if (strcmp(s->name->s, name)) {
-		nm = name_get(name);
-		if (!nm) {
-			err = -ENOMEM;
-			goto out;
+	} else {
+		/* Same place, another verdict than the last name sniffed here: names routed
+		 * differently share it, and a cached verdict would misroute all but one. */
+		if (s->vd.v != vd.v || s->vd.ob != vd.ob) {
+			s->mixed_until_ns = now + SNIFF_MIXED_NS;
+			st.sniff_mixed++;
 		}
-		name_put(s->name);
-		s->name = nm;
+		if (strcmp(s->name->s, name)) {
+			nm = name_get(name);
+			if (!nm) {
+				err = -ENOMEM;
+				goto out;
+			}
+			name_put(s->name);
+			s->name = nm;
+		}
 	}
 	s->expires_ns = expiry(now, ttl_ms);
 	s->vd = vd;
 	if (partial)
 		st.partial++;
 	err = sniff_sync(s);
-	if (!err)
+	if (!err && s->mixed_until_ns > now)
+		err = -EBUSY; /* not cached: this flow was routed by its own name, that is all */
+	else if (!err)
 		st.sniffed++;
 out:
 	pthread_mutex_unlock(&lock);
@@ -664,7 +685,7 @@ int names_lookup(const union xp_sockaddr *sa, uint8_t l4proto, char *buf, size_t
 		goto out;
 	now = now_ns();
 	s = k.port ? sniff_find(&k) : NULL;
-	if (s && s->expires_ns > now)
+	if (s && s->expires_ns > now && s->mixed_until_ns <= now)
 		found = s->name;
 	e = found ? NULL : addr_find(k.addr);
 	if (e) {
@@ -806,6 +827,12 @@ unsigned names_expire(void)
 			}
 			if (s->written)
 				map_del(&s->key);
+			s->written = false;
+			/* remembered a while longer (no kernel entry, no name): see SNIFF_REMEMBER_NS */
+			if (s->expires_ns + SNIFF_REMEMBER_NS > now || s->mixed_until_ns > now) {
+				ps = &s->next;
+				continue;
+			}
 			*ps = s->next;
 			name_put(s->name);
 			free(s);

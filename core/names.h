@@ -46,6 +46,7 @@ struct names_stats {
 	uint64_t learned;	/* names_learn calls that wrote a verdict */
 	uint64_t sniffed;	/* names_learn_sniffed calls that wrote a verdict */
 	uint64_t sniff_skipped; /* sniffed names not cached: a DNS name claims the address */
+	uint64_t sniff_mixed;	/* a sniffed place saw names with different verdicts: not cached */
 	uint64_t conflicts;	/* verdicts turned into INSPECT: live names disagree */
 	uint64_t partial;	/* verdicts turned into INSPECT: the rule needs ports/client */
 	uint64_t full;		/* -ENOSPC: map_size addresses live */

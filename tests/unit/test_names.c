@@ -384,6 +384,54 @@ static void test_sniffed(void **state)
 	assert_int_equal(names_learn_sniffed("x.test", &b, 443, IPPROTO_ICMP, 1000), -EINVAL);
 }
 
+/* Names routed differently at one sniffed place (shared hosting): nothing is cached there, and
+ * the place is remembered past its cached verdict's expiry to notice it. */
+static void test_sniffed_mixed(void **state)
+{
+	union xp_sockaddr c = sa("203.0.113.30", 443), d = sa("203.0.113.31", 443);
+	struct names_stats st;
+	char name[64];
+
+	/* first name: cached (px) */
+	assert_int_equal(names_learn_sniffed("a.proxied.test", &c, 443, IPPROTO_TCP, 1000), 0);
+	assert_non_null(kget("203.0.113.30", 443, IPPROTO_TCP));
+	/* another name with the same verdict: still one verdict, still cached */
+	assert_int_equal(names_learn_sniffed("b.proxied.test", &c, 443, IPPROTO_TCP, 1000), 0);
+	assert_int_equal(kget("203.0.113.30", 443, IPPROTO_TCP)->outbound_id, 7);
+	/* a name routed otherwise (DIRECT by fallback): mixed, the kernel entry goes */
+	assert_int_equal(names_learn_sniffed("plain.test", &c, 443, IPPROTO_TCP, 1000), -EBUSY);
+	assert_null(kget("203.0.113.30", 443, IPPROTO_TCP));
+	assert_int_equal(names_lookup(&c, IPPROTO_TCP, name, sizeof(name)), -ENOENT);
+	/* and stays uncached for the first name too, while the hold lasts */
+	assert_int_equal(names_learn_sniffed("a.proxied.test", &c, 443, IPPROTO_TCP, 1000), -EBUSY);
+	assert_null(kget("203.0.113.30", 443, IPPROTO_TCP));
+	names_expire();
+	assert_int_equal(names_learn_sniffed("a.proxied.test", &c, 443, IPPROTO_TCP, 1000), -EBUSY);
+	names_stats_get(&st);
+	assert_int_equal(st.sniff_mixed, 2);
+	/* after the hold, caching resumes */
+	km.now += 1801 * SEC;
+	names_expire();
+	assert_int_equal(names_learn_sniffed("a.proxied.test", &c, 443, IPPROTO_TCP, 1000), 0);
+	assert_non_null(kget("203.0.113.30", 443, IPPROTO_TCP));
+
+	/* d: cached, then expired (the kernel entry goes), but remembered: a different verdict
+	 * sniffed after the expiry is still seen as mixed */
+	assert_int_equal(names_learn_sniffed("a.proxied.test", &d, 443, IPPROTO_TCP, 1000), 0);
+	km.now += 62 * SEC; /* the TTL and the 60 s grace */
+	names_expire();
+	assert_null(kget("203.0.113.31", 443, IPPROTO_TCP));
+	assert_int_equal(names_lookup(&d, IPPROTO_TCP, name, sizeof(name)), -ENOENT);
+	assert_int_equal(names_learn_sniffed("blocked.test", &d, 443, IPPROTO_TCP, 1000), -EBUSY);
+	assert_null(kget("203.0.113.31", 443, IPPROTO_TCP));
+	/* forgotten after the remembering time and the hold: a fresh start */
+	km.now += 3700 * SEC;
+	names_expire();
+	names_stats_get(&st);
+	assert_int_equal(names_learn_sniffed("blocked.test", &d, 443, IPPROTO_TCP, 1000), 0);
+	assert_int_equal(kget("203.0.113.31", 443, IPPROTO_TCP)->verdict, XP_V_BLOCK);
+}
+
 static void test_bad_input(void **state)
 {
 	char long_label[80], long_name[300], out[300];
@@ -494,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sniffed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sniffed_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_route_domain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dns_target, setup, teardown),
