@@ -752,7 +752,7 @@ static void log_stats(void)
 	log_info("stats: udp sessions %llu active %llu refused %llu no-route %llu open-failed %llu "
 		 "idle-expired %llu failed %llu; datagrams up %llu down %llu; bytes up %llu down "
 		 "%llu; errors send %llu reply %llu recv %llu overflow %llu; sniff dropped %llu "
-		 "timeout %llu",
+		 "timeout %llu full %llu",
 		 (unsigned long long)udp_stats.sessions, (unsigned long long)udp_stats.active,
 		 (unsigned long long)udp_stats.refused_limit, (unsigned long long)udp_stats.no_route,
 		 (unsigned long long)udp_stats.open_failed,
@@ -764,7 +764,8 @@ static void log_stats(void)
 		 (unsigned long long)udp_stats.recv_errors,
 		 (unsigned long long)udp_stats.overflow,
 		 (unsigned long long)udp_stats.sniff_dropped,
-		 (unsigned long long)udp_stats.sniff_timeout);
+		 (unsigned long long)udp_stats.sniff_timeout,
+		 (unsigned long long)udp_stats.sniff_full);
 	log_dns_stats();
 	log_sniff_stats();
 	groups_log_stats();

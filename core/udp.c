@@ -572,7 +572,16 @@ static void sess_input(struct udp_sess *s, const union xp_sockaddr *dst, const v
 		return;
 	case SESS_INSPECT:
 		if (!sniff_keep(s, buf, len)) {
-			atomic_fetch_add(&udp_stats.sniff_dropped, 1);
+			/* The buffer is full (or memory is out): the sniffers cannot get more
+			 * than they had, so waiting for the deadline would only drop datagrams.
+			 * Decide by the rules that need no name now; the kept datagrams are
+			 * replayed and this one follows them. */
+			atomic_fetch_add(&udp_stats.sniff_full, 1);
+			if (udp_sess_decide(s, XP_ROUTE_NONE, NULL, 0) == 0 &&
+			    s->kind == SESS_PROXY && !s->failed)
+				sess_send(s, dst, buf, len);
+			else if (s->kind != SESS_BLOCK)
+				atomic_fetch_add(&udp_stats.sniff_dropped, 1);
 			return;
 		}
 		if (sniff_hook.offer)

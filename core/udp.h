@@ -15,10 +15,10 @@
  *   PROXY    an outbound: udp_open(), then udp_send() for every datagram
  *   DNS      the DNS hook (udp_set_dns_hook): every datagram goes to hook->datagram()
  *   INSPECT  the sniff hook (udp_set_sniff_hook): datagrams are buffered (UDP_SNIFF_MAX_DGRAMS
- *            / UDP_SNIFF_MAX_BYTES, counted drops past that) and offered to hook->offer() until
- *            udp_sess_decide() is called; then the buffer is replayed to the chosen outbound. A
- *            timeout (sniff_timeout_ms) decides by rules (udp_route_fn with UDP_ROUTE_RULES) when
- *            the hook never does.
+ *            / UDP_SNIFF_MAX_BYTES) and offered to hook->offer() until udp_sess_decide() is
+ *            called; then the buffer is replayed to the chosen outbound. A timeout
+ *            (sniff_timeout_ms), or a datagram that finds the buffer full, decides by rules
+ *            (udp_route_fn with UDP_ROUTE_RULES) when the hook has not.
  *
  * Replies reach the client from transparent sockets (IP_TRANSPARENT + SO_REUSEADDR, inside the
  * netns) bound to the source the client must see: the original destination, or for an
@@ -51,7 +51,7 @@ struct udp_sess;   /* a session; handed to plugins as xp_udp_t */
 struct udp_worker; /* one per worker loop */
 
 #define UDP_SNIFF_MAX_DGRAMS 8	       /* buffered per undecided INSPECT session ... */
-#define UDP_SNIFF_MAX_BYTES (16 * 1024) /* ... and bytes; past either: dropped and counted */
+#define UDP_SNIFF_MAX_BYTES (16 * 1024) /* ... and bytes; past either: decided by rules */
 
 struct udp_opts {
 	uint64_t idle_timeout_ms;     /* [global] udp_idle_timeout (default 60 s) */
@@ -102,7 +102,8 @@ struct udp_stats {
 	atomic_uint_fast64_t bytes_down;
 	atomic_uint_fast64_t send_errors;    /* udp_send() refused a datagram */
 	atomic_uint_fast64_t reply_errors;   /* a reply could not be sent to the client */
-	atomic_uint_fast64_t sniff_dropped;  /* INSPECT buffer full */
+	atomic_uint_fast64_t sniff_dropped;  /* INSPECT: a datagram lost (no route, out of memory) */
+	atomic_uint_fast64_t sniff_full;     /* INSPECT buffer full: decided by rules at once */
 	atomic_uint_fast64_t sniff_timeout;  /* INSPECT decided by rules after the timeout */
 	atomic_uint_fast64_t recv_errors;    /* malformed datagrams (no original destination) */
 	atomic_uint_fast64_t overflow;	     /* dropped by the kernel: a listener's buffer was full */

@@ -657,6 +657,7 @@ static void t_inspect_bounds(void **state)
 	union xp_sockaddr c = v4("10.0.0.2", 4000), c2 = v4("10.0.0.2", 4001);
 	union xp_sockaddr d = v4("1.1.1.1", 443);
 	char chunk[UDP_SNIFF_MAX_BYTES / 2 + 1];
+	int sends;
 
 	sniff_setup();
 	for (int i = 0; i < UDP_SNIFF_MAX_DGRAMS + 3; i++) {
@@ -664,16 +665,32 @@ static void t_inspect_bounds(void **state)
 
 		feed(&c, &d, t);
 	}
+	/* The hook saw the buffer's worth; the next datagram found it full: decided by the
+	 * rules at once, the kept ones replayed, it and the rest sent after them, in order. */
 	assert_int_equal(offers, UDP_SNIFF_MAX_DGRAMS);
-	assert_int_equal(atomic_load(&udp_stats.sniff_dropped), 3);
+	assert_int_equal(R.rules_calls, 1);
+	assert_int_equal(F.opens, 1);
+	assert_int_equal(F.sends, UDP_SNIFF_MAX_DGRAMS + 3);
+	for (int i = 0; i < UDP_SNIFF_MAX_DGRAMS + 3; i++) {
+		char t[2] = { (char)('a' + i), 0 };
+
+		assert_string_equal(F.rec[i].data, t);
+	}
+	assert_int_equal(atomic_load(&udp_stats.sniff_full), 1);
+	assert_int_equal(atomic_load(&udp_stats.sniff_dropped), 0);
+	assert_int_equal(atomic_load(&udp_stats.sniff_timeout), 0);
 
 	/* The byte bound: two datagrams of just over half of it (another session). */
+	sends = F.sends;
 	last_count = 0;
 	memset(chunk, 'a', sizeof(chunk));
 	udp_worker_input(W, &c2, &d, chunk, sizeof(chunk));
+	assert_int_equal(F.sends, sends);
 	chunk[0] = 'b';
 	udp_worker_input(W, &c2, &d, chunk, sizeof(chunk));
-	assert_int_equal(atomic_load(&udp_stats.sniff_dropped), 4);
+	assert_int_equal(F.sends, sends + 2);
+	assert_int_equal(atomic_load(&udp_stats.sniff_full), 2);
+	assert_int_equal(atomic_load(&udp_stats.sniff_dropped), 0);
 }
 
 static bool opened(void)
