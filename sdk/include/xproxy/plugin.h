@@ -384,8 +384,10 @@ struct xp_host {
 
 	/* A plugin's own TCP connection through an outbound (DNS upstreams, health checks). The
 	 * result arrives once through req->done on `loop`; see struct xp_dial_req. NULL with
-	 * errno set when it fails at once. dial_close() cancels a pending dial or, after a
-	 * stream result, closes the stream; it is a no-op-safe call after an fd result. */
+	 * errno set when it fails at once. Every xp_dial_t the plugin got must be given back
+	 * with dial_close() exactly once, whatever happened: it cancels a pending dial, closes a
+	 * delivered stream, and after an fd result (the fd is the plugin's, not closed here) it
+	 * frees the small handle, which leaks otherwise. It may be called from req->done. */
 	xp_dial_t *(*dial)(xp_handle_t *who, xp_loop_t *loop, const struct xp_dial_req *req);
 	void (*dial_close)(xp_dial_t *d);
 };
