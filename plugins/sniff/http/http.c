@@ -14,7 +14,7 @@
  * lowered per instance by the option max_header_bytes), so a client that never finishes costs
  * at most that, then NOT_MINE.
  *
- * Ports: every port (NULL), for the reason the tls sniffer gives (docs/plugins/http.md).
+ * Ports: every port (NULL), for the reason the tls sniffer gives (docs/plugins/http_sniff.md).
  */
 #include <netinet/in.h>
 #include <stddef.h>
