@@ -328,7 +328,7 @@ struct parser {
 	long sec_dns;	/* [dns], or -3 while there is none */
 	long sec_sniff;	/* [sniff], or -3 while there is none */
 	int sseen[3];	/* line of each [sniff] key (plugins, timeout, cache) */
-	int dseen[4];	/* line of each core [dns] key (plugin, strict, grace, map_size) */
+	int dseen[7];	/* line of each core [dns] key (dns_keys order) */
 
 	int gseen[G__COUNT]; /* line of each [global] key, 0 = not set */
 	uint32_t next_rule_id;
@@ -468,7 +468,9 @@ static long add_section(struct parser *ps, const char *name, int line)
 
 /* [dns]: the core's keys; every other key is the DNS plugin's option, checked by the plugin
  * manager once the plugin is loaded (file:line errors there, as for [outbound.NAME]). */
-static const char *const dns_keys[] = {"plugin", "strict", "grace", "map_size"};
+static const char *const dns_keys[] = {"plugin",	   "strict",	       "grace",
+				       "map_size",	   "query_timeout",    "tcp_idle_timeout",
+				       "tcp_stall_timeout"};
 
 bool cfg_dns_core_key(const char *key)
 {
@@ -485,7 +487,7 @@ static void handle_dns(struct parser *ps, const char *key, const char *value)
 	bool b;
 	int k = -1;
 
-	for (int j = 0; j < 4; j++)
+	for (int j = 0; j < (int)(sizeof(dns_keys) / sizeof(dns_keys[0])); j++)
 		if (!strcmp(key, dns_keys[j]))
 			k = j;
 	if (k < 0)
@@ -534,6 +536,26 @@ static void handle_dns(struct parser *ps, const char *key, const char *value)
 		}
 		d->map_size = (uint32_t)v;
 		return;
+	case 4:
+	case 5:
+	case 6: {
+		static const uint64_t lo[] = { 100, 1000, 100 }, hi[] = { 600000, 3600000, 600000 };
+		static const char *const range[] = { "100ms to 10m", "1s to 1h", "100ms to 10m" };
+
+		if (cfg_parse_duration_ms(value, &v) || v < lo[k - 4] || v > hi[k - 4]) {
+			add_error(ps, ps->lineno,
+				  "[dns] %s: '%.64s' is not a duration from %s (250ms, 10s, 5m)",
+				  key, value, range[k - 4]);
+			return;
+		}
+		if (k == 4)
+			d->query_timeout_ms = v;
+		else if (k == 5)
+			d->tcp_idle_ms = v;
+		else
+			d->tcp_stall_ms = v;
+		return;
+	}
 	}
 }
 
@@ -1576,6 +1598,9 @@ static void set_defaults(struct parser *ps)
 	ps->cfg->dns.strict = true;
 	ps->cfg->dns.grace_ms = 60 * 1000;
 	ps->cfg->dns.map_size = 65536;
+	ps->cfg->dns.query_timeout_ms = 10 * 1000;
+	ps->cfg->dns.tcp_idle_ms = 30 * 1000;
+	ps->cfg->dns.tcp_stall_ms = 10 * 1000;
 }
 
 static char *dir_of(const char *path)

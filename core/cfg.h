@@ -93,6 +93,9 @@ struct cfg_dns {
 	bool strict;	   /* default yes: every port-53 flow goes to the plugin */
 	uint64_t grace_ms; /* kept past an answer's TTL (default 60 s) */
 	uint32_t map_size; /* addresses remembered (default 65536) */
+	uint64_t query_timeout_ms; /* a client query the plugin never answers (default 10 s) */
+	uint64_t tcp_idle_ms;	   /* a DNS-over-TCP client with nothing open (default 30 s) */
+	uint64_t tcp_stall_ms;	   /* ... with a partial message that does not move (10 s) */
 	const struct cfg_section *section; /* raw keys; the plugin's options among them */
 };
 

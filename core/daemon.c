@@ -149,6 +149,15 @@ static int load_config(const struct daemon_opts *o, struct cfg **out)
 	return err;
 }
 
+/* [dns] query_timeout, tcp_idle_timeout, tcp_stall_timeout: for queries and DNS-over-TCP
+ * connections that start after this (start and every reload). */
+static void dns_opts_apply(const struct cfg *cfg)
+{
+	dnsq_set_opts(&(struct dnsq_opts){ .query_timeout_ms = cfg->dns.query_timeout_ms,
+					   .tcp_idle_ms = cfg->dns.tcp_idle_ms,
+					   .tcp_stall_ms = cfg->dns.tcp_stall_ms });
+}
+
 static void conn_opts_from(struct conn_opts *co, const struct cfg_global *g)
 {
 	co->sniff_timeout_ms = g->sniff_timeout_ms;
@@ -867,6 +876,7 @@ static void reload(void)
 	}
 	/* Live names re-routed by the new rules (ncfg outlives them: it becomes D.cfg). */
 	names_set_rules(&ncfg->route, ncfg->dns.map_size, ncfg->dns.grace_ms);
+	dns_opts_apply(ncfg);
 	dial_set_default_timeout(ncfg->global.connect_timeout_ms);
 	dp_set_fail_closed(D.dp, ncfg->global.fail == CFG_FAIL_CLOSED);
 	if (D.opts.log_level < 0)
@@ -1254,6 +1264,7 @@ int daemon_run(const struct daemon_opts *o)
 	dp_set_fail_closed(D.dp, D.cfg->global.fail == CFG_FAIL_CLOSED);
 	dp_set_event_handler(D.dp, on_datapath_event, NULL);
 
+	dns_opts_apply(D.cfg);
 	rc = names_init(&(struct names_env){ .dst_set = names_dst_set, .dst_del = names_dst_del,
 					     .now_ns = dp_now_ns, .outbound_id = names_ob_id },
 			&D.cfg->route, D.cfg->dns.map_size, D.cfg->dns.grace_ms);

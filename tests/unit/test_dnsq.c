@@ -535,7 +535,36 @@ static void test_dns_section(void **state)
 	assert_true(cfg->dns.strict);
 	assert_int_equal(cfg->dns.grace_ms, 60000);
 	assert_int_equal(cfg->dns.map_size, 65536);
+	assert_int_equal(cfg->dns.query_timeout_ms, 10000);
+	assert_int_equal(cfg->dns.tcp_idle_ms, 30000);
+	assert_int_equal(cfg->dns.tcp_stall_ms, 10000);
 	cfg_free(cfg);
+
+	/* the core's timeouts: parsed here, not handed to the plugin */
+	cfg = parse(BASE "[dns]\nquery_timeout = 3s\ntcp_idle_timeout = 1h\n"
+			 "tcp_stall_timeout = 100ms\n",
+		    &errors);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->dns.query_timeout_ms, 3000);
+	assert_int_equal(cfg->dns.tcp_idle_ms, 3600000);
+	assert_int_equal(cfg->dns.tcp_stall_ms, 100);
+	assert_true(cfg_dns_core_key("query_timeout"));
+	assert_true(cfg_dns_core_key("tcp_idle_timeout"));
+	assert_true(cfg_dns_core_key("tcp_stall_timeout"));
+	assert_false(cfg_dns_core_key("timeout")); /* the plugin's own (per upstream) */
+	cfg_free(cfg);
+	cfg = parse(BASE "[dns]\nquery_timeout = 99ms\ntcp_idle_timeout = 2h\n"
+			 "tcp_stall_timeout = soon\nquery_timeout = 1s\n",
+		    &errors);
+	assert_null(cfg);
+	assert_non_null(strstr(errors, "t.ini:4: [dns] query_timeout: '99ms' is not a duration "
+				       "from 100ms to 10m"));
+	assert_non_null(strstr(errors, "t.ini:5: [dns] tcp_idle_timeout: '2h' is not a duration "
+				       "from 1s to 1h"));
+	assert_non_null(strstr(errors, "t.ini:6: [dns] tcp_stall_timeout: 'soon' is not a "
+				       "duration"));
+	assert_non_null(strstr(errors, "t.ini:7: duplicate key 'query_timeout' in [dns]"));
+	free(errors);
 
 	cfg = parse(BASE "[dns]\nplugin = fakedns\nstrict = no\ngrace = 5m\nmap_size = 1024\n"
 			 "answer = a.test 192.0.2.1\nanswer = b.test 192.0.2.2\n"
