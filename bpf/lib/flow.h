@@ -269,10 +269,18 @@ static __always_inline int flow_hit(struct xp_flow *f, const struct xp_pkt *p,
  * flow whose reverse tuple, with the same address zeroed, is known. An exact reverse entry
  * (the other side's flow classified by us) counts too.
  *
- * The price of the zeroed address: a LAN client that starts a flow from the very port the NAT
- * (or one of our upstream sockets) used towards the same peer, while that entry lives, is
- * taken for an answer and goes DIRECT. Ports are chosen at random; the entries expire with
- * other idle UDP flows.
+ * Not recorded: a datagram that goes to a socket of the router which started the flow itself
+ * (udp_to_connected: a connected socket owning the 4-tuple, or one with xproxy's mark, i.e.
+ * xproxyd's upstream sockets), so a LAN client that uses one of their ports towards the same
+ * peer is still classified by the rules. A socket without the mark gets a flow entry at WAN
+ * egress, and its answers find that entry before they get here.
+ *
+ * The price of the zeroed address that remains: the NAT. A NATed reply to a LAN client's
+ * DIRECT flow arrives addressed to the router (conntrack rewrites it after tc) and owned by no
+ * socket, so it is recorded; another LAN client that starts a flow from that very NAT port
+ * towards the same peer, while the entry lives, is taken for an answer and goes DIRECT.
+ * Likewise for an answer to a router socket whose own flow entry expired first. Ports are
+ * chosen at random; the entries expire with other idle UDP flows.
  */
 static __always_inline int udp_answers_remote(const struct xp_pkt *p)
 {
@@ -283,6 +291,45 @@ static __always_inline int udp_answers_remote(const struct xp_pkt *p)
 		return 1;
 	__builtin_memset(k.daddr, 0, sizeof(k.daddr));
 	return bpf_map_lookup_elem(&xp_flows, &k) != NULL;
+}
+
+/*
+ * 1 when the datagram goes to a UDP socket of this netns that started the flow itself: a
+ * connected socket that owns the 4-tuple (xproxyd's endpoint-dependent upstream sockets, any
+ * connected client on the router), or one that carries xproxy's mark (xproxyd's own sockets,
+ * the unconnected full-cone upstream ones among them). Its datagrams are answers, not a
+ * remote peer starting a flow. A server's unconnected socket, or no socket at all (a port
+ * forward, DNATed after tc; a NATed reply to a LAN client), gives 0. For UDP, connect() sets
+ * the state to ESTABLISHED and the peer's port; an unconnected socket stays CLOSE with port
+ * 0. The lookup is the one the stack makes for the same datagram a moment later, without
+ * reuseport selection or sk_lookup programs.
+ */
+static __always_inline int udp_to_connected(struct __sk_buff *skb, const struct xp_pkt *p)
+{
+	struct bpf_sock_tuple t;
+	struct bpf_sock *sk;
+	int conn;
+
+	__builtin_memset(&t, 0, sizeof(t));
+	if (p->is_v6) {
+		__builtin_memcpy(t.ipv6.saddr, p->t.saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, p->t.daddr, 16);
+		t.ipv6.sport = bpf_htons(p->t.sport);
+		t.ipv6.dport = bpf_htons(p->t.dport);
+		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		__builtin_memcpy(&t.ipv4.saddr, &p->t.saddr[12], 4);
+		__builtin_memcpy(&t.ipv4.daddr, &p->t.daddr[12], 4);
+		t.ipv4.sport = bpf_htons(p->t.sport);
+		t.ipv4.dport = bpf_htons(p->t.dport);
+		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!sk)
+		return 0;
+	conn = (sk->state == BPF_TCP_ESTABLISHED && sk->dst_port != 0) ||
+	       (xp_cfg.mark && (sk->mark & xp_cfg.mark_mask) == xp_cfg.mark);
+	bpf_sk_release(sk);
+	return conn;
 }
 
 /* WAN ingress, no entry for the reverse tuple: see udp_answers_remote. */
@@ -303,6 +350,8 @@ static __always_inline void udp_remote_record(struct __sk_buff *skb, const struc
 		f->last_ns = now;
 		return;
 	}
+	if (udp_to_connected(skb, p))
+		return; /* an answer to the router's own socket: nothing the peer started */
 	__builtin_memset(&nf, 0, sizeof(nf));
 	nf.first_ns = now;
 	nf.last_ns = now;

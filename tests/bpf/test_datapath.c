@@ -17,6 +17,7 @@
  * 77 with a message when they are missing.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -2284,6 +2285,148 @@ static void test_udp_answers(void **state)
 	assert_int_not_equal(remote_get(in, &ask, &f), 0);
 }
 
+/* A UDP socket of the test's own netns: bound to local:lport, connected to peer:pport when
+ * peer is not NULL. The fd, or -1 (failed with a message). */
+static int sh(const char *cmd);
+
+static int udp_sock(int v6, const char *local, uint16_t lport, const char *peer, uint16_t pport)
+{
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+	struct sockaddr_in a4 = {.sin_family = AF_INET};
+	struct sockaddr *a = v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4;
+	socklen_t alen = v6 ? sizeof(a6) : sizeof(a4);
+	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
+
+	if (fd < 0)
+		goto fail;
+	a6.sin6_port = a4.sin_port = htons(lport);
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, local,
+		      v6 ? (void *)&a6.sin6_addr : (void *)&a4.sin_addr) != 1 ||
+	    bind(fd, a, alen))
+		goto fail;
+	if (!peer)
+		return fd;
+	a6.sin6_port = a4.sin_port = htons(pport);
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, peer,
+		      v6 ? (void *)&a6.sin6_addr : (void *)&a4.sin_addr) != 1 ||
+	    connect(fd, a, alen))
+		goto fail;
+	return fd;
+fail:
+	fprintf(stderr, "udp_sock %s:%u -> %s:%u: %s\n", local, lport, peer ? peer : "-", pport,
+		strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* WAN ingress asks the kernel which socket a UDP datagram to a router address goes to: a
+ * reply to a connected socket of the router (xproxyd's upstream sockets), or to any socket
+ * with xproxy's mark, is not recorded as a flow the peer started, so a LAN client that later
+ * uses the same port towards the same peer is classified by the rules. A server's unconnected
+ * socket, or no socket at all, is recorded as before. v4 and v6; the sockets live in the
+ * test's netns, which BPF_PROG_TEST_RUN looks up in. */
+static void test_udp_answers_socket(void **state)
+{
+	struct inst *in = reset(&I_plain);
+	/* a reply to the router's connected socket 203.0.113.2:7001 <-> 198.51.100.9:5000 */
+	struct pkt_spec rep = PKT_UDP4("198.51.100.9", 5000, "203.0.113.2", 7001);
+	struct pkt_spec client = PKT_UDP4("192.168.1.21", 7001, "198.51.100.9", 5000);
+	/* the same local port from another peer port: not that socket's tuple */
+	struct pkt_spec other = PKT_UDP4("198.51.100.9", 5001, "203.0.113.2", 7001);
+	/* a server (unconnected) on 7002, nothing on 7003; xproxyd's own unconnected socket
+	 * (a full-cone upstream one: it carries the mark) on 7006 */
+	struct pkt_spec ask_srv = PKT_UDP4("198.51.100.9", 5000, "203.0.113.2", 7002);
+	struct pkt_spec ans_srv = PKT_UDP4("203.0.113.2", 7002, "198.51.100.9", 5000);
+	struct pkt_spec ask_none = PKT_UDP4("198.51.100.9", 5000, "203.0.113.2", 7003);
+	struct pkt_spec ans_fwd = PKT_UDP4("192.168.1.20", 7003, "198.51.100.9", 5000);
+	struct pkt_spec rep_cone = PKT_UDP4("198.51.100.9", 5000, "203.0.113.2", 7006);
+	struct pkt_spec client_cone = PKT_UDP4("192.168.1.21", 7006, "198.51.100.9", 5000);
+	struct pkt_spec rep6 = PKT_UDP6("2001:db8:99::9", 5000, "2001:db8:ff::2", 7004);
+	struct pkt_spec client6 = PKT_UDP6("2001:db8:1::21", 7004, "2001:db8:99::9", 5000);
+	struct pkt_spec ask6 = PKT_UDP6("2001:db8:99::9", 5000, "2001:db8:ff::2", 7005);
+	struct pkt_spec ans6 = PKT_UDP6("2001:db8:1::20", 7005, "2001:db8:99::9", 5000);
+	int conn, srv, conn6, srv6, cone, mark = MARK | 0x10000 /* outside the mask */;
+	struct xp_stats st;
+	struct xp_flow f;
+	struct run r;
+
+	/* the router's addresses and routes to the peers, in the test's own netns */
+	assert_int_equal(sh("ip link set lo up && ip addr replace 203.0.113.2/32 dev lo && "
+			    "ip addr replace 2001:db8:ff::2/128 dev lo nodad && "
+			    "ip route replace 198.51.100.0/24 dev lo && "
+			    "ip -6 route replace 2001:db8:99::/64 dev lo"),
+			 0);
+	conn = udp_sock(0, "203.0.113.2", 7001, "198.51.100.9", 5000);
+	srv = udp_sock(0, "203.0.113.2", 7002, NULL, 0);
+	conn6 = udp_sock(1, "2001:db8:ff::2", 7004, "2001:db8:99::9", 5000);
+	srv6 = udp_sock(1, "::", 7005, NULL, 0); /* a wildcard server socket counts as one */
+	cone = udp_sock(0, "203.0.113.2", 7006, NULL, 0);
+	assert_true(conn >= 0 && srv >= 0 && conn6 >= 0 && srv6 >= 0 && cone >= 0);
+	assert_int_equal(setsockopt(cone, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)), 0);
+
+	ruleset(in, 0, 0, XP_V_PROXY, 4, 2);
+	local_put(in, "203.0.113.2", 0);
+	local_put(in, "2001:db8:ff::2", 1);
+
+	/* the reply to the connected socket: nothing recorded, whatever the number of replies */
+	assert_int_equal(send_spec(in, P_WAN_IN, &rep, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(send_spec(in, P_WAN_IN, &rep, if_wan, &r), TC_ACT_OK);
+	assert_int_not_equal(remote_get(in, &rep, &f), 0);
+	check_no_flow(in, &rep);
+	/* so a LAN client from that port to that peer is the rules' to decide: proxied */
+	assert_int_equal(send_spec(in, P_LAN, &client, if_lan, &r), TC_ACT_REDIRECT);
+	check_flow(in, &client, XP_V_PROXY, XP_SRC_FALLBACK, 4, 2, XP_ORIGIN_LAN, if_lan, 0);
+	/* a datagram from another peer port is not the connected socket's (no socket): recorded */
+	assert_int_equal(send_spec(in, P_WAN_IN, &other, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(remote_get(in, &other, &f), 0);
+	assert_int_equal(f.vsrc, XP_SRC_MIDSTREAM);
+
+	/* a server's unconnected socket: recorded, and the server's answer stays DIRECT */
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask_srv, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(remote_get(in, &ask_srv, &f), 0);
+	assert_int_equal(f.verdict, XP_V_DIRECT);
+	assert_int_equal(f.vsrc, XP_SRC_MIDSTREAM);
+	assert_int_equal(send_spec(in, P_WAN_EG, &ans_srv, if_wan, &r), TC_ACT_OK);
+	check_flow(in, &ans_srv, XP_V_DIRECT, XP_SRC_MIDSTREAM, 0, 0, XP_ORIGIN_HOST, if_wan,
+		   XP_HOOK_WAN_EGRESS);
+	/* no socket (a port forward): recorded, the forwarded server's answer stays DIRECT */
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask_none, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(remote_get(in, &ask_none, &f), 0);
+	assert_int_equal(send_spec(in, P_LAN, &ans_fwd, if_lan, &r), TC_ACT_OK);
+	check_flow(in, &ans_fwd, XP_V_DIRECT, XP_SRC_MIDSTREAM, 0, 0, XP_ORIGIN_LAN, if_lan, 0);
+
+	/* xproxyd's marked socket: not recorded though unconnected, a LAN client is proxied */
+	assert_int_equal(send_spec(in, P_WAN_IN, &rep_cone, if_wan, &r), TC_ACT_OK);
+	assert_int_not_equal(remote_get(in, &rep_cone, &f), 0);
+	assert_int_equal(send_spec(in, P_LAN, &client_cone, if_lan, &r), TC_ACT_REDIRECT);
+	check_flow(in, &client_cone, XP_V_PROXY, XP_SRC_FALLBACK, 4, 2, XP_ORIGIN_LAN, if_lan, 0);
+
+	/* IPv6: the connected socket's reply is not recorded, the wildcard server's question is */
+	assert_int_equal(send_spec(in, P_WAN_IN, &rep6, if_wan, &r), TC_ACT_OK);
+	assert_int_not_equal(remote_get(in, &rep6, &f), 0);
+	assert_int_equal(send_spec(in, P_LAN, &client6, if_lan, &r), TC_ACT_REDIRECT);
+	check_flow(in, &client6, XP_V_PROXY, XP_SRC_FALLBACK, 4, 2, XP_ORIGIN_LAN, if_lan, 0);
+	assert_int_equal(send_spec(in, P_WAN_IN, &ask6, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(remote_get(in, &ask6, &f), 0);
+	assert_int_equal(send_spec(in, P_LAN, &ans6, if_lan, &r), TC_ACT_OK);
+	check_flow(in, &ans6, XP_V_DIRECT, XP_SRC_MIDSTREAM, 0, 0, XP_ORIGIN_LAN, if_lan, 0);
+
+	/* once the connected socket is gone, the same reply is recorded again (nothing cached) */
+	close(conn);
+	assert_int_equal(send_spec(in, P_WAN_IN, &rep, if_wan, &r), TC_ACT_OK);
+	assert_int_equal(remote_get(in, &rep, &f), 0);
+
+	stats_get(in, &st);
+	assert_int_equal(st.flows[XP_V_PROXY], 3);
+	assert_int_equal(st.vsrc[XP_SRC_MIDSTREAM], 3);
+	assert_int_equal(st.map_full, 0);
+	close(srv);
+	close(conn6);
+	close(srv6);
+	close(cone);
+}
+
 /* UDP replies from the private netns reach the client: LAN (redirect_neigh, untouched) and the
  * router itself (WAN MAC, redirect to ingress), v4 and v6; a full-cone session's second peer
  * once the daemon wrote its entry (before that: a counted NO_FLOW drop). */
@@ -2641,6 +2784,7 @@ int main(void)
 		cmocka_unit_test(test_ringbuf_full),
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_udp_answers),
+		cmocka_unit_test(test_udp_answers_socket),
 		cmocka_unit_test(test_udp_replies),
 	};
 	struct xp_bpf_config plain = {
