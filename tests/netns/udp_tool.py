@@ -11,6 +11,10 @@
 #                                 "<answered> <direct>": how many got an answer, and how many of
 #                                 those the server saw from the client's own address (forwarded
 #                                 by the kernel, not through a proxy session)
+#   hold DST:PORT BIND [MARK]     a connected socket from BIND (with SO_MARK = MARK if given) to
+#                                 an echo server: one exchange, then prints "ready <peer-ip>
+#                                 <peer-port>" (as the server saw it) and keeps the socket open,
+#                                 one datagram every 0.3 s, until killed; exits 1 without answer
 #   grow ADDR:PORT ...            like echo, except that a datagram "want N" is answered with the
 #                                 prefix and N pattern bytes (a large reply to a small request)
 #   sizes DST:PORT N,N,... [echo|grow] [BIND]
@@ -170,6 +174,38 @@ def many(dst, n):
     return 0
 
 
+def hold(dst, bind, mark=None):
+    fam, addr = parse(dst)
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    if mark is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, int(mark, 0))
+    s.bind(parse(bind)[1])
+    s.connect(addr)
+    s.settimeout(1)
+    seen = None
+    for i in range(3):
+        s.send(b"hold%d" % i)
+        try:
+            seen = s.recv(65535).split(b" ", 2)
+            break
+        except socket.timeout:
+            continue
+    if seen is None or len(seen) < 2:
+        print("no answer", flush=True)
+        return 1
+    print("ready", seen[0].decode(errors="replace"), seen[1].decode(errors="replace"),
+          flush=True)
+    s.setblocking(False)
+    while True:
+        time.sleep(0.3)
+        s.send(b"hold")
+        try:
+            while True:
+                s.recv(65535)
+        except (BlockingIOError, ConnectionRefusedError):
+            pass
+
+
 def main(argv):
     if argv[1] == "echo":
         serve([bound(a) for a in argv[2:]])
@@ -184,6 +220,8 @@ def main(argv):
                      argv[5] if len(argv) > 5 else None)
     elif argv[1] == "many":
         return many(argv[2], int(argv[3]))
+    elif argv[1] == "hold":
+        return hold(argv[2], argv[3], argv[4] if len(argv) > 4 else None)
     return 2
 
 
