@@ -27,6 +27,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <linux/pkt_cls.h>
 
@@ -39,11 +42,11 @@
 #include "xproxy.skel.h"
 #include "xproxy_bench.skel.h"
 
-enum { P_LAN, P_WAN_EG, P_PX_IN, P_PX_REPLY, P__N };
+enum { P_LAN, P_WAN_EG, P_WAN_IN, P_PX_IN, P_PX_REPLY, P__N };
 
 struct dp {
 	int prog[P__N];
-	int flows, dst, rules, cidrs, pranges;
+	int flows, dst, rules, cidrs, pranges, local;
 	struct xp_ctl *ctl;
 };
 
@@ -51,6 +54,7 @@ struct dp {
 	do {                                                                                       \
 		(d)->prog[P_LAN] = bpf_program__fd((skel)->progs.xp_lan_ingress);                  \
 		(d)->prog[P_WAN_EG] = bpf_program__fd((skel)->progs.xp_wan_egress);                \
+		(d)->prog[P_WAN_IN] = bpf_program__fd((skel)->progs.xp_wan_ingress);               \
 		(d)->prog[P_PX_IN] = bpf_program__fd((skel)->progs.xp_proxy_ingress);              \
 		(d)->prog[P_PX_REPLY] = bpf_program__fd((skel)->progs.xp_proxy_reply);             \
 		(d)->flows = bpf_map__fd((skel)->maps.xp_flows);                                   \
@@ -58,6 +62,7 @@ struct dp {
 		(d)->rules = bpf_map__fd((skel)->maps.xp_rules);                                   \
 		(d)->cidrs = bpf_map__fd((skel)->maps.xp_cidrs);                                   \
 		(d)->pranges = bpf_map__fd((skel)->maps.xp_pranges);                               \
+		(d)->local = bpf_map__fd((skel)->maps.xp_local_addrs);                             \
 		(d)->ctl = &(skel)->bss->xp_ctl;                                                   \
 	} while (0)
 
@@ -404,6 +409,60 @@ int main(int argc, char **argv)
 		pkt_build(&fwd, &p);
 		row("proxy_ingress v4, not a SYN (parse, pass)",
 		    time_prog(est.prog[P_PX_IN], &p, TC_ACT_OK));
+	}
+
+	/* WAN ingress, UDP to a router address (XP_CFG_UDP): what an answer to one of xproxyd's
+	 * upstream sockets costs. Its socket (connected, on loopback) is real: the datapath asks
+	 * the kernel for it before recording the datagram as a flow the peer started. */
+	{
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_addr.s_addr = htonl(0x7f000001)};
+		struct pkt_spec s = PKT_UDP4("127.0.0.2", 5000, "127.0.0.1", 0);
+		struct pkt_spec fwd;
+		socklen_t alen = sizeof(a);
+		struct xp_tuple t;
+		uint8_t k[16], one = 1;
+		int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+		    getsockname(fd, (struct sockaddr *)&a, &alen))
+			die("a local UDP socket", errno);
+		s.dport = ntohs(a.sin_port);
+		a.sin_addr.s_addr = htonl(0x7f000002);
+		a.sin_port = htons(5000);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
+			die("connecting the local UDP socket", errno);
+		pkt_addr16("127.0.0.1", 0, k);
+		if (bpf_map_update_elem(est.local, k, &one, BPF_ANY))
+			die("filling xp_local_addrs", errno);
+		s.payload = 1000;
+		pkt_build(&s, &p);
+		row("wan_ingress UDP v4 answer, connected socket: socket lookup, no record",
+		    time_prog(est.prog[P_WAN_IN], &p, TC_ACT_OK));
+		/* what the same answers cost while the (peer, ::, port) entry was kept for them */
+		pkt_tuple(&s, &t);
+		memset(t.daddr, 0, sizeof(t.daddr));
+		{
+			struct xp_flow f = {.first_ns = now_ns(),
+					    .last_ns = now_ns(),
+					    .verdict = XP_V_DIRECT,
+					    .vsrc = XP_SRC_MIDSTREAM};
+
+			/* the row above timed the lookup only if it never recorded the answer */
+			if (!bpf_map_lookup_elem(est.flows, &t, &f))
+				die("the connected socket's answer was recorded", EINVAL);
+			if (bpf_map_update_elem(est.flows, &t, &f, BPF_ANY))
+				die("filling xp_flows", errno);
+		}
+		row("wan_ingress UDP v4 answer, (peer, ::, port) entry hit (refresh)",
+		    time_prog(est.prog[P_WAN_IN], &p, TC_ACT_OK));
+		bpf_map_delete_elem(est.flows, &t);
+		/* an answer to a flow the router started through the rules: its exact entry */
+		fwd = PKT_UDP4("127.0.0.1", s.dport, "127.0.0.2", 5000);
+		flow_put(&est, &fwd, XP_V_DIRECT, XP_ORIGIN_HOST);
+		row("wan_ingress UDP v4 answer, exact reverse entry hit",
+		    time_prog(est.prog[P_WAN_IN], &p, TC_ACT_OK));
+		close(fd);
 	}
 
 	printf("| path | ns/packet | x floor |\n|---|---:|---:|\n");
