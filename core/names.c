@@ -59,6 +59,7 @@ struct sniff_entry {
 	uint64_t expires_ns;	 /* the cached verdict's end (kernel entry and names_lookup) */
 	uint64_t mixed_until_ns; /* names with different verdicts were sniffed here: no cache */
 	struct verdict vd;
+	uint8_t confirms; /* sniffs here that agreed with the last verdict (SNIFF_CONFIRM_MAX) */
 	bool written;
 };
 
@@ -68,6 +69,11 @@ struct sniff_entry {
  * every flow is sniffed, since a cached verdict would be one name's for all of them. */
 #define SNIFF_REMEMBER_NS (1800ull * 1000000000ull)
 #define SNIFF_MIXED_NS	  (1800ull * 1000000000ull)
+/* A place's first cached verdict lasts this long (at most the configured TTL), each later
+ * sniff there with the same verdict doubles it up to that TTL: a second name on a shared
+ * address is seen (and the place marked mixed) within seconds, not after the full TTL. */
+#define SNIFF_FIRST_TTL_MS 30000u
+#define SNIFF_CONFIRM_MAX  4u
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct names_env env;
@@ -641,7 +647,10 @@ int names_learn_sniffed(const char *domain, const union xp_sockaddr *sa, uint16_
 		 * differently share it, and a cached verdict would misroute all but one. */
 		if (s->vd.v != vd.v || s->vd.ob != vd.ob) {
 			s->mixed_until_ns = now + SNIFF_MIXED_NS;
+			s->confirms = 0;
 			st.sniff_mixed++;
+		} else if (s->confirms < SNIFF_CONFIRM_MAX) {
+			s->confirms++;
 		}
 		if (strcmp(s->name->s, name)) {
 			nm = name_get(name);
@@ -653,7 +662,12 @@ int names_learn_sniffed(const char *domain, const union xp_sockaddr *sa, uint16_
 			s->name = nm;
 		}
 	}
-	s->expires_ns = expiry(now, ttl_ms);
+	{
+		uint32_t first = SNIFF_FIRST_TTL_MS << s->confirms;
+
+		/* no DNS grace here: nobody was told a TTL */
+		s->expires_ns = now + (uint64_t)(ttl_ms < first ? ttl_ms : first) * 1000000ull;
+	}
 	s->vd = vd;
 	if (partial)
 		st.partial++;

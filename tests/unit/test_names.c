@@ -418,7 +418,7 @@ static void test_sniffed_mixed(void **state)
 	/* d: cached, then expired (the kernel entry goes), but remembered: a different verdict
 	 * sniffed after the expiry is still seen as mixed */
 	assert_int_equal(names_learn_sniffed("a.proxied.test", &d, 443, IPPROTO_TCP, 1000), 0);
-	km.now += 62 * SEC; /* the TTL and the 60 s grace */
+	km.now += 2 * SEC; /* past the TTL (sniffed entries get no DNS grace) */
 	names_expire();
 	assert_null(kget("203.0.113.31", 443, IPPROTO_TCP));
 	assert_int_equal(names_lookup(&d, IPPROTO_TCP, name, sizeof(name)), -ENOENT);
@@ -430,6 +430,33 @@ static void test_sniffed_mixed(void **state)
 	names_stats_get(&st);
 	assert_int_equal(names_learn_sniffed("blocked.test", &d, 443, IPPROTO_TCP, 1000), 0);
 	assert_int_equal(kget("203.0.113.31", 443, IPPROTO_TCP)->verdict, XP_V_BLOCK);
+}
+
+/* A place's cached verdict starts short and grows with each agreeing sniff, up to the TTL. */
+static void test_sniffed_ttl_grows(void **state)
+{
+	union xp_sockaddr e = sa("203.0.113.40", 443);
+	const uint64_t ttl = 300000; /* sniff.c's 5 minutes */
+	uint64_t want[] = { 30, 60, 120, 240, 300, 300 };
+
+	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct xp_dst_verdict *v;
+
+		assert_int_equal(names_learn_sniffed("a.proxied.test", &e, 443, IPPROTO_TCP, ttl), 0);
+		v = kget("203.0.113.40", 443, IPPROTO_TCP);
+		assert_non_null(v);
+		assert_int_equal(v->expires_ns, km.now + want[i] * SEC);
+		km.now += want[i] * SEC + SEC; /* expired: the next flow is sniffed again */
+		names_expire();
+		assert_null(kget("203.0.113.40", 443, IPPROTO_TCP));
+	}
+	/* another verdict there starts the count over (and the place is mixed for a while):
+	 * after the hold, the first agreeing sniff is the second of the new verdict (60 s) */
+	assert_int_equal(names_learn_sniffed("plain.test", &e, 443, IPPROTO_TCP, ttl), -EBUSY);
+	km.now += 1801 * SEC;
+	names_expire();
+	assert_int_equal(names_learn_sniffed("plain.test", &e, 443, IPPROTO_TCP, ttl), 0);
+	assert_int_equal(kget("203.0.113.40", 443, IPPROTO_TCP)->expires_ns, km.now + 60 * SEC);
 }
 
 static void test_bad_input(void **state)
@@ -543,6 +570,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sniffed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sniffed_mixed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sniffed_ttl_grows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_route_domain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dns_target, setup, teardown),
