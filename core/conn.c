@@ -25,6 +25,7 @@
 #include "flowev.h"
 #include "log.h"
 #include "outbound.h"
+#include "ptrset.h"
 #include "relay.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -1016,44 +1017,12 @@ int worker_init(struct worker *w, unsigned index, int tcp_fd, const struct conn_
 
 /* The running workers, for conn_cut_post(): added by worker_start, removed by worker_stop
  * before its stop is posted (so every cut posted before runs before the loop ends). */
-static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct worker **running;
-static size_t n_running, cap_running;
+static struct ptrset running = PTRSET_INIT;
 
 static void running_add(struct worker *w)
 {
-	pthread_mutex_lock(&running_lock);
-	if (n_running == cap_running) {
-		size_t cap = cap_running ? cap_running * 2 : 8;
-		struct worker **v = realloc(running, cap * sizeof(*v));
-
-		if (v) {
-			running = v;
-			cap_running = cap;
-		}
-	}
-	if (n_running < cap_running)
-		running[n_running++] = w;
-	else
+	if (!ptrset_add(&running, w))
 		log_msg(XP_LOG_WARN, w->loop.name, "out of memory: group interrupts miss this worker");
-	pthread_mutex_unlock(&running_lock);
-}
-
-static void running_del(struct worker *w)
-{
-	pthread_mutex_lock(&running_lock);
-	for (size_t i = 0; i < n_running; i++) {
-		if (running[i] == w) {
-			running[i] = running[--n_running];
-			break;
-		}
-	}
-	if (!n_running) {
-		free(running);
-		running = NULL;
-		cap_running = 0;
-	}
-	pthread_mutex_unlock(&running_lock);
 }
 
 struct cut_post {
@@ -1081,24 +1050,25 @@ static void cut_on_worker(void *arg)
 
 void conn_cut_post(struct conn_cut *cut)
 {
-	pthread_mutex_lock(&running_lock);
-	for (size_t i = 0; i < n_running; i++) {
+	pthread_mutex_lock(&running.lock);
+	for (size_t i = 0; i < running.n; i++) {
+		struct worker *w = running.v[i];
 		struct cut_post *p = malloc(sizeof(*p));
 
 		if (!p) {
-			log_msg(XP_LOG_WARN, running[i]->loop.name,
+			log_msg(XP_LOG_WARN, w->loop.name,
 				"out of memory: a group interrupt misses this worker");
 			continue;
 		}
-		p->w = running[i];
+		p->w = w;
 		p->cut = cut;
 		conn_cut_hold(cut);
-		if (loop_post(&running[i]->loop, cut_on_worker, p)) {
+		if (loop_post(&w->loop, cut_on_worker, p)) {
 			conn_cut_put(cut);
 			free(p);
 		}
 	}
-	pthread_mutex_unlock(&running_lock);
+	pthread_mutex_unlock(&running.lock);
 }
 
 int worker_start(struct worker *w)
@@ -1164,7 +1134,7 @@ void worker_stop(struct worker *w)
 {
 	int err;
 
-	running_del(w);
+	ptrset_del(&running, w);
 	err = loop_post(&w->loop, worker_stop_on_loop, w);
 
 	if (err && err != -ESHUTDOWN) {
@@ -1184,7 +1154,7 @@ void worker_fini(struct worker *w)
 {
 	if (!w || !w->loop.ev)
 		return;
-	running_del(w); /* a worker that was started but never stopped */
+	ptrset_del(&running, w); /* a worker that was started but never stopped */
 	/* The loop is not running any more: safe to touch its watchers from here. */
 	w->stopping = true;
 	worker_close_all(w);

@@ -25,6 +25,7 @@
 #include "flowev.h"
 #include "log.h"
 #include "outbound.h"
+#include "ptrset.h"
 #include "udp.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -918,45 +919,13 @@ static void opts_fix(struct udp_opts *o)
 /* ------------------------------------------------------------------------------ cuts */
 
 /* The UDP workers that take cuts (conn.h): from udp_worker_new to udp_worker_stop. */
-static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct udp_worker **running;
-static size_t n_running, cap_running;
+static struct ptrset running = PTRSET_INIT;
 
 static void running_add(struct udp_worker *uw)
 {
-	pthread_mutex_lock(&running_lock);
-	if (n_running == cap_running) {
-		size_t cap = cap_running ? cap_running * 2 : 8;
-		struct udp_worker **v = realloc(running, cap * sizeof(*v));
-
-		if (v) {
-			running = v;
-			cap_running = cap;
-		}
-	}
-	if (n_running < cap_running)
-		running[n_running++] = uw;
-	else
+	if (!ptrset_add(&running, uw))
 		log_msg(XP_LOG_WARN, uw->loop->name,
 			"udp: out of memory: group interrupts miss this worker");
-	pthread_mutex_unlock(&running_lock);
-}
-
-static void running_del(struct udp_worker *uw)
-{
-	pthread_mutex_lock(&running_lock);
-	for (size_t i = 0; i < n_running; i++) {
-		if (running[i] == uw) {
-			running[i] = running[--n_running];
-			break;
-		}
-	}
-	if (!n_running) {
-		free(running);
-		running = NULL;
-		cap_running = 0;
-	}
-	pthread_mutex_unlock(&running_lock);
 }
 
 struct cut_post {
@@ -984,24 +953,25 @@ static void cut_on_loop(void *arg)
 
 void udp_cut_post(struct conn_cut *cut)
 {
-	pthread_mutex_lock(&running_lock);
-	for (size_t i = 0; i < n_running; i++) {
+	pthread_mutex_lock(&running.lock);
+	for (size_t i = 0; i < running.n; i++) {
+		struct udp_worker *uw = running.v[i];
 		struct cut_post *p = malloc(sizeof(*p));
 
 		if (!p) {
-			log_msg(XP_LOG_WARN, running[i]->loop->name,
+			log_msg(XP_LOG_WARN, uw->loop->name,
 				"udp: out of memory: a group interrupt misses this worker");
 			continue;
 		}
-		p->uw = running[i];
+		p->uw = uw;
 		p->cut = cut;
 		conn_cut_hold(cut);
-		if (loop_post(running[i]->loop, cut_on_loop, p)) {
+		if (loop_post(uw->loop, cut_on_loop, p)) {
 			conn_cut_put(cut);
 			free(p);
 		}
 	}
-	pthread_mutex_unlock(&running_lock);
+	pthread_mutex_unlock(&running.lock);
 }
 
 struct udp_worker *udp_worker_new(struct xp_loop *loop, int fd, const struct udp_opts *opts,
@@ -1111,7 +1081,7 @@ static void stop_on_loop(void *arg)
 
 void udp_worker_stop(struct udp_worker *uw)
 {
-	running_del(uw);
+	ptrset_del(&running, uw);
 	if (loop_post(uw->loop, stop_on_loop, uw))
 		uw->stopping = true; /* udp_worker_free cleans up after the join */
 }
@@ -1120,7 +1090,7 @@ void udp_worker_free(struct udp_worker *uw)
 {
 	if (!uw)
 		return;
-	running_del(uw); /* never stopped (a start that failed) */
+	ptrset_del(&running, uw); /* never stopped (a start that failed) */
 	/* The loop does not run any more: its watchers can be touched from here. */
 	uw->stopping = true;
 	if (uw->fd >= 0)
