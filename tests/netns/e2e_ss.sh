@@ -42,41 +42,8 @@ while True:
 PY
 ip netns exec "$XPT-srv" python3 "$XPT_TMP/bad.py" 2>"$XPT_TMP/bad.err" &
 XPT_PIDS="$XPT_PIDS $!"
-# Upload sink: POST /up -> sha256 of the body, written to a file (checked at the server side)
-cat >"$XPT_TMP/sink.py" <<'PY'
-import hashlib, http.server, socketserver, sys
-out = sys.argv[1]
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        n = int(self.headers["Content-Length"]); h = hashlib.sha256(); left = n
-        while left:
-            b = self.rfile.read(min(left, 65536))
-            if not b: break
-            h.update(b); left -= len(b)
-        with open(out, "a") as f: f.write("%s %d %s\n" % (self.client_address[0], n - left, h.hexdigest()))
-        body = h.hexdigest().encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    import socket
-    address_family = socket.AF_INET6
-S(("::", 8080), H).serve_forever()
-PY
-ip netns exec "$XPT-srv" python3 "$XPT_TMP/sink.py" "$XPT_TMP/up.log" 2>"$XPT_TMP/sink.err" &
-XPT_PIDS="$XPT_PIDS $!"
-# UDP echo on every server address
-cat >"$XPT_TMP/echo.py" <<'PY'
-import socket
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.bind(("::", 7007))
-while True:
-    d, a = s.recvfrom(65535); s.sendto(b"echo:" + a[0].encode() + b":" + d, a)
-PY
-ip netns exec "$XPT-srv" python3 "$XPT_TMP/echo.py" 2>"$XPT_TMP/echo.err" &
-XPT_PIDS="$XPT_PIDS $!"
+xpt_upload_sink 8080 "$XPT_TMP/up.log"
+xpt_udp_echo 7007
 for p in 8381 8382 8383 8384 8385 8080; do
 	for _ in $(seq 1 50); do
 		nss ss -Htln "sport = :$p" | grep -q . && break

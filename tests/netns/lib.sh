@@ -160,6 +160,47 @@ EOF
 	xpt_fail "nginx did not start: $(cat "$XPT_TMP/ngx/error.log")"
 }
 
+# xpt_upload_sink PORT LOG: in the server namespace, HTTP POST on [::]:PORT answers the
+# sha256 of the body and appends "peer bytes sha256" to LOG (the upload as the server got it)
+xpt_upload_sink() {
+	cat >"$XPT_TMP/sink.py" <<'PY'
+import hashlib, http.server, socket, socketserver, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        n = int(self.headers["Content-Length"]); h = hashlib.sha256(); left = n
+        while left:
+            b = self.rfile.read(min(left, 65536))
+            if not b: break
+            h.update(b); left -= len(b)
+        with open(out, "a") as f: f.write("%s %d %s\n" % (self.client_address[0], n - left, h.hexdigest()))
+        body = h.hexdigest().encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    address_family = socket.AF_INET6
+S(("::", port), H).serve_forever()
+PY
+	ip netns exec "$XPT-srv" python3 "$XPT_TMP/sink.py" "$1" "$2" 2>"$XPT_TMP/sink.err" &
+	XPT_PIDS="$XPT_PIDS $!"
+}
+
+# xpt_udp_echo PORT: in the server namespace, UDP on [::]:PORT answers "echo:PEER:" + datagram
+xpt_udp_echo() {
+	cat >"$XPT_TMP/udpecho.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", int(sys.argv[1])))
+while True:
+    d, a = s.recvfrom(65535); s.sendto(b"echo:" + a[0].encode() + b":" + d, a)
+PY
+	ip netns exec "$XPT-srv" python3 "$XPT_TMP/udpecho.py" "$1" 2>"$XPT_TMP/udpecho.err" &
+	XPT_PIDS="$XPT_PIDS $!"
+}
+
 # xpt_bigfile NAME MiB: random file served by nginx, its sha256 in $XPT_TMP/NAME.sha
 xpt_bigfile() {
 	head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$XPT_TMP/ngx/www/$1"
