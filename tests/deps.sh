@@ -11,6 +11,7 @@ XP_TEST_PKGS="$XP_TEST_PKGS openssl gnutls-bin wget" # test_sniff_*: real TLS/HT
 XP_TEST_PKGS="$XP_TEST_PKGS strace" # xproxyd_check.sh: -t opens no network socket
 XP_TEST_PKGS="$XP_TEST_PKGS microsocks dante-server tinyproxy socat" # e2e_socks5, e2e_httpproxy, bench/outbound
 XP_TEST_PKGS="$XP_TEST_PKGS python3-cryptography" # xp-conformance.py: shadowsocks reference client and proxy
+XP_TEST_PKGS="$XP_TEST_PKGS b3sum" # test_blake3 and the SIP022 reference proxy: the BLAKE3 team's own implementation
 XP_TEST_PKGS="$XP_TEST_PKGS bind9-dnsutils tcpdump" # e2e_dnsroute: dig, a capture on the server side
 XP_TEST_PKGS="$XP_TEST_PKGS libnghttp2-dev unbound bind9-dnsutils dnsperf" # dns plugin (DoH), test_dns_upstream/e2e_dns: unbound, dig; bench/dns
 
