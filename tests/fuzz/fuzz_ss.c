@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 4)
 		return 0;
-	method = data[0] % SS_METHOD_COUNT;
+	method = data[0] % SS_AEAD_METHODS;
 	mi = ss_method_info(method);
 	step = 1 + data[1] * 37u;
 	csz = 1 + (data[2] * 97u) % SS_MAX_PAYLOAD;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * shadowsocks - the shadowsocks AEAD outbound (SIP004/SIP007), TCP and UDP.
+ * shadowsocks - the shadowsocks AEAD outbound (SIP004/SIP007) and its 2022 edition (SIP022),
+ * TCP and UDP.
  *
  * TCP: connect to the server from the host network namespace (host->upstream_socket), then
  * hand the core a stream (struct ss_stream) it drives like a non-blocking socket: send()
@@ -13,6 +14,11 @@
  * a reader whose caller gave a buffer smaller than the chunk. The stream owns one io watch; it
  * asks for READ only after a recv() found the socket empty and for WRITE only while ciphertext
  * is queued, so a relay that stops calling (backpressure) never makes the loop spin.
+ *
+ * The 2022 methods differ in the request's start: the target address travels in a header chunk
+ * together with the client's first bytes (or random padding when the server speaks first), so
+ * nothing is sealed before the first send(), recv() or shutdown() (hdr_pending); the reader
+ * checks the response header (type, timestamp, our request salt) before any payload.
  *
  * A stream that fails (tag, length, truncation) is dead for good: every later call returns the
  * same error, and nothing unauthenticated was released before it.
@@ -27,21 +33,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include <xproxy/plugin.h>
 
+#include "ss2022.h"
 #include "ss_aead.h"
 
 /* Plaintext taken per send(): two full chunks, about 32 KiB of ciphertext per write(). The
  * two buffers stay below glibc's mmap threshold (128 KiB) together, so a connection's buffers
  * come from the heap instead of an mmap/munmap pair per connection. */
 #define SEND_CHUNKS 2
-#define WBUF_CAP    (SS_SALT_MAX + SS_LEN_CHUNK + SS_ADDR_MAX + SS_TAG_LEN + \
-		     SEND_CHUNKS * SS_MAX_CHUNK)
+#define WBUF_CAP    (SS2022_REQ_OVERHEAD + SEND_CHUNKS * SS_MAX_CHUNK)
 #define RBUF_CAP    32768
+/* 2022: the server's chunks may carry 0xFFFF bytes and the reader wants a whole one; the two
+ * buffers (about 99 KiB) still stay below the mmap threshold */
+#define RBUF2022_CAP (SS2022_MAX_PAYLOAD + SS_TAG_LEN + 64)
 #define UDP_BUF	    65536
 
 struct ss_cfg {
@@ -56,9 +66,10 @@ static const struct xp_option ss_options[] = {
 	XP_OPT(struct ss_cfg, server, "server", XP_OPT_HOSTPORT, NULL, XP_OPT_REQUIRED,
 	       "the shadowsocks server, host:port"),
 	XP_OPT_CHOICE(struct ss_cfg, method, "method", "chacha20-ietf-poly1305", 0,
-		      SS_METHOD_CHOICES, "AEAD cipher (SIP004)"),
+		      SS_METHOD_CHOICES, "AEAD cipher (SIP004) or 2022 edition method (SIP022)"),
 	XP_OPT(struct ss_cfg, password, "password", XP_OPT_STRING, NULL,
-	       XP_OPT_REQUIRED | XP_OPT_SECRET, "the server's password"),
+	       XP_OPT_REQUIRED | XP_OPT_SECRET,
+	       "the server's password; 2022 methods: the base64 PSK (16 or 32 bytes)"),
 	XP_OPT_RANGE(struct ss_cfg, timeout_ms, "timeout", XP_OPT_DURATION, "0", 0, 0, 3600000,
 		     "give up connecting to the server after this long (0: the core's timeout)"),
 	XP_OPT(struct ss_cfg, tcp_nodelay, "tcp_nodelay", XP_OPT_BOOL, "yes", 0,
@@ -73,8 +84,10 @@ struct ss {
 	union xp_sockaddr server;
 	socklen_t server_len;
 	const struct ss_method_info *mi;
-	uint8_t key[SS_KEY_MAX];
+	uint8_t key[SS_KEY_MAX]; /* the master key, or the 2022 PSK */
+	size_t rbuf_cap;
 	xp_counter_t *connects, *connect_failures, *auth_failures, *proto_errors, *truncated;
+	xp_counter_t *header_rejects;
 	xp_counter_t *udp_sent, *udp_received, *udp_dropped;
 };
 
@@ -93,7 +106,10 @@ struct ss_stream {
 	bool recv_waiting; /* recv() said -EAGAIN: wake RECV when the socket is readable */
 	bool send_waiting; /* send() said -EAGAIN: wake SEND once the queue drained */
 	bool hdr_fresh;	   /* wbuf holds only the salt and address chunk, never tried */
+	bool hdr_pending;  /* 2022: the request header is not sealed yet (salt, addr below) */
 	bool shut_pending, shut_done, eof;
+	uint8_t salt[SS_SALT_MAX], addr[SS_ADDR_MAX];
+	size_t alen;
 
 	struct ss_aead enc;
 	uint8_t *wbuf;
@@ -198,6 +214,31 @@ static int stream_fail(struct ss_stream *st, int err)
 /* ------------------------------------------------------------------------------------------ */
 /* the stream                                                                                   */
 
+/* 2022: queue salt | fixed header | variable header (address, padding, the first n bytes of
+ * p). Without payload (the server speaks first, or the client closes at once) the padding is
+ * 1..900 random bytes, as SIP022 3.1.3 requires. wbuf is empty when this runs. */
+static int request_header(struct ss_stream *st, const uint8_t *p, size_t n)
+{
+	const struct ss_method_info *mi = st->ss->mi;
+	size_t pad = 0;
+	ssize_t w;
+
+	if (!n) {
+		uint8_t r[2];
+
+		if (ss_salt(r, sizeof(r)))
+			return -EIO;
+		pad = 1 + ((size_t)r[0] << 8 | r[1]) % SS2022_MAX_PADDING;
+	}
+	w = ss2022_request(&st->enc, st->salt, mi->salt_len, st->addr, st->alen, p, n, pad,
+			   (uint64_t)time(NULL), st->wbuf + st->wlen);
+	if (w < 0)
+		return (int)w;
+	st->wlen += (size_t)w;
+	st->hdr_pending = false;
+	return 0;
+}
+
 static ssize_t ss_send(void *stream, const void *buf, size_t len)
 {
 	struct ss_stream *st = stream;
@@ -211,6 +252,16 @@ static ssize_t ss_send(void *stream, const void *buf, size_t len)
 		return -EPIPE;
 	if (!len)
 		return -EINVAL;
+	if (st->hdr_pending) {
+		/* 2022: salt, both header chunks and the first bytes in one write (SIP022
+		 * 3.1.3 asks for one write call) */
+		size_t n = len < SS_MAX_PAYLOAD ? len : SS_MAX_PAYLOAD;
+
+		rc = request_header(st, p, n);
+		if (rc)
+			return stream_fail(st, rc);
+		take = n;
+	}
 	/* The fresh header is merged with these bytes; anything else queued goes first. */
 	if (st->woff < st->wlen && !st->hdr_fresh) {
 		rc = stream_flush(st);
@@ -227,7 +278,7 @@ static ssize_t ss_send(void *stream, const void *buf, size_t len)
 		st->wlen -= st->woff;
 		st->woff = 0;
 	}
-	for (int i = 0; i < SEND_CHUNKS && take < len; i++) {
+	for (int i = take ? 1 : 0; i < SEND_CHUNKS && take < len; i++) {
 		size_t n = len - take < SS_MAX_PAYLOAD ? len - take : SS_MAX_PAYLOAD;
 		ssize_t w = ss_seal_chunk(&st->enc, p + take, n, st->wbuf + st->wlen);
 
@@ -249,9 +300,26 @@ static int reader_error(struct ss_stream *st, ssize_t rc)
 	struct ss *ss = st->ss;
 	const struct xp_host *host = ss->host;
 
+	if (rc == SS_E_TYPE || rc == SS_E_TIME || rc == SS_E_SALT) {
+		/* the header authenticated, so the PSK is right: a replayed or misdirected
+		 * response (or a clock more than 30 s off) */
+		host->counter_add(ss->header_rejects, 1);
+		host->log(ss->self, XP_LOG_WARN,
+			  "conn %" PRIu64 ": the server's response header %s: connection reset",
+			  st->id,
+			  rc == SS_E_TYPE ? "is not of the server-stream type (replayed request?)"
+			  : rc == SS_E_TIME ? "has a timestamp more than 30 s from our clock "
+					      "(replay, or a clock off on either side)"
+					    : "names another request's salt (replayed response)");
+		return stream_fail(st, -ECONNRESET);
+	}
 	if (rc == -EBADMSG) {
 		host->counter_add(ss->auth_failures, 1);
-		if (!st->rd.chunks)
+		if (!st->rd.chunks && ss->mi->is2022)
+			host->log(ss->self, XP_LOG_WARN,
+				  "conn %" PRIu64 ": authentication failed on the server's response "
+				  "header (wrong PSK or method?): connection reset", st->id);
+		else if (!st->rd.chunks)
 			host->log(ss->self, XP_LOG_WARN,
 				  "conn %" PRIu64 ": authentication failed on the server's first "
 				  "chunk (wrong password or method?): connection reset", st->id);
@@ -264,7 +332,7 @@ static int reader_error(struct ss_stream *st, ssize_t rc)
 		host->counter_add(ss->proto_errors, 1);
 		host->log(ss->self, XP_LOG_WARN,
 			  "conn %" PRIu64 ": chunk length above 0x3FFF from the server: connection "
-			  "reset", st->id);
+			  "reset", st->id); /* (2022 allows any 16-bit length) */
 	} else {
 		host->counter_add(ss->proto_errors, 1);
 		host->log(ss->self, XP_LOG_WARN, "conn %" PRIu64 ": decrypting failed (%s)",
@@ -284,6 +352,13 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 		return st->err;
 	if (!len)
 		return -EINVAL;
+	if (st->hdr_pending) {
+		int rc = request_header(st, NULL, 0);
+
+		if (rc)
+			return stream_fail(st, rc);
+		st->hdr_fresh = true;
+	}
 	if (st->hdr_fresh) {
 		/* the server may be waiting for the target before it says anything */
 		int rc = stream_flush(st);
@@ -310,11 +385,11 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 						   len - total);
 
 			if (n == -ENOBUFS) {
-				if (!st->pend && !(st->pend = malloc(SS_MAX_PAYLOAD)))
+				if (!st->pend && !(st->pend = malloc(ss->mi->max_payload)))
 					return stream_fail(st, -ENOMEM);
 				n = ss_reader_feed(&st->rd, st->rbuf + st->roff,
 						   st->rlen - st->roff, &used, st->pend,
-						   SS_MAX_PAYLOAD);
+						   ss->mi->max_payload);
 				if (n < 0)
 					return reader_error(st, n);
 				st->roff += used;
@@ -340,8 +415,8 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 			if (st->rd.state == SS_RD_SALT && st->roff == st->rlen && !st->rlen) {
 				ss->host->log(ss->self, XP_LOG_INFO,
 					      "conn %" PRIu64 ": the server closed without a reply "
-					      "(wrong password or method, or the target refused)",
-					      st->id);
+					      "(wrong %s or method, or the target refused)",
+					      st->id, ss->mi->is2022 ? "PSK" : "password");
 				ss->host->counter_add(ss->truncated, 1);
 				return stream_fail(st, -ECONNRESET);
 			}
@@ -359,7 +434,7 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 			st->rlen -= st->roff;
 			st->roff = 0;
 		}
-		ssize_t n = recv(st->fd, st->rbuf + st->rlen, RBUF_CAP - st->rlen, 0);
+		ssize_t n = recv(st->fd, st->rbuf + st->rlen, ss->rbuf_cap - st->rlen, 0);
 
 		if (n > 0) {
 			st->rlen += (size_t)n;
@@ -387,6 +462,12 @@ static int ss_shutdown(void *stream)
 
 	if (st->err)
 		return st->err;
+	if (st->hdr_pending) {
+		/* 2022: a request without a byte still names its target (with padding) */
+		rc = request_header(st, NULL, 0);
+		if (rc)
+			return stream_fail(st, rc);
+	}
 	st->shut_pending = true;
 	rc = stream_flush(st); /* shuts down at once when nothing is queued */
 	if (rc)
@@ -414,7 +495,7 @@ static void stream_free(struct ss_stream *st, int abort)
 	ss_aead_free(&st->enc);
 	ss_reader_free(&st->rd);
 	if (st->pend) {
-		OPENSSL_cleanse(st->pend, SS_MAX_PAYLOAD);
+		OPENSSL_cleanse(st->pend, st->ss->mi->max_payload);
 		free(st->pend);
 	}
 	free(st->wbuf);
@@ -529,7 +610,7 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 	st->id = ci ? ci->id : 0;
 	st->fd = -1;
 	ss_reader_init(&st->rd, ss->cfg->method, ss->key);
-	st->wbuf = malloc(WBUF_CAP + RBUF_CAP);
+	st->wbuf = malloc(WBUF_CAP + ss->rbuf_cap);
 	if (!st->wbuf) {
 		rc = -ENOMEM;
 		goto err;
@@ -543,6 +624,15 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 	rc = ss_aead_init(&st->enc, ss->cfg->method, ss->key, salt);
 	if (rc)
 		goto err;
+	if (ss->mi->is2022) {
+		/* the header waits for the first bytes (see request_header) */
+		memcpy(st->salt, salt, ss->mi->salt_len);
+		ss_reader_set_request_salt(&st->rd, salt);
+		memcpy(st->addr, hdr, (size_t)hl);
+		st->alen = (size_t)hl;
+		st->hdr_pending = true;
+		goto connect;
+	}
 	memcpy(st->wbuf, salt, ss->mi->salt_len);
 	w = ss_seal_chunk(&st->enc, hdr, (size_t)hl, st->wbuf + ss->mi->salt_len);
 	if (w < 0) {
@@ -551,6 +641,7 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 	}
 	st->wlen = ss->mi->salt_len + (size_t)w;
 	st->hdr_fresh = true;
+connect:
 
 	st->fd = host->upstream_socket(ss->self, ss->server.sa.sa_family, SOCK_STREAM,
 				       IPPROTO_TCP);
@@ -597,7 +688,8 @@ static void ss_tcp_abort(void *inst, void *cctx)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* UDP: one upstream socket per session, one sealed packet per datagram                       */
+/* UDP: one upstream socket per session, one sealed packet per datagram; with a 2022 method
+ * the session is also a SIP022 session (its id, packet counter and the server's windows)     */
 
 struct ss_udp {
 	struct ss *ss;
@@ -605,10 +697,30 @@ struct ss_udp {
 	union xp_sockaddr dst; /* the session's destination: the source for domain replies */
 	int fd;
 	xp_io_t *io;
+	struct ss2022_udp s22; /* 2022 methods */
 };
 
 /* one datagram at a time per worker thread */
-static __thread uint8_t udp_buf[UDP_BUF + SS_SALT_MAX + SS_ADDR_MAX + SS_TAG_LEN];
+static __thread uint8_t udp_buf[UDP_BUF + SS_SALT_MAX + SS_ADDR_MAX + SS2022_UDP_OVERHEAD];
+
+static const char *udp2022_why(ssize_t rc)
+{
+	switch (rc) {
+	case -EBADMSG:
+		return "failed authentication";
+	case SS_E_TYPE:
+		return "is not of the server-packet type";
+	case SS_E_TIME:
+		return "has a timestamp more than 30 s off";
+	case SS_E_SALT:
+		return "names another client session";
+	case -EALREADY:
+		return "repeats a packet id or is below the replay window";
+	case -EMSGSIZE:
+		return "has padding past its end";
+	}
+	return "could not be decrypted";
+}
 
 static void udp_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
 {
@@ -632,7 +744,18 @@ static void udp_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
 			host->counter_add(ss->udp_dropped, 1);
 			continue;
 		}
-		pl = ss_udp_open(ss->cfg->method, ss->key, udp_buf, (size_t)n, &plain);
+		if (ss->mi->is2022) {
+			pl = ss2022_udp_open(&u->s22, udp_buf, (size_t)n, &plain);
+			if (pl < 0) {
+				host->counter_add(ss->udp_dropped, 1);
+				host->log(ss->self, XP_LOG_DEBUG,
+					  "UDP: a datagram from the server %s: dropped",
+					  udp2022_why(pl));
+				continue;
+			}
+		} else {
+			pl = ss_udp_open(ss->cfg->method, ss->key, udp_buf, (size_t)n, &plain);
+		}
 		if (pl < 0) {
 			host->counter_add(ss->udp_dropped, 1);
 			host->log(ss->self, XP_LOG_DEBUG,
@@ -672,10 +795,18 @@ static int ss_udp_open_session(void *inst, xp_udp_t *s, const struct xp_target *
 	u->ss = ss;
 	u->s = s;
 	u->dst = target->addr;
+	if (ss->mi->is2022) {
+		rc = ss2022_udp_init(&u->s22, ss->cfg->method, ss->key);
+		if (rc) {
+			free(u);
+			return rc;
+		}
+	}
 	u->fd = host->upstream_socket(ss->self, ss->server.sa.sa_family, SOCK_DGRAM,
 				      IPPROTO_UDP);
 	if (u->fd < 0) {
 		rc = u->fd;
+		ss2022_udp_free(&u->s22);
 		free(u);
 		return rc;
 	}
@@ -693,6 +824,7 @@ static int ss_udp_open_session(void *inst, xp_udp_t *s, const struct xp_target *
 	return 0;
 err:
 	close(u->fd);
+	ss2022_udp_free(&u->s22);
 	free(u);
 	return rc;
 }
@@ -710,9 +842,13 @@ static int ss_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst, con
 	hl = ss_addr_encode(dst, domain, hdr);
 	if (hl < 0)
 		return (int)hl;
-	if (ss_salt(salt, ss->mi->salt_len))
+	if (ss->mi->is2022)
+		n = ss2022_udp_seal(&u->s22, hdr, (size_t)hl, buf, len, udp_buf);
+	else if (ss_salt(salt, ss->mi->salt_len))
 		return -EIO;
-	n = ss_udp_seal(ss->cfg->method, ss->key, salt, hdr, (size_t)hl, buf, len, udp_buf);
+	else
+		n = ss_udp_seal(ss->cfg->method, ss->key, salt, hdr, (size_t)hl, buf, len,
+				udp_buf);
 	if (n < 0)
 		return (int)n;
 	if (send(u->fd, udp_buf, (size_t)n, 0) < 0)
@@ -727,11 +863,47 @@ static void ss_udp_close(void *inst, void *uctx)
 
 	u->ss->host->io_free(u->io);
 	close(u->fd);
+	ss2022_udp_free(&u->s22);
 	free(u);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* instances                                                                                    */
+
+/* 2022: the password is the PSK itself, base64, exactly the method's key length (SIP022 2.1:
+ * no derivation from a password). The messages never show the value. */
+static int psk_load(struct ss *ss, const char *pw)
+{
+	const struct xp_host *host = ss->host;
+	uint8_t buf[64];
+	ssize_t n;
+
+	if (strchr(pw, ':')) {
+		host->log(ss->self, XP_LOG_ERROR,
+			  "password: several ':'-separated PSKs are the identity-header extension "
+			  "(SIP023), which this plugin does not implement; give the server's one PSK");
+		return -EINVAL;
+	}
+	n = ss2022_psk_decode(pw, buf, sizeof(buf));
+	if (n < 0 || (size_t)n != ss->mi->key_len) {
+		if (n < 0 && n != -EMSGSIZE)
+			host->log(ss->self, XP_LOG_ERROR,
+				  "password: %s needs a base64 PSK of %zu bytes (e.g. `openssl rand "
+				  "-base64 %zu`), and this is not base64", ss->mi->name,
+				  ss->mi->key_len, ss->mi->key_len);
+		else
+			host->log(ss->self, XP_LOG_ERROR,
+				  "password: %s needs a base64 PSK of exactly %zu bytes (e.g. "
+				  "`openssl rand -base64 %zu`); this one decodes to %s%zd bytes",
+				  ss->mi->name, ss->mi->key_len, ss->mi->key_len,
+				  n < 0 ? "more than " : "", n < 0 ? (ssize_t)sizeof(buf) : n);
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return -EINVAL;
+	}
+	memcpy(ss->key, buf, ss->mi->key_len);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return 0;
+}
 
 static int ss_instance_new(void *state, const struct xp_host *host, xp_handle_t *self,
 			   const void *config, void **inst)
@@ -757,11 +929,19 @@ static int ss_instance_new(void *state, const struct xp_host *host, xp_handle_t 
 		host->log(self, XP_LOG_ERROR, "server \"%s\": cannot resolve it", cfg->server);
 		goto err;
 	}
-	rc = ss_password_key(cfg->password, ss->key, ss->mi->key_len);
-	if (rc) {
-		host->log(self, XP_LOG_ERROR, "password: cannot derive the key (%s)",
-			  strerror(-rc));
-		goto err;
+	if (ss->mi->is2022) {
+		rc = psk_load(ss, cfg->password);
+		if (rc)
+			goto err;
+		ss->rbuf_cap = RBUF2022_CAP;
+	} else {
+		rc = ss_password_key(cfg->password, ss->key, ss->mi->key_len);
+		if (rc) {
+			host->log(self, XP_LOG_ERROR, "password: cannot derive the key (%s)",
+				  strerror(-rc));
+			goto err;
+		}
+		ss->rbuf_cap = RBUF_CAP;
 	}
 	ss->connects = host->counter_new(self, "connects", "connections to the server made");
 	ss->connect_failures = host->counter_new(self, "connect_failures",
@@ -772,13 +952,16 @@ static int ss_instance_new(void *state, const struct xp_host *host, xp_handle_t 
 					     "bad lengths or crypto failures from the server");
 	ss->truncated = host->counter_new(self, "truncated",
 					  "server streams that ended early or inside a chunk");
+	ss->header_rejects = host->counter_new(self, "header_rejects",
+					       "2022 response headers that authenticated but failed "
+					       "their checks (type, timestamp, request salt)");
 	ss->udp_sent = host->counter_new(self, "udp_sent", "datagrams sent to the server");
 	ss->udp_received = host->counter_new(self, "udp_received",
 					     "datagrams from the server delivered");
 	ss->udp_dropped = host->counter_new(self, "udp_dropped",
 					    "datagrams from the server dropped (bad tag or header)");
 	if (!ss->connects || !ss->connect_failures || !ss->auth_failures || !ss->proto_errors ||
-	    !ss->truncated || !ss->udp_sent || !ss->udp_received || !ss->udp_dropped) {
+	    !ss->truncated || !ss->header_rejects || !ss->udp_sent || !ss->udp_received || !ss->udp_dropped) {
 		rc = -ENOMEM;
 		goto err;
 	}
@@ -815,7 +998,8 @@ static const struct xp_plugin_desc ss_desc = {
 	.abi_minor = XP_PLUGIN_ABI_MINOR,
 	.name = "shadowsocks",
 	.version = "1.0",
-	.summary = "shadowsocks AEAD (aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305), TCP+UDP",
+	.summary = "shadowsocks AEAD (aes-*-gcm, chacha20-ietf-poly1305) and 2022 (2022-blake3-*), "
+		   "TCP+UDP",
 	.kinds = XP_KIND_OUTBOUND,
 	.option_size = sizeof(struct xp_option),
 	.options = ss_options,

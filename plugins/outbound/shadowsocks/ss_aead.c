@@ -12,17 +12,24 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "ss2022.h"
 #include "ss_aead.h"
 
 static const struct ss_method_info methods[SS_METHOD_COUNT] = {
-	[SS_AES_128_GCM] = { "aes-128-gcm", 16, 16 },
-	[SS_AES_256_GCM] = { "aes-256-gcm", 32, 32 },
-	[SS_CHACHA20_POLY1305] = { "chacha20-ietf-poly1305", 32, 32 },
+	[SS_AES_128_GCM] = { "aes-128-gcm", 16, 16, 0, SS_MAX_PAYLOAD },
+	[SS_AES_256_GCM] = { "aes-256-gcm", 32, 32, 0, SS_MAX_PAYLOAD },
+	[SS_CHACHA20_POLY1305] = { "chacha20-ietf-poly1305", 32, 32, 0, SS_MAX_PAYLOAD },
+	/* SIP022 2.1: key and salt lengths; 3.1.2: payload chunks up to 0xFFFF */
+	[SS_2022_AES_128_GCM] = { "2022-blake3-aes-128-gcm", 16, 16, 1, SS2022_MAX_PAYLOAD },
+	[SS_2022_AES_256_GCM] = { "2022-blake3-aes-256-gcm", 32, 32, 1, SS2022_MAX_PAYLOAD },
+	[SS_2022_CHACHA20_POLY1305] = { "2022-blake3-chacha20-poly1305", 32, 32, 1,
+					SS2022_MAX_PAYLOAD },
 };
 
 const struct ss_method_info *ss_method_info(int method)
@@ -46,6 +53,10 @@ static void algs_fetch(void)
 	ciphers[SS_AES_128_GCM] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
 	ciphers[SS_AES_256_GCM] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 	ciphers[SS_CHACHA20_POLY1305] = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+	/* the 2022 methods use the same AEADs (up_ref: each slot is freed on its own, if ever) */
+	ciphers[SS_2022_AES_128_GCM] = ciphers[SS_AES_128_GCM];
+	ciphers[SS_2022_AES_256_GCM] = ciphers[SS_AES_256_GCM];
+	ciphers[SS_2022_CHACHA20_POLY1305] = ciphers[SS_CHACHA20_POLY1305];
 	md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
 }
 
@@ -174,32 +185,39 @@ int ss_aead_init(struct ss_aead *a, int method, const uint8_t *master, const uin
 {
 	const struct ss_method_info *mi = ss_method_info(method);
 	uint8_t subkey[SS_KEY_MAX];
-	EVP_CIPHER_CTX *ctx;
 	int rc;
 
 	memset(a, 0, sizeof(*a));
 	if (!mi)
 		return -EINVAL;
-	rc = ss_subkey(master, mi->key_len, salt, mi->salt_len, subkey, mi->key_len);
+	if (mi->is2022)
+		rc = ss2022_subkey(master, salt, mi->key_len, subkey);
+	else
+		rc = ss_subkey(master, mi->key_len, salt, mi->salt_len, subkey, mi->key_len);
 	if (rc)
 		return rc;
+	rc = ss_aead_init_key(a, method, subkey);
+	OPENSSL_cleanse(subkey, sizeof(subkey));
+	return rc;
+}
+
+int ss_aead_init_key(struct ss_aead *a, int method, const uint8_t *subkey)
+{
+	EVP_CIPHER_CTX *ctx;
+
+	memset(a, 0, sizeof(*a));
 	ctx = EVP_CIPHER_CTX_new();
-	if (!ctx) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (!ctx)
+		return -ENOMEM;
 	/* the key schedule once; each seal/open only sets the nonce */
 	if (!method_cipher(method) ||
 	    !EVP_CipherInit_ex(ctx, method_cipher(method), NULL, subkey, NULL, 1)) {
 		EVP_CIPHER_CTX_free(ctx);
-		rc = -EIO;
-		goto out;
+		return -EIO;
 	}
 	a->ctx = ctx;
 	a->method = method;
-out:
-	OPENSSL_cleanse(subkey, sizeof(subkey));
-	return rc;
+	return 0;
 }
 
 void ss_aead_free(struct ss_aead *a)
@@ -259,10 +277,11 @@ int ss_aead_open(struct ss_aead *a, const uint8_t *in, size_t len, uint8_t *out)
 
 ssize_t ss_seal_chunk(struct ss_aead *a, const uint8_t *in, size_t n, uint8_t *out)
 {
+	const struct ss_method_info *mi = ss_method_info(a->method);
 	uint8_t len[2];
 	int rc;
 
-	if (!n || n > SS_MAX_PAYLOAD)
+	if (!mi || !n || n > mi->max_payload)
 		return -EINVAL;
 	len[0] = (uint8_t)(n >> 8);
 	len[1] = (uint8_t)n;
@@ -278,6 +297,32 @@ void ss_reader_init(struct ss_reader *r, int method, const uint8_t *master)
 	r->method = method;
 	r->master = master;
 	r->state = SS_RD_SALT;
+}
+
+void ss_reader_set_request_salt(struct ss_reader *r, const uint8_t *salt)
+{
+	const struct ss_method_info *mi = ss_method_info(r->method);
+
+	if (mi)
+		memcpy(r->req_salt, salt, mi->salt_len);
+}
+
+/* SIP022 3.1.3: type 1 | timestamp u64be | request salt | length u16be, already opened */
+static ssize_t check_response_header(struct ss_reader *r, const struct ss_method_info *mi,
+				     const uint8_t *h)
+{
+	uint64_t ts = 0, now = r->now ? r->now : (uint64_t)time(NULL);
+
+	if (h[0] != SS2022_TYPE_SERVER)
+		return SS_E_TYPE;
+	for (int i = 0; i < 8; i++)
+		ts = ts << 8 | h[1 + i];
+	if ((ts > now ? ts - now : now - ts) > SS2022_MAX_SKEW)
+		return SS_E_TIME;
+	if (CRYPTO_memcmp(h + 9, r->req_salt, mi->salt_len))
+		return SS_E_SALT;
+	r->plen = (size_t)h[9 + mi->salt_len] << 8 | h[10 + mi->salt_len];
+	return 0;
 }
 
 void ss_reader_free(struct ss_reader *r)
@@ -299,7 +344,8 @@ ssize_t ss_reader_feed(struct ss_reader *r, const uint8_t *in, size_t len, size_
 		       uint8_t *out, size_t out_cap)
 {
 	const struct ss_method_info *mi = ss_method_info(r->method);
-	uint8_t lb[2];
+	uint8_t lb[2], hdr[SS2022_RESP_HDR_MAX];
+	size_t hlen;
 	int rc;
 
 	*used = 0;
@@ -313,7 +359,23 @@ ssize_t ss_reader_feed(struct ss_reader *r, const uint8_t *in, size_t len, size_
 		if (rc)
 			return rc;
 		*used = mi->salt_len;
-		r->state = SS_RD_LEN;
+		r->state = mi->is2022 ? SS_RD_HDR : SS_RD_LEN;
+		return 0;
+	case SS_RD_HDR:
+		hlen = SS2022_RESP_HDR_LEN(mi->salt_len);
+		if (len < hlen + SS_TAG_LEN)
+			return -EAGAIN;
+		rc = ss_aead_open(&r->aead, in, hlen + SS_TAG_LEN, hdr);
+		if (!rc)
+			rc = (int)check_response_header(r, mi, hdr);
+		OPENSSL_cleanse(hdr, sizeof(hdr));
+		if (rc)
+			return rc;
+		*used = hlen + SS_TAG_LEN;
+		/* the header counts as the first authenticated chunk: what fails later is
+		 * tampering, not a wrong key */
+		r->chunks++;
+		r->state = SS_RD_PAYLOAD;
 		return 0;
 	case SS_RD_LEN:
 		if (len < SS_LEN_CHUNK)
@@ -322,7 +384,7 @@ ssize_t ss_reader_feed(struct ss_reader *r, const uint8_t *in, size_t len, size_
 		if (rc)
 			return rc;
 		r->plen = (size_t)lb[0] << 8 | lb[1];
-		if (r->plen > SS_MAX_PAYLOAD)
+		if (r->plen > mi->max_payload)
 			return -EMSGSIZE;
 		*used = SS_LEN_CHUNK;
 		r->state = SS_RD_PAYLOAD;
