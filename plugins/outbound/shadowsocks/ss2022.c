@@ -86,7 +86,7 @@ ssize_t ss2022_psk_decode(const char *b64, uint8_t *out, size_t cap)
 	/* with padding the whole must be a multiple of 4; a lone leftover character carries
 	 * fewer than 8 bits and is never valid */
 	if (!n || (pad && (n + pad) % 4) || n % 4 == 1)
-		return -EINVAL;
+		goto bad;
 	for (size_t i = 0; i < n; i++) {
 		int v = b64_val(b64[i]);
 
