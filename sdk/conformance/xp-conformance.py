@@ -324,58 +324,202 @@ def via_http(u, host, port, timeout):
     return s
 
 
-class ShadowsocksStream:
-    """A shadowsocks AEAD TCP stream: salt, then [sealed length][sealed payload] chunks."""
-    KEYLEN = {"aes-128-gcm": 16, "aes-256-gcm": 32, "chacha20-ietf-poly1305": 32}
+SS2022_CTX = "shadowsocks 2022 session subkey"
 
-    def __init__(self, sock, method, password, first=None):
+
+def b3_derive(material, n):
+    """BLAKE3 derive_key(SS2022_CTX, material), n bytes, from Debian's b3sum (the BLAKE3
+    team's Rust implementation): an implementation independent of xproxy's C one."""
+    import subprocess
+    try:
+        out = subprocess.run(["b3sum", "--derive-key", SS2022_CTX, "--raw", "-l", str(n)],
+                             input=material, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise Fail("ss 2022: b3sum failed (%s); install Debian's b3sum" % e)
+    if len(out) != n:
+        raise Fail("ss 2022: b3sum gave %d bytes, not %d" % (len(out), n))
+    return out
+
+
+def ss2022_psk(method, password):
+    import base64
+    import binascii
+    try:
+        psk = base64.b64decode(password, validate=True)
+    except (binascii.Error, ValueError):
+        raise Fail("ss: %s needs a base64 PSK" % method)
+    if len(psk) != ShadowsocksStream.KEYLEN[method]:
+        raise Fail("ss: %s needs a %d-byte PSK, got %d" % (
+            method, ShadowsocksStream.KEYLEN[method], len(psk)))
+    return psk
+
+
+def hchacha20(key, n16):
+    """HChaCha20 (draft-irtf-cfrg-xchacha-03 2.2): 32-byte subkey from key, 16 nonce bytes."""
+    M = 0xFFFFFFFF
+    x = [0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]
+    x += list(struct.unpack("<8I", key)) + list(struct.unpack("<4I", n16))
+
+    def qr(a, b, c, d):
+        for (p, q, r, k) in ((a, b, d, 16), (c, d, b, 12), (a, b, d, 8), (c, d, b, 7)):
+            x[p] = (x[p] + x[q]) & M
+            x[r] ^= x[p]
+            x[r] = ((x[r] << k) | (x[r] >> (32 - k))) & M
+    for _ in range(10):
+        qr(0, 4, 8, 12), qr(1, 5, 9, 13), qr(2, 6, 10, 14), qr(3, 7, 11, 15)
+        qr(0, 5, 10, 15), qr(1, 6, 11, 12), qr(2, 7, 8, 13), qr(3, 4, 9, 14)
+    return struct.pack("<8I", *(x[0:4] + x[12:16]))
+
+
+def xchacha_seal(key, nonce, data):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    return ChaCha20Poly1305(hchacha20(key, nonce[:16])).encrypt(b"\0" * 4 + nonce[16:], data,
+                                                                None)
+
+
+def xchacha_open(key, nonce, data):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    return ChaCha20Poly1305(hchacha20(key, nonce[:16])).decrypt(b"\0" * 4 + nonce[16:], data,
+                                                                None)
+
+
+class ShadowsocksStream:
+    """A shadowsocks AEAD TCP stream: salt, then [sealed length][sealed payload] chunks.
+
+    The 2022 methods (SIP022) add header chunks: a client's request starts with
+    seal(type 0 | timestamp | length) and seal(address | padding length | padding | payload);
+    a server's response with seal(type 1 | timestamp | request salt | length) and the first
+    payload. As a server (server=True) the stream checks and strips the request's headers,
+    so recv() gives the address then the payload, as for the older methods."""
+    KEYLEN = {"aes-128-gcm": 16, "aes-256-gcm": 32, "chacha20-ietf-poly1305": 32,
+              "2022-blake3-aes-128-gcm": 16, "2022-blake3-aes-256-gcm": 32,
+              "2022-blake3-chacha20-poly1305": 32}
+
+    def __init__(self, sock, method, password, first=None, server=False):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
         if method not in self.KEYLEN:
             raise Fail("ss: method %s is not one of %s" % (method, ", ".join(self.KEYLEN)))
         self.sock = sock
         self.klen = self.KEYLEN[method]
-        self.aead = ChaCha20Poly1305 if method.startswith("chacha") else AESGCM
-        # EVP_BytesToKey(MD5) of the password, as every shadowsocks implementation does
-        key, prev = b"", b""
-        while len(key) < self.klen:
-            prev = hashlib.md5(prev + password.encode()).digest()
-            key += prev
-        self.key = key[:self.klen]
+        self.v2022 = method.startswith("2022-")
+        self.aead = ChaCha20Poly1305 if "chacha" in method else AESGCM
+        self.server = server
+        if self.v2022:
+            self.key = ss2022_psk(method, password)
+            self.maxlen = 0xFFFF
+        else:
+            # EVP_BytesToKey(MD5) of the password, as every shadowsocks implementation does
+            key, prev = b"", b""
+            while len(key) < self.klen:
+                prev = hashlib.md5(prev + password.encode()).digest()
+                key += prev
+            self.key = key[:self.klen]
+            self.maxlen = 0x3FFF
         self.salt = os.urandom(self.klen)  # sent ahead of the first chunk
+        self.my_salt = self.salt
+        self.peer_salt = None
         self.enc, self.enc_n = self.aead(self.subkey(self.salt)), 0
         self.dec, self.dec_n = None, 0
         self.raw, self.plain, self.eof = bytearray(), bytearray(), False
+        self.hdr_done = not self.v2022  # 2022: the peer's header chunks are still to come
+        self.sent_hdr = not self.v2022  # 2022: ours are still to be sent
         if first is not None:
             self.sendall(first)  # a client: the target address is the first chunk's payload
 
     def subkey(self, salt):
+        if self.v2022:
+            return b3_derive(self.key + salt, self.klen)
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
         return HKDF(hashes.SHA1(), self.klen, salt, b"ss-subkey").derive(self.key)
 
+    def seal1(self, piece):
+        out = self.enc.encrypt(self.enc_n.to_bytes(12, "little"), piece, None)
+        self.enc_n += 1
+        return out
+
     def seal(self, data):
         out = bytearray()
-        for i in range(0, len(data), 0x3FFF):
-            part = data[i:i + 0x3FFF]
-            for piece in (struct.pack("!H", len(part)), part):
-                out += self.enc.encrypt(self.enc_n.to_bytes(12, "little"), piece, None)
-                self.enc_n += 1
+        for i in range(0, len(data), self.maxlen):
+            part = data[i:i + self.maxlen]
+            out += self.seal1(struct.pack("!H", len(part))) + self.seal1(part)
         return bytes(out)
+
+    def seal_2022_header(self, data):
+        """The header chunks and what of data rides in them; returns (bytes, rest of data)."""
+        now = int(time.time())
+        if self.server:
+            first, data = data[:self.maxlen], data[self.maxlen:]
+            hdr = struct.pack("!BQ", 1, now) + self.peer_salt + struct.pack("!H", len(first))
+            return self.seal1(hdr) + self.seal1(first), data
+        # a client: data starts with the target address; no payload means random padding
+        _, _, alen = parse_socks_addr(data)
+        addr, payload = data[:alen], data[alen:alen + self.maxlen - alen - 2]
+        data = data[alen + len(payload):]
+        pad = b"" if payload else b"\0" * (1 + int.from_bytes(os.urandom(2), "big") % 900)
+        var = addr + struct.pack("!H", len(pad)) + pad + payload
+        return self.seal1(struct.pack("!BQH", 0, now, len(var))) + self.seal1(var), data
+
+    def open1(self, n):
+        out = self.dec.decrypt(self.dec_n.to_bytes(12, "little"), bytes(self.raw[:n]), None)
+        self.dec_n += 1
+        del self.raw[:n]
+        return out
+
+    def open_header(self):
+        """2022: the peer's header chunks; False when more bytes are needed."""
+        if self.server:
+            if len(self.raw) < 11 + 16:
+                return False
+            kind, ts, n = struct.unpack("!BQH", self.dec.decrypt(
+                self.dec_n.to_bytes(12, "little"), bytes(self.raw[:27]), None))
+            if kind != 0 or abs(ts - time.time()) > 30:
+                raise ConnectionResetError("ss 2022: bad request header (type %d)" % kind)
+            if len(self.raw) < 27 + n + 16:
+                return False
+            del self.raw[:27]
+            self.dec_n += 1
+            var = self.open1(n + 16)
+            _, _, alen = parse_socks_addr(var)
+            pad = struct.unpack("!H", var[alen:alen + 2])[0]
+            if alen + 2 + pad > len(var) or (pad == 0 and len(var) == alen + 2):
+                raise ConnectionResetError("ss 2022: bad padding in the request header")
+            self.plain += var[:alen] + var[alen + 2 + pad:]
+        else:
+            hl = 1 + 8 + self.klen + 2
+            if len(self.raw) < hl + 16:
+                return False
+            h = self.dec.decrypt(self.dec_n.to_bytes(12, "little"), bytes(self.raw[:hl + 16]),
+                                 None)
+            kind, ts = struct.unpack("!BQ", h[:9])
+            if kind != 1 or abs(ts - time.time()) > 30 or h[9:9 + self.klen] != self.my_salt:
+                raise ConnectionResetError("ss 2022: bad response header")
+            n = struct.unpack("!H", h[-2:])[0]
+            if len(self.raw) < hl + 16 + n + 16:
+                return False
+            del self.raw[:hl + 16]
+            self.dec_n += 1
+            self.plain += self.open1(n + 16)
+        self.hdr_done = True
+        return True
 
     def open_chunk(self):
         """Decrypt one chunk from self.raw into self.plain; False when more bytes are needed."""
+        from cryptography.exceptions import InvalidTag
         if self.dec is None:
             if len(self.raw) < self.klen:
                 return False
-            self.dec = self.aead(self.subkey(bytes(self.raw[:self.klen])))
+            self.peer_salt = bytes(self.raw[:self.klen])
+            self.dec = self.aead(self.subkey(self.peer_salt))
             del self.raw[:self.klen]
-        if len(self.raw) < 18:
-            return False
-        from cryptography.exceptions import InvalidTag
         try:
+            if not self.hdr_done:
+                return self.open_header()
+            if len(self.raw) < 18:
+                return False
             n = struct.unpack("!H", self.dec.decrypt(self.dec_n.to_bytes(12, "little"),
                                                      bytes(self.raw[:18]), None))[0]
-            if n > 0x3FFF:
+            if n > self.maxlen:
                 raise ConnectionResetError("ss: chunk length %d above 0x3FFF" % n)
             if len(self.raw) < 18 + n + 16:
                 return False
@@ -389,7 +533,11 @@ class ShadowsocksStream:
         return True
 
     def sendall(self, data):
-        out, self.salt = self.salt + self.seal(data), b""
+        head = b""
+        if not self.sent_hdr:
+            head, data = self.seal_2022_header(bytes(data))
+            self.sent_hdr = True
+        out, self.salt = self.salt + head + (self.seal(data) if data else b""), b""
         self.sock.sendall(out)
 
     def recv(self, n):
@@ -407,6 +555,8 @@ class ShadowsocksStream:
         return out
 
     def shutdown(self, how):
+        if not self.sent_hdr and self.server and self.peer_salt is not None:
+            self.sendall(b"")  # 2022: the response header (empty first chunk) before the FIN
         self.sock.shutdown(how)  # shadowsocks has no close message: the FIN is the half-close
 
     def settimeout(self, t):
@@ -619,7 +769,7 @@ def proxy_accept(args, conn):
         return (Prefixed(st, buf[n:]), (host.strip("[]"), int(port)),
                 b"HTTP/1.1 200 Connection established\r\n\r\n")
     if args.protocol == "ss":
-        st = ShadowsocksStream(conn, args.method, args.password)
+        st = ShadowsocksStream(conn, args.method, args.password, server=True)
         n, buf = read_until(st, bytearray(), lambda b: (lambda a: a[2] if a else None)(
             parse_socks_addr(b)))
         host, port, _ = parse_socks_addr(buf)
@@ -694,8 +844,87 @@ def proxy_conn(args, conn):
     up.close()
 
 
+class Ss2022Udp:
+    """The UDP relay of a 2022 method (SIP022 3.2, 4.1): one relay session per client session
+    id, each with its own server session id, packet counter and upstream socket."""
+
+    def __init__(self, args, sock):
+        self.sock, self.method = sock, args.method
+        self.psk = ss2022_psk(args.method, args.password)
+        self.chacha = "chacha" in args.method
+        self.aeads, self.sessions, self.lock = {}, {}, threading.Lock()
+
+    def aead(self, sid):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        if sid not in self.aeads:
+            self.aeads[sid] = AESGCM(b3_derive(self.psk + sid, len(self.psk)))
+        return self.aeads[sid]
+
+    def ecb(self, enc):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        c = Cipher(algorithms.AES(self.psk), modes.ECB())
+        return c.encryptor() if enc else c.decryptor()
+
+    def unpack(self, pkt):
+        if self.chacha:
+            plain = xchacha_open(self.psk, pkt[:24], pkt[24:])
+            return plain[:8], plain[8:16], plain[16:]
+        hdr = self.ecb(False).update(pkt[:16])
+        return hdr[:8], hdr[8:], self.aead(hdr[:8]).decrypt(hdr[4:], pkt[16:], None)
+
+    def pack(self, sid, pid, body):
+        if self.chacha:
+            nonce = os.urandom(24)
+            return nonce + xchacha_seal(self.psk, nonce, sid + pid + body)
+        hdr = sid + pid
+        return self.ecb(True).update(hdr) + self.aead(sid).encrypt(hdr[4:], body, None)
+
+    def run(self):
+        while True:
+            pkt, peer = self.sock.recvfrom(65535)
+            try:
+                csid, pid, body = self.unpack(pkt)
+                kind, ts, pad = struct.unpack("!BQH", body[:11])
+                if kind != 0 or abs(ts - time.time()) > 30:
+                    raise Fail("bad client packet header")
+                host, port, alen = parse_socks_addr(body[11 + pad:])
+                payload = body[11 + pad + alen:]
+            except Exception as e:
+                print("proxy: UDP packet dropped: %s" % (e or type(e).__name__), flush=True)
+                continue
+            with self.lock:
+                sess = self.sessions.get(csid)
+                if sess is None:
+                    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+                    sess = {"ssid": os.urandom(8), "spid": 0, "seen": set(),
+                            "up": socket.socket(fam, socket.SOCK_DGRAM)}
+                    self.sessions[csid] = sess
+                    threading.Thread(target=self.back, args=(csid, sess), daemon=True).start()
+                if pid in sess["seen"]:
+                    print("proxy: UDP replay dropped", flush=True)
+                    continue
+                sess["seen"].add(pid)
+                sess["peer"] = peer  # the last address the client was seen at
+            sess["up"].sendto(payload, (host, port))
+
+    def back(self, csid, sess):
+        while True:
+            data, src = sess["up"].recvfrom(65535)
+            with self.lock:
+                pid = sess["spid"].to_bytes(8, "big")
+                sess["spid"] += 1
+                peer = sess["peer"]
+            body = struct.pack("!BQ", 1, int(time.time())) + csid + b"\0\0"
+            body += socks_addr(src[0], src[1]) + data
+            self.sock.sendto(self.pack(sess["ssid"], pid, body), peer)
+
+
 def proxy(args):
     fam = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
+    if args.protocol == "ss" and args.method.startswith("2022-"):
+        us = socket.socket(fam, socket.SOCK_DGRAM)
+        us.bind((args.listen, args.port))
+        threading.Thread(target=Ss2022Udp(args, us).run, daemon=True).start()
     ls = socket.socket(fam, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((args.listen, args.port))
@@ -967,11 +1196,14 @@ def main():
                         "trojan://PASSWORD@HOST:PORT?sni=NAME&ca=FILE), to tell what the server "
                         "itself carries from what a plugin does")
     x = sub.add_parser("proxy", help="a reference proxy server that forwards half-closes and "
-                                     "resets faithfully (TCP only)")
+                                     "resets faithfully (TCP; and UDP for ss 2022 methods)")
     x.add_argument("--protocol", required=True, choices=("socks5", "http", "ss", "trojan"))
     x.add_argument("--listen", required=True)
     x.add_argument("--port", type=int, required=True)
-    x.add_argument("--method", default="aes-256-gcm", help="ss")
+    x.add_argument("--method", default="aes-256-gcm",
+                   help="ss: aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305, or 2022-blake3-"
+                        "aes-128-gcm, -aes-256-gcm, -chacha20-poly1305 (--password: the base64 "
+                        "PSK; BLAKE3 from b3sum)")
     x.add_argument("--password", default="", help="ss, trojan")
     x.add_argument("--tls", action="store_true", help="http: speak TLS to the client")
     x.add_argument("--cert", help="trojan, http --tls: PEM certificate")

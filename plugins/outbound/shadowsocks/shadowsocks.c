@@ -451,6 +451,15 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 			stream_io_update(st);
 			return -EAGAIN;
 		}
+		if (errno == ECONNRESET && st->rd.state == SS_RD_SALT && !st->rlen) {
+			/* a SIP022 server may answer a request it cannot authenticate with a
+			 * reset (its 3.1.3, strategy 1) */
+			ss->host->log(ss->self, XP_LOG_INFO,
+				      "conn %" PRIu64 ": the server reset the connection without a "
+				      "reply (wrong %s or method, or the target refused)", st->id,
+				      ss->mi->is2022 ? "PSK" : "password");
+			ss->host->counter_add(ss->truncated, 1);
+		}
 		return stream_fail(st, -errno);
 	}
 }
