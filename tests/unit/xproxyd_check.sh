@@ -127,6 +127,33 @@ sed 's#^method = aes-128-gcm#method = rot13#' "$TMP/good.ini" >"$TMP/cipher.ini"
 line=$(grep -n '^method = rot13' "$TMP/cipher.ini" | cut -d: -f1)
 check 1 "shadowsocks with an unknown cipher" "$TMP/cipher.ini" "cipher.ini:$line: .*rot13"
 
+# shadowsocks 2022: the password is the base64 PSK of exactly the key length (SIP022 2.1);
+# anything else is reported with the section's line, and the value never appears
+ss22() { # FILE METHOD PASSWORD
+	sed -e "s#^method = aes-128-gcm#method = $2#" -e "s#^password = secret\$#password = $3#" \
+		"$TMP/good.ini" >"$1"
+	grep -q "^password = $3\$" "$1" || fail "test edit: 2022 password"
+}
+ss22 "$TMP/psk_ok.ini" 2022-blake3-aes-256-gcm AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+check 0 "shadowsocks 2022 with a 32-byte base64 PSK" "$TMP/psk_ok.ini" 'configuration OK'
+ss22 "$TMP/psk_short.ini" 2022-blake3-aes-256-gcm AAECAwQFBgcICQoLDA0ODw==
+line=$(grep -n '^\[outbound.ss\]' "$TMP/psk_short.ini" | cut -d: -f1)
+check 1 "shadowsocks 2022 with a 16-byte PSK for aes-256" "$TMP/psk_short.ini" \
+	"psk_short.ini:$line: \[outbound\.ss\] shadowsocks: " \
+	'2022-blake3-aes-256-gcm needs a base64 PSK of exactly 32 bytes.*decodes to 16 bytes'
+out=$(timeout 30 "$XPROXYD" -t -c "$TMP/psk_short.ini" -P "$PLUGINS" 2>&1)
+grep -qF AAECAwQFBgcICQoLDA0ODw "$TMP/psk_short.ini" && ! grep -qF AAECAwQFBgcICQoLDA0ODw <<<"$out" ||
+	fail "the PSK appears in the -t output"
+ss22 "$TMP/psk_pw.ini" 2022-blake3-aes-128-gcm secret-password
+line=$(grep -n '^\[outbound.ss\]' "$TMP/psk_pw.ini" | cut -d: -f1)
+check 1 "shadowsocks 2022 with a password instead of a PSK" "$TMP/psk_pw.ini" \
+	"psk_pw.ini:$line: \[outbound\.ss\] shadowsocks: " \
+	'2022-blake3-aes-128-gcm needs a base64 PSK of 16 bytes.*not base64'
+ss22 "$TMP/psk_multi.ini" 2022-blake3-aes-128-gcm AAECAwQFBgcICQoLDA0ODw==:AAECAwQFBgcICQoLDA0ODw==
+line=$(grep -n '^\[outbound.ss\]' "$TMP/psk_multi.ini" | cut -d: -f1)
+check 1 "shadowsocks 2022 with several PSKs (SIP023)" "$TMP/psk_multi.ini" \
+	"psk_multi.ini:$line: \[outbound\.ss\] shadowsocks: " 'identity-header extension \(SIP023\)'
+
 # [dns]: an upstream via an outbound the file does not have (the plugin asks config_get)
 sed 's#via s5$#via nowhere#' "$TMP/good.ini" >"$TMP/via.ini"
 line=$(grep -n '^\[dns\]' "$TMP/via.ini" | cut -d: -f1)
