@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../plugins/outbound/shadowsocks/ss_aead.h"
@@ -611,9 +612,18 @@ static void rig_up(struct rig *g, int method, int small_rcvbuf)
 	snprintf(g->server, sizeof(g->server), "127.0.0.1:%u", ntohs(sin.sin_port));
 	g->cfg.server = g->server;
 	g->cfg.method = method;
-	g->cfg.password = "stream test";
+	if (ss_method_info(method)->is2022) {
+		/* base64 of bytes 00..1f, or of 00..0f for the 16-byte method */
+		g->cfg.password = ss_method_info(method)->key_len == 16
+					  ? "AAECAwQFBgcICQoLDA0ODw=="
+					  : "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+		for (int i = 0; i < 32; i++)
+			g->key[i] = (uint8_t)i;
+	} else {
+		g->cfg.password = "stream test";
+		ss_password_key("stream test", g->key, ss_method_info(method)->key_len);
+	}
 	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &g->cfg, &g->inst), 0);
-	ss_password_key("stream test", g->key, ss_method_info(method)->key_len);
 
 	dst.in.sin_family = AF_INET;
 	dst.in.sin_port = htons(80);
@@ -886,6 +896,195 @@ static void test_stream_backpressure(void **state)
 	rig_down(&g);
 }
 
+/* ---- the 2022 edition through the plugin's stream ------------------------------------- */
+
+static uint64_t rd64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Open a 2022 request as a server: the salt goes to *salt, the variable header's plaintext
+ * to var; returns its length. Checks the fixed header on the way. */
+static size_t open_request(struct rig *g, const uint8_t *buf, size_t n, uint8_t *salt,
+			   uint8_t *var)
+{
+	const struct ss_method_info *mi = ss_method_info(g->method);
+	struct ss_aead a;
+	uint8_t fixed[11];
+	size_t vlen;
+	uint64_t now = (uint64_t)time(NULL), ts;
+
+	assert_true(n > mi->salt_len + 27);
+	memcpy(salt, buf, mi->salt_len);
+	assert_int_equal(ss_aead_init(&a, g->method, g->key, buf), 0);
+	assert_int_equal(ss_aead_open(&a, buf + mi->salt_len, 27, fixed), 0);
+	assert_int_equal(fixed[0], 0);
+	ts = rd64(fixed + 1);
+	assert_true(ts + 5 >= now && ts <= now + 5);
+	vlen = (size_t)fixed[9] << 8 | fixed[10];
+	/* both header chunks arrived together, nothing else yet */
+	assert_int_equal(n, mi->salt_len + 27 + vlen + 16);
+	assert_int_equal(ss_aead_open(&a, buf + mi->salt_len + 27, vlen + 16, var), 0);
+	ss_aead_free(&a);
+	return vlen;
+}
+
+/* The server's response: salt 0x77.., header (type, timestamp, request salt, length), the
+ * first payload. */
+static void srv_response(struct rig *g, struct srv_writer *w, uint8_t type, uint64_t ts,
+			 const uint8_t *req_salt, const char *payload)
+{
+	const struct ss_method_info *mi = ss_method_info(g->method);
+	uint8_t salt[32], hdr[SS2022_RESP_HDR_MAX], out[SS2022_RESP_HDR_MAX + 512];
+	size_t hl = SS2022_RESP_HDR_LEN(mi->salt_len), pl = strlen(payload);
+
+	memset(salt, 0x77, sizeof(salt));
+	assert_int_equal(ss_aead_init(&w->a, g->method, g->key, salt), 0);
+	hdr[0] = type;
+	for (int i = 0; i < 8; i++)
+		hdr[1 + i] = (uint8_t)(ts >> (56 - 8 * i));
+	memcpy(hdr + 9, req_salt, mi->salt_len);
+	hdr[9 + mi->salt_len] = (uint8_t)(pl >> 8);
+	hdr[10 + mi->salt_len] = (uint8_t)pl;
+	memcpy(out, salt, mi->salt_len);
+	assert_int_equal(ss_aead_seal(&w->a, hdr, hl, out + mi->salt_len), 0);
+	assert_int_equal(ss_aead_seal(&w->a, (const uint8_t *)payload, pl,
+				      out + mi->salt_len + hl + 16), 0);
+	assert_int_equal(send(g->sfd, out, mi->salt_len + hl + 16 + pl + 16, 0),
+			 (ssize_t)(mi->salt_len + hl + 16 + pl + 16));
+}
+
+static void test_stream_2022(void **state)
+{
+	static uint8_t buf[65536], var[65536], plain[40000];
+	static const int ms[] = { SS_2022_AES_128_GCM, SS_2022_AES_256_GCM,
+				  SS_2022_CHACHA20_POLY1305 };
+	uint8_t salt[32];
+	struct rig g;
+	struct srv_writer w;
+	size_t n, vlen, got;
+
+	for (size_t i = 0; i < sizeof(plain); i++)
+		plain[i] = (uint8_t)(i * 11);
+	for (int k = 0; k < 3; k++) {
+		int m = ms[k];
+
+		/* the client's first bytes ride in the variable header (padding 0), the salt and
+		 * both header chunks in one write */
+		rig_up(&g, m, 0);
+		assert_int_equal(fk.ops->send(fk.stream, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+		n = server_read(&g, buf, sizeof(buf));
+		vlen = open_request(&g, buf, n, salt, var);
+		assert_int_equal(vlen, 7 + 2 + 18);
+		assert_memory_equal(var, "\x01\x0a\x01\x02\x03\x00\x50\x00\x00", 9);
+		assert_memory_equal(var + 9, "GET / HTTP/1.0\r\n\r\n", 18);
+		/* the answer, then a 40000-byte chunk (above SIP004's 0x3FFF) through 100-byte
+		 * buffers */
+		srv_response(&g, &w, 1, (uint64_t)time(NULL), salt, "HTTP/1.0 200 OK\r\n");
+		srv_chunk(&g, &w, plain, sizeof(plain), 0, -1);
+		assert_int_equal(client_recv_all(buf, sizeof(buf), 100, &got), -EAGAIN);
+		assert_int_equal(got, 17 + sizeof(plain));
+		assert_memory_equal(buf, "HTTP/1.0 200 OK\r\n", 17);
+		assert_memory_equal(buf + 17, plain, sizeof(plain));
+		assert_int_equal(counter("header_rejects"), 0);
+		ss_aead_free(&w.a);
+		rig_down(&g);
+
+		/* the server speaks first: the first recv() sends the header with 1..900 bytes
+		 * of padding and no payload */
+		rig_up(&g, m, 0);
+		assert_int_equal(fk.ops->recv(fk.stream, buf, sizeof(buf)), -EAGAIN);
+		n = server_read(&g, buf, sizeof(buf));
+		vlen = open_request(&g, buf, n, salt, var);
+		assert_int_equal(var[0], 1);
+		n = (size_t)var[7] << 8 | var[8];
+		assert_true(n >= 1 && n <= 900);
+		assert_int_equal(vlen, 7 + 2 + n);
+		rig_down(&g);
+
+		/* a client that closes at once still names its target, with padding */
+		rig_up(&g, m, 0);
+		assert_int_equal(fk.ops->shutdown(fk.stream), 0);
+		n = server_read(&g, buf, sizeof(buf));
+		vlen = open_request(&g, buf, n, salt, var);
+		assert_true(vlen > 9);
+		rig_down(&g);
+	}
+
+	/* the response header's checks: each resets the client with its own line and counts */
+	static const struct {
+		uint8_t type;
+		int64_t skew;
+		int other_salt;
+		const char *log;
+	} bad[] = {
+		{ 0, 0, 0, "not of the server-stream type" },
+		{ 1, -31, 0, "more than 30 s" },
+		{ 1, 40, 0, "more than 30 s" },
+		{ 1, 0, 1, "another request's salt" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rig_up(&g, SS_2022_AES_256_GCM, 0);
+		assert_int_equal(fk.ops->send(fk.stream, "x", 1), 1);
+		n = server_read(&g, buf, sizeof(buf));
+		open_request(&g, buf, n, salt, var);
+		salt[0] ^= (uint8_t)bad[i].other_salt;
+		srv_response(&g, &w, bad[i].type, (uint64_t)((int64_t)time(NULL) + bad[i].skew),
+			     salt, "secret");
+		assert_int_equal(client_recv_all(buf, sizeof(buf), 4096, &got), -ECONNRESET);
+		assert_int_equal(got, 0);
+		assert_non_null(strstr(fk.last_log, bad[i].log));
+		assert_int_equal(counter("header_rejects"), 1);
+		ss_aead_free(&w.a);
+		rig_down(&g);
+	}
+	/* a response under another PSK: the header's tag fails, and the line says PSK */
+	rig_up(&g, SS_2022_AES_128_GCM, 0);
+	assert_int_equal(fk.ops->send(fk.stream, "x", 1), 1);
+	n = server_read(&g, buf, sizeof(buf));
+	open_request(&g, buf, n, salt, var);
+	g.key[0] ^= 1;
+	srv_response(&g, &w, 1, (uint64_t)time(NULL), salt, "secret");
+	assert_int_equal(client_recv_all(buf, sizeof(buf), 4096, &got), -ECONNRESET);
+	assert_int_equal(got, 0);
+	assert_non_null(strstr(fk.last_log, "response header (wrong PSK or method?)"));
+	assert_int_equal(counter("auth_failures"), 1);
+	ss_aead_free(&w.a);
+	rig_down(&g);
+}
+
+static void test_instance_psk(void **state)
+{
+	struct ss_cfg cfg = { .server = "127.0.0.1:1", .method = SS_2022_AES_256_GCM };
+	void *inst;
+
+	memset(&fk, 0, sizeof(fk));
+	cfg.password = "AAECAwQFBgcICQoLDA0ODw==";
+	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &cfg, &inst), -EINVAL);
+	assert_non_null(strstr(fk.last_log, "exactly 32 bytes"));
+	assert_non_null(strstr(fk.last_log, "decodes to 16 bytes"));
+	assert_null(strstr(fk.last_log, "AAECAwQF"));
+	cfg.password = "correct horse battery staple";
+	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &cfg, &inst), -EINVAL);
+	assert_non_null(strstr(fk.last_log, "not base64"));
+	assert_null(strstr(fk.last_log, "horse"));
+	cfg.password = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4"
+		       "OTo7PD0+P0BBQkNERUZHSElKS0xNTk9Q";
+	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &cfg, &inst), -EINVAL);
+	assert_non_null(strstr(fk.last_log, "more than 64 bytes"));
+	cfg.password = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &cfg, &inst), -EINVAL);
+	assert_non_null(strstr(fk.last_log, "SIP023"));
+	cfg.password = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+	fk.ncounters = 0;
+	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &cfg, &inst), 0);
+	ss_instance_free(inst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -906,6 +1105,8 @@ int main(void)
 		cmocka_unit_test(test_stream_tampered),
 		cmocka_unit_test(test_stream_truncated),
 		cmocka_unit_test(test_stream_backpressure),
+		cmocka_unit_test(test_stream_2022),
+		cmocka_unit_test(test_instance_psk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
