@@ -155,7 +155,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		hdr[9 + data[1] % mi->salt_len] ^= 0x80;
 	hdr[9 + mi->salt_len] = (uint8_t)(first >> 8);
 	hdr[10 + mi->salt_len] = (uint8_t)first;
-	if (ss_aead_seal(&a, hdr, hl, wire + wlen) || ss_aead_seal(&a, plain, first, wire + wlen + hl + 16))
+	if (ss_aead_seal(&a, hdr, hl, wire + wlen) ||
+	    ss_aead_seal(&a, plain, first, wire + wlen + hl + 16))
 		abort();
 	wlen += hl + 16 + first + 16;
 	for (size_t p = first; p < plen; p += csz) {

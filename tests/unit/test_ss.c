@@ -1076,7 +1076,8 @@ static void test_instance_psk(void **state)
 		       "OTo7PD0+P0BBQkNERUZHSElKS0xNTk9Q";
 	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &cfg, &inst), -EINVAL);
 	assert_non_null(strstr(fk.last_log, "more than 64 bytes"));
-	cfg.password = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+	cfg.password = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:"
+		       "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 	assert_int_equal(ss_instance_new(NULL, &fk_host, NULL, &cfg, &inst), -EINVAL);
 	assert_non_null(strstr(fk.last_log, "SIP023"));
 	cfg.password = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

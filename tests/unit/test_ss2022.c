@@ -215,7 +215,8 @@ static void test_request_layout(void **state)
 		assert_int_equal(rd64(plain + 1), NOW);
 		assert_int_equal(plain[9] << 8 | plain[10], sizeof(addr) + 2 + 5);
 		off += 27;
-		assert_int_equal(ss_aead_open(&dec, out + off, sizeof(addr) + 2 + 5 + 16, plain), 0);
+		assert_int_equal(ss_aead_open(&dec, out + off, sizeof(addr) + 2 + 5 + 16, plain),
+				 0);
 		assert_memory_equal(plain, addr, sizeof(addr));
 		assert_int_equal(plain[sizeof(addr)] << 8 | plain[sizeof(addr) + 1], 0);
 		assert_memory_equal(plain + sizeof(addr) + 2, "hello", 5);
@@ -439,8 +440,8 @@ static void test_response_garbage(void **state)
 		psk_for(m, psk);
 		for (size_t i = 0; i < len; i++)
 			buf[i] = (uint8_t)rand_r(&seed);
-		assert_int_equal(drain(m, psk, rs, buf, len, 1 + round % 50, out, sizeof(out), &err),
-				 0);
+		assert_int_equal(drain(m, psk, rs, buf, len, 1 + round % 50, out, sizeof(out),
+				       &err), 0);
 		assert_true(err == -EAGAIN || err == -EBADMSG);
 	}
 }
@@ -526,8 +527,8 @@ static size_t server_open(int m, const uint8_t *psk, uint8_t *pkt, size_t len, u
 	struct ss_aead a;
 	int n;
 
-	assert_true(EVP_DecryptInit_ex(ecb, mi->key_len == 16 ? EVP_aes_128_ecb()
-							      : EVP_aes_256_ecb(), NULL, psk, NULL));
+	assert_true(EVP_DecryptInit_ex(ecb, mi->key_len == 16 ? EVP_aes_128_ecb() : EVP_aes_256_ecb(),
+				       NULL, psk, NULL));
 	EVP_CIPHER_CTX_set_padding(ecb, 0);
 	assert_true(EVP_DecryptUpdate(ecb, hdr, &n, pkt, 16));
 	assert_int_equal(n, 16);

@@ -317,8 +317,9 @@ static int reader_error(struct ss_stream *st, ssize_t rc)
 		host->counter_add(ss->auth_failures, 1);
 		if (!st->rd.chunks && ss->mi->is2022)
 			host->log(ss->self, XP_LOG_WARN,
-				  "conn %" PRIu64 ": authentication failed on the server's response "
-				  "header (wrong PSK or method?): connection reset", st->id);
+				  "conn %" PRIu64 ": authentication failed on the server's "
+				  "response header (wrong PSK or method?): connection reset",
+				  st->id);
 		else if (!st->rd.chunks)
 			host->log(ss->self, XP_LOG_WARN,
 				  "conn %" PRIu64 ": authentication failed on the server's first "
@@ -889,8 +890,9 @@ static int psk_load(struct ss *ss, const char *pw)
 
 	if (strchr(pw, ':')) {
 		host->log(ss->self, XP_LOG_ERROR,
-			  "password: several ':'-separated PSKs are the identity-header extension "
-			  "(SIP023), which this plugin does not implement; give the server's one PSK");
+			  "password: several ':'-separated PSKs are the identity-header "
+			  "extension (SIP023), which this plugin does not implement; give the "
+			  "server's one PSK");
 		return -EINVAL;
 	}
 	n = ss2022_psk_decode(pw, buf, sizeof(buf));
@@ -962,15 +964,16 @@ static int ss_instance_new(void *state, const struct xp_host *host, xp_handle_t 
 	ss->truncated = host->counter_new(self, "truncated",
 					  "server streams that ended early or inside a chunk");
 	ss->header_rejects = host->counter_new(self, "header_rejects",
-					       "2022 response headers that authenticated but failed "
-					       "their checks (type, timestamp, request salt)");
+					       "2022 response headers that authenticated but "
+					       "failed their checks (type, timestamp, request salt)");
 	ss->udp_sent = host->counter_new(self, "udp_sent", "datagrams sent to the server");
 	ss->udp_received = host->counter_new(self, "udp_received",
 					     "datagrams from the server delivered");
 	ss->udp_dropped = host->counter_new(self, "udp_dropped",
 					    "datagrams from the server dropped (bad tag or header)");
 	if (!ss->connects || !ss->connect_failures || !ss->auth_failures || !ss->proto_errors ||
-	    !ss->truncated || !ss->header_rejects || !ss->udp_sent || !ss->udp_received || !ss->udp_dropped) {
+	    !ss->truncated || !ss->header_rejects || !ss->udp_sent || !ss->udp_received ||
+	    !ss->udp_dropped) {
 		rc = -ENOMEM;
 		goto err;
 	}

@@ -304,7 +304,8 @@ static EVP_CIPHER_CTX *ecb_new(int method, const uint8_t *psk, int enc)
 
 	if (!ctx)
 		return NULL;
-	if (!EVP_CipherInit_ex(ctx, c, NULL, psk, NULL, enc) || !EVP_CIPHER_CTX_set_padding(ctx, 0)) {
+	if (!EVP_CipherInit_ex(ctx, c, NULL, psk, NULL, enc) ||
+	    !EVP_CIPHER_CTX_set_padding(ctx, 0)) {
 		EVP_CIPHER_CTX_free(ctx);
 		return NULL;
 	}

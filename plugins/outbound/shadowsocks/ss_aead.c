@@ -53,7 +53,7 @@ static void algs_fetch(void)
 	ciphers[SS_AES_128_GCM] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
 	ciphers[SS_AES_256_GCM] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 	ciphers[SS_CHACHA20_POLY1305] = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
-	/* the 2022 methods use the same AEADs (up_ref: each slot is freed on its own, if ever) */
+	/* the 2022 methods use the same AEADs (fetched once, like the others never freed) */
 	ciphers[SS_2022_AES_128_GCM] = ciphers[SS_AES_128_GCM];
 	ciphers[SS_2022_AES_256_GCM] = ciphers[SS_AES_256_GCM];
 	ciphers[SS_2022_CHACHA20_POLY1305] = ciphers[SS_CHACHA20_POLY1305];
