@@ -22,7 +22,9 @@ TODO instead of failing (a declared limit that passes fails the run). Two tools 
   xp-conformance.py proxy --protocol socks5|http|ss|trojan --listen ADDR --port PORT
                  [--method M] [--password P] [--tls] [--cert PEM --key PEM]
                  a proxy server that forwards half-closes and resets faithfully: through it
-                 (via xproxyd) the half-close and reset checks must pass with no known limit
+                 (via xproxyd) the half-close and reset checks must pass with no known limit;
+                 with a 2022 --method (SIP022; --password is the base64 PSK) it also relays
+                 UDP on the same port
 
 Checks (each prints "ok - NAME" or "not ok - NAME: why", TAP style):
   echo-1m          1 MiB sent and echoed back while sending, byte-exact
@@ -261,6 +263,9 @@ def recv_all(s, limit=1 << 24):
 #   http://HOST:PORT                        HTTP/1.1 CONNECT
 #   ss://METHOD:PASSWORD@HOST:PORT          shadowsocks AEAD (aes-128-gcm, aes-256-gcm,
 #                                           chacha20-ietf-poly1305; needs python3-cryptography)
+#                                           or 2022 (2022-blake3-aes-128-gcm, -aes-256-gcm,
+#                                           -chacha20-poly1305: PASSWORD is the base64 PSK,
+#                                           percent-encoded; BLAKE3 from Debian's b3sum)
 #   trojan://PASSWORD@HOST:PORT?sni=NAME&ca=FILE   trojan over TLS (without ca= the certificate
 #                                           is not verified)
 # A project's own client (ss-local, trojan in client mode) is reached as socks5://.
