@@ -6,7 +6,8 @@
  * Fixed values and where they come from:
  *   - HChaCha20 and XChaCha20-Poly1305: draft-irtf-cfrg-xchacha-03, 2.2.1 and A.3.1;
  *   - session subkeys: Debian's b3sum 1.2.0 (the BLAKE3 team's Rust implementation),
- *     `b3sum --derive-key "shadowsocks 2022 session subkey" --raw -l N` over PSK || salt;
+ *     `b3sum --derive-key "shadowsocks 2022 session subkey" --raw -l N` over PSK || salt,
+ *     and one vector from a public SIP022 implementation's tests (urban-spork);
  * SIP022 itself publishes no test vectors, so the wire layouts are checked by opening what
  * the client seals field by field with the layout of the specification's tables, and the
  * server side is sealed here the same way.
@@ -123,6 +124,15 @@ static void test_subkey(void **state)
 	unhex("80e542bc94fbfe0078a6469c1e09a7cf", want, 16);
 	assert_int_equal(ss2022_subkey(psk, salt, 16, sk), 0);
 	assert_memory_equal(sk, want, 16);
+	/* a public implementation's test (Zmax0/urban-spork, Aead2022Test.testSessionSubkey,
+	 * BouncyCastle's BLAKE3): key Lc3tTx0BY6ZJ/fCwOx3JvF0I/anhwJBO5p2+FA5Vce4=, salt
+	 * 3oFO0VyLyGI4nFN0M9P+62vPND/L6v8IingaPJWTbJA=, subkey EdNE+4U8dVnHT0+poAFDK2bdlwfrHT61s
+	 * UNr9WYPh+E= (base64; hex below) */
+	unhex("2dcded4f1d0163a649fdf0b03b1dc9bc5d08fda9e1c0904ee69dbe140e5571ee", psk, 32);
+	unhex("de814ed15c8bc862389c537433d3feeb6bcf343fcbeaff088a781a3c95936c90", salt, 32);
+	unhex("11d344fb853c7559c74f4fa9a001432b66dd9707eb1d3eb5b1436bf5660f87e1", want, 32);
+	assert_int_equal(ss2022_subkey(psk, salt, 32, sk), 0);
+	assert_memory_equal(sk, want, 32);
 	assert_int_equal(ss2022_subkey(psk, salt, 33, sk), -EINVAL);
 }
 
