@@ -337,6 +337,33 @@ static __always_inline int udp_to_connected(struct __sk_buff *skb, const struct 
 	return conn;
 }
 
+/* A bookkeeping entry for `k` that no client packet created: DIRECT, MIDSTREAM, origin HOST.
+ * A full table is counted (map_full) and reported; losing the race to another CPU is not. */
+static __always_inline void record_host_direct(struct __sk_buff *skb, struct xp_tuple *k,
+					       __u64 now, __u8 hook)
+{
+	struct xp_flow nf;
+	long err;
+
+	__builtin_memset(&nf, 0, sizeof(nf));
+	nf.first_ns = now;
+	nf.last_ns = now;
+	nf.ifindex = skb->ifindex;
+	nf.verdict = XP_V_DIRECT;
+	nf.vsrc = XP_SRC_MIDSTREAM;
+	nf.origin = XP_ORIGIN_HOST;
+	nf.hook = hook;
+	nf.packets = 1;
+	err = bpf_map_update_elem(&xp_flows, k, &nf, BPF_NOEXIST);
+	if (err && err != -17 /* -EEXIST: another CPU recorded it first */) {
+		struct xp_stats *st = xp_stats_get();
+
+		if (st)
+			st->map_full++;
+		ev_map_full(hook, XP_MAP_FLOWS, err);
+	}
+}
+
 /*
  * WAN egress, a forwarded UDP datagram (no local socket): a LAN flow, classified at LAN
  * ingress under the client's address and now leaving with the router's address after source
@@ -349,9 +376,8 @@ static __always_inline int udp_to_connected(struct __sk_buff *skb, const struct 
 __noinline int xp_track_forwarded(struct __sk_buff *skb, struct xp_pkt *p, __u32 hook)
 {
 	struct xp_tuple k __attribute__((aligned(8)));
-	struct xp_flow nf, *f;
+	struct xp_flow *f;
 	__u64 now;
-	long err;
 
 	if (!skb || !p || p->t.l4proto != XP_IPPROTO_UDP || p->frag == XP_FRAG_LATER ||
 	    !(xp_cfg.flags & XP_CFG_UDP))
@@ -365,23 +391,7 @@ __noinline int xp_track_forwarded(struct __sk_buff *skb, struct xp_pkt *p, __u32
 	}
 	if (!bpf_map_lookup_elem(&xp_local_addrs, k.saddr))
 		return TC_ACT_OK;
-	__builtin_memset(&nf, 0, sizeof(nf));
-	nf.first_ns = now;
-	nf.last_ns = now;
-	nf.ifindex = skb->ifindex;
-	nf.verdict = XP_V_DIRECT;
-	nf.vsrc = XP_SRC_MIDSTREAM;
-	nf.origin = XP_ORIGIN_HOST;
-	nf.hook = hook;
-	nf.packets = 1;
-	err = bpf_map_update_elem(&xp_flows, &k, &nf, BPF_NOEXIST);
-	if (err && err != -17 /* -EEXIST: another CPU recorded it first */) {
-		struct xp_stats *st = xp_stats_get();
-
-		if (st)
-			st->map_full++;
-		ev_map_full(hook, XP_MAP_FLOWS, err);
-	}
+	record_host_direct(skb, &k, now, hook);
 	return TC_ACT_OK;
 }
 
@@ -390,9 +400,8 @@ static __always_inline void udp_remote_record(struct __sk_buff *skb, const struc
 					      __u8 hook)
 {
 	struct xp_tuple k __attribute__((aligned(8)));
-	struct xp_flow nf, *f;
+	struct xp_flow *f;
 	__u64 now = xp_now();
-	long err;
 
 	__builtin_memcpy(&k, &p->t, sizeof(k));
 	if (!dst_is_local(&k))
@@ -405,23 +414,7 @@ static __always_inline void udp_remote_record(struct __sk_buff *skb, const struc
 	}
 	if (udp_to_connected(skb, p))
 		return; /* an answer to the router's own socket: nothing the peer started */
-	__builtin_memset(&nf, 0, sizeof(nf));
-	nf.first_ns = now;
-	nf.last_ns = now;
-	nf.ifindex = skb->ifindex;
-	nf.verdict = XP_V_DIRECT;
-	nf.vsrc = XP_SRC_MIDSTREAM;
-	nf.origin = XP_ORIGIN_HOST;
-	nf.hook = hook;
-	nf.packets = 1;
-	err = bpf_map_update_elem(&xp_flows, &k, &nf, BPF_NOEXIST);
-	if (err && err != -17 /* -EEXIST: another CPU recorded it first */) {
-		struct xp_stats *st = xp_stats_get();
-
-		if (st)
-			st->map_full++;
-		ev_map_full(hook, XP_MAP_FLOWS, err);
-	}
+	record_host_direct(skb, &k, now, hook);
 }
 
 static __always_inline int classify_new(struct __sk_buff *skb, const struct xp_pkt *p,
