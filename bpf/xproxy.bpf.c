@@ -56,9 +56,16 @@ static __always_inline int wan_egress(struct __sk_buff *skb, const int l3, const
 
 	/* The daemon's own upstream sockets; and packets without a local socket, which are
 	 * forwarded (LAN flows, classified at LAN ingress and now source-NATed) or made by the
-	 * kernel itself. */
-	if ((skb->mark & xp_cfg.mark_mask) == xp_cfg.mark || !skb->sk)
+	 * kernel itself. Forwarded UDP is only remembered: see xp_track_forwarded. */
+	if ((skb->mark & xp_cfg.mark_mask) == xp_cfg.mark)
 		return xp_finish(skb, hook, TC_ACT_OK, &p, &d);
+	if (!skb->sk) {
+		/* (p is only counted through d's verdict, which stays empty here) */
+		if ((xp_cfg.flags & XP_CFG_UDP) &&
+		    xp_parse(skb, &p, l3 ? XP_PARSE_L3 : 0) == XP_NEXT)
+			xp_track_forwarded(skb, &p, hook);
+		return xp_finish(skb, hook, TC_ACT_OK, &p, &d);
+	}
 
 	rc = xp_parse(skb, &p, l3 ? XP_PARSE_L3 : 0);
 	if (rc == XP_NEXT)

@@ -261,10 +261,14 @@ int dnsq_apply(const struct cfg *cfg, struct plug_registry *reg, const struct xp
 		rc = 0;
 		goto err_di;
 	}
+	err[0] = '\0';
+	di->handle.last_error = err;
+	di->handle.last_error_len = sizeof(err);
 	rc = p->desc.instance_new(p->state, host, &di->handle, di->config, &di->inst);
+	di->handle.last_error = NULL;
 	if (rc) {
-		append_err(errors, "%s:%d: [dns] plugin %s: instance_new: %s", cfg->path,
-			   cfg->dns.line, p->name, strerror(rc < 0 ? -rc : EINVAL));
+		append_err(errors, "%s:%d: [dns] plugin %s: %s", cfg->path, cfg->dns.line, p->name,
+			   err[0] ? err : strerror(rc < 0 ? -rc : EINVAL));
 		rc = -EINVAL;
 		goto err_di;
 	}

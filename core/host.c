@@ -76,6 +76,11 @@ static void host_log(xp_handle_t *who, int level, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (who && who->last_error && level <= XP_LOG_ERROR) {
+		va_start(ap, fmt);
+		vsnprintf(who->last_error, who->last_error_len, fmt, ap);
+		va_end(ap);
+	}
 	if (!log_enabled(level))
 		return;
 	va_start(ap, fmt);

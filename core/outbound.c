@@ -292,11 +292,15 @@ static struct outbound *instance_build(const struct cfg *cfg, const struct cfg_o
 		ob->config = NULL; /* plug_config_fill reported it */
 		goto err_ob_fp;
 	}
+	err[0] = '\0';
+	ob->handle.last_error = err;
+	ob->handle.last_error_len = sizeof(err);
 	ret = p->desc.instance_new(p->state, host, &ob->handle, ob->config, &ob->inst);
+	ob->handle.last_error = NULL;
 	if (ret < 0) {
 		ob->inst = NULL;
 		errors_add(errors, "%s:%d: [outbound.%s] %s: %s", file, o->line, o->name, p->name,
-			   strerror(-ret));
+			   err[0] ? err : strerror(-ret));
 		goto err_ob_fp;
 	}
 	return ob;

@@ -30,6 +30,10 @@ struct xp_handle {
 	char name[64]; /* log prefix: "direct" (plugin) or "outbound.hk" (instance) */
 	struct plugin *plugin;
 	void *owner; /* struct outbound * for HANDLE_INSTANCE */
+	/* While the core creates an instance (instance_new): the last ERROR line the plugin logs
+	 * through this handle is copied here, so the config error can say why, not just errno. */
+	char *last_error;
+	size_t last_error_len;
 };
 
 struct plugin {

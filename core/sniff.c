@@ -496,10 +496,14 @@ int sniff_apply(const struct cfg *cfg, struct plug_registry *reg, const struct x
 		ls->set.n++;
 		if (check_only)
 			continue;
+		err[0] = '\0';
+		si->handle.last_error = err;
+		si->handle.last_error_len = sizeof(err);
 		rc = p->desc.instance_new(p->state, host, &si->handle, si->config, &si->inst);
+		si->handle.last_error = NULL;
 		if (rc) {
-			append_err(errors, "%s:%d: [sniff] plugin %s: instance_new: %s", cfg->path,
-				   cs->line, p->name, strerror(rc < 0 ? -rc : EINVAL));
+			append_err(errors, "%s:%d: [sniff] plugin %s: %s", cfg->path, cs->line,
+				   p->name, err[0] ? err : strerror(rc < 0 ? -rc : EINVAL));
 			rc = -EINVAL;
 			goto err_set;
 		}

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -311,6 +312,14 @@ static void reply_free(struct udp_worker *uw, struct reply_sock *r)
 	uw->n_reply--;
 }
 
+/* Reply sockets only send: every datagram in the netns is meant for the worker's socket. One
+ * that reaches a reply socket anyway (bound to a server's address, so any datagram the datapath
+ * did not assign) would sit in its queue for the socket's life, and the queues of up to
+ * max_reply_sockets sockets would fill with them. A classic BPF filter that accepts nothing
+ * drops them on arrival (counted in the socket's drops, /proc/net/udp). */
+static struct sock_filter drop_insn[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+static const struct sock_fprog drop_all = {.len = 1, .filter = drop_insn};
+
 static int reply_open(struct udp_worker *uw, const union xp_sockaddr *from)
 {
 	int one = 1, fd, err;
@@ -327,12 +336,12 @@ static int reply_open(struct udp_worker *uw, const union xp_sockaddr *from)
 	    (from->sa.sa_family == AF_INET6 &&
 	     (setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0 ||
 	      setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &drop_all, sizeof(drop_all)) < 0 ||
 	    bind(fd, &from->sa, addr_len(from)) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
-	/* Never read: every datagram in the netns is assigned to the worker's socket. */
 	return fd;
 }
 

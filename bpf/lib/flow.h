@@ -10,6 +10,9 @@
  *                                     (FIN_SERVER / RST, FLOW_END, last_ns; with XP_CFG_UDP,
  *                                     UDP a remote peer starts towards the router is
  *                                     remembered: udp_remote_record); TC_ACT_OK.
+ *   int xp_track_forwarded(skb, p, hook)  forwarded packet at WAN egress (after source NAT):
+ *                                     with XP_CFG_UDP, a UDP flow's NATed tuple gets an entry
+ *                                     so its replies are known; TC_ACT_OK.
  *   int xp_reply_lookup(skb, p, r, hook)  reply from a listener at xp0: where it goes back to.
  *                                     XP_NEXT, or NO_FLOW / FRAG_ORPHAN / REDIRECT drop codes.
  *
@@ -275,11 +278,13 @@ static __always_inline int flow_hit(struct xp_flow *f, const struct xp_pkt *p,
  * peer is still classified by the rules. A socket without the mark gets a flow entry at WAN
  * egress, and its answers find that entry before they get here.
  *
- * The price of the zeroed address that remains: the NAT. A NATed reply to a LAN client's
- * DIRECT flow arrives addressed to the router (conntrack rewrites it after tc) and owned by no
- * socket, so it is recorded; another LAN client that starts a flow from that very NAT port
- * towards the same peer, while the entry lives, is taken for an answer and goes DIRECT.
- * Likewise for an answer to a router socket whose own flow entry expired first. Ports are
+ * Not recorded either: a NATed reply to a LAN client's flow. It arrives addressed to the router
+ * (conntrack rewrites it after tc) and owned by no socket, so it would be recorded, and another
+ * LAN client that starts a flow from that very NAT port towards the same peer would be taken
+ * for an answer and sent DIRECT. WAN egress sees the LAN flow after source NAT and records the
+ * NATed tuple (xp_track_forwarded), so the reply finds that entry and never gets here.
+ *
+ * What remains: an answer to a router socket whose own flow entry expired first. Ports are
  * chosen at random; the entries expire with other idle UDP flows.
  */
 static __always_inline int udp_answers_remote(const struct xp_pkt *p)
@@ -332,14 +337,71 @@ static __always_inline int udp_to_connected(struct __sk_buff *skb, const struct 
 	return conn;
 }
 
+/* A bookkeeping entry for `k` that no client packet created: DIRECT, MIDSTREAM, origin HOST.
+ * A full table is counted (map_full) and reported; losing the race to another CPU is not. */
+static __always_inline void record_host_direct(struct __sk_buff *skb, struct xp_tuple *k,
+					       __u64 now, __u8 hook)
+{
+	struct xp_flow nf;
+	long err;
+
+	__builtin_memset(&nf, 0, sizeof(nf));
+	nf.first_ns = now;
+	nf.last_ns = now;
+	nf.ifindex = skb->ifindex;
+	nf.verdict = XP_V_DIRECT;
+	nf.vsrc = XP_SRC_MIDSTREAM;
+	nf.origin = XP_ORIGIN_HOST;
+	nf.hook = hook;
+	nf.packets = 1;
+	err = bpf_map_update_elem(&xp_flows, k, &nf, BPF_NOEXIST);
+	if (err && err != -17 /* -EEXIST: another CPU recorded it first */) {
+		struct xp_stats *st = xp_stats_get();
+
+		if (st)
+			st->map_full++;
+		ev_map_full(hook, XP_MAP_FLOWS, err);
+	}
+}
+
+/*
+ * WAN egress, a forwarded UDP datagram (no local socket): a LAN flow, classified at LAN
+ * ingress under the client's address and now leaving with the router's address after source
+ * NAT (tc egress runs after POSTROUTING). Its NATed tuple gets an entry of its own (DIRECT,
+ * MIDSTREAM, origin HOST), so the replies, which reach WAN ingress still addressed to the
+ * router, find it and are not taken for flows the peer started (udp_answers_remote). Routed
+ * (not NATed) traffic leaves from the client's own address: nothing to record. Forwarded
+ * datagrams never consult the entry; it lives while the replies or the flow refresh it.
+ */
+__noinline int xp_track_forwarded(struct __sk_buff *skb, struct xp_pkt *p, __u32 hook)
+{
+	struct xp_tuple k __attribute__((aligned(8)));
+	struct xp_flow *f;
+	__u64 now;
+
+	if (!skb || !p || p->t.l4proto != XP_IPPROTO_UDP || p->frag == XP_FRAG_LATER ||
+	    !(xp_cfg.flags & XP_CFG_UDP))
+		return TC_ACT_OK;
+	now = xp_now();
+	__builtin_memcpy(&k, &p->t, sizeof(k));
+	f = bpf_map_lookup_elem(&xp_flows, &k);
+	if (f) {
+		f->last_ns = now;
+		return TC_ACT_OK;
+	}
+	if (!bpf_map_lookup_elem(&xp_local_addrs, k.saddr))
+		return TC_ACT_OK;
+	record_host_direct(skb, &k, now, hook);
+	return TC_ACT_OK;
+}
+
 /* WAN ingress, no entry for the reverse tuple: see udp_answers_remote. */
 static __always_inline void udp_remote_record(struct __sk_buff *skb, const struct xp_pkt *p,
 					      __u8 hook)
 {
 	struct xp_tuple k __attribute__((aligned(8)));
-	struct xp_flow nf, *f;
+	struct xp_flow *f;
 	__u64 now = xp_now();
-	long err;
 
 	__builtin_memcpy(&k, &p->t, sizeof(k));
 	if (!dst_is_local(&k))
@@ -352,23 +414,7 @@ static __always_inline void udp_remote_record(struct __sk_buff *skb, const struc
 	}
 	if (udp_to_connected(skb, p))
 		return; /* an answer to the router's own socket: nothing the peer started */
-	__builtin_memset(&nf, 0, sizeof(nf));
-	nf.first_ns = now;
-	nf.last_ns = now;
-	nf.ifindex = skb->ifindex;
-	nf.verdict = XP_V_DIRECT;
-	nf.vsrc = XP_SRC_MIDSTREAM;
-	nf.origin = XP_ORIGIN_HOST;
-	nf.hook = hook;
-	nf.packets = 1;
-	err = bpf_map_update_elem(&xp_flows, &k, &nf, BPF_NOEXIST);
-	if (err && err != -17 /* -EEXIST: another CPU recorded it first */) {
-		struct xp_stats *st = xp_stats_get();
-
-		if (st)
-			st->map_full++;
-		ev_map_full(hook, XP_MAP_FLOWS, err);
-	}
+	record_host_direct(skb, &k, now, hook);
 }
 
 static __always_inline int classify_new(struct __sk_buff *skb, const struct xp_pkt *p,

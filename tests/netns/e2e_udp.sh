@@ -42,6 +42,7 @@ start_server() { # NAME ARGS...: a udp_tool.py server in the server namespace
 	xpt_fail "udp server $name did not start: $(cat "$XPT_TMP/$name.out")"
 }
 
+CA4=10.1.1.3 # a second LAN client, always DIRECT (the NAT check below)
 start_server echo echo "$P4:7" "[$P6]:7"
 start_server dep cone "$P4:7002" "$D4:7003"
 start_server cone cone "$S4:7000" "$D4:7001"
@@ -54,6 +55,7 @@ plugin = direct
 udp_mapping = independent
 
 [route]
+rule = src-cidr:$CA4/32, DIRECT
 rule = dst-cidr:10.1.5.0/24, cone
 rule = dst-cidr:10.1.2.0/24|fd00:1:2::/64, proxy
 rule = dst-cidr:10.1.3.0/24|fd00:1:3::/64, DIRECT
@@ -146,6 +148,31 @@ seen=$(awk -v a="$P4" '$1 == a && $2 == 7 {print $3; exit}' <<<"$out")
 [ "$seen" = "$PR4" ] ||
 	xpt_fail "client port 47011 to $P4:7 (the connected upstream socket's): the server saw '$seen', not the router: forwarded DIRECT by the reverse-tuple rule: $out"
 xpt_ok "a client port equal to a connected upstream socket's (47011, to the same $P4:7) is still proxied"
+
+# --- NAT: a reply to one LAN client's DIRECT flow is not an answer for another ---------------
+# With masquerade on the WAN side, client A's DIRECT flow leaves as $PR4:port and the server's
+# replies arrive addressed to the router, owned by no socket. Unless the datapath knows them
+# for NATed replies (WAN egress records the flow's NATed tuple), WAN ingress records them as a
+# flow the server started, and client B, sending from the same port to the same server, is
+# taken for an answer and forwarded DIRECT instead of proxied (rule dst-cidr 10.1.2.0/24).
+nsr nft -f - <<NFT || xpt_fail "nft masquerade"
+table ip xpt_nat {
+	chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
+}
+NFT
+nsc ip addr add $CA4/24 dev c0 || xpt_fail "second client address"
+for port in 47021 47022 47023; do
+	out=$(nsc python3 "$TOOL" ask "$P4:7" 2 "$CA4:$port") || xpt_fail "client A ($CA4:$port): no answer"
+	grep -q "^$P4 7 $PR4 " <<<"$out" || xpt_fail "client A ($CA4:$port, DIRECT) was not masqueraded: $out"
+	before=$(stat_of sessions "$(stats)")
+	out=$(nsc python3 "$TOOL" ask "$P4:7" 2 "$C4:$port") || xpt_fail "client B ($C4:$port): no answer"
+	after=$(stat_of sessions "$(stats)")
+	[ "$after" = $((before + 1)) ] ||
+		xpt_fail "client B from port $port to $P4:7, after client A's DIRECT flow from the same port: not proxied (sessions $before -> $after): the NATed replies were taken for a flow the server started: $out"
+done
+nsr nft delete table ip xpt_nat
+nsc ip addr del $CA4/24 dev c0
+xpt_ok "behind masquerade, a client port equal to another client's DIRECT flow's (3 ports) is still proxied"
 
 # --- iperf3 -u --------------------------------------------------------------------------
 nss iperf3 -s -1 -B "$P4" -p 5201 >"$XPT_TMP/iperf-s.out" 2>&1 &

@@ -459,6 +459,33 @@ static void t_fail_is_deferred(void **state)
 	assert_int_equal(atomic_load(&udp_stats.failed), 1);
 }
 
+/* The receive queue and drop count of the IPv4 UDP socket bound to `a` (/proc/net/udp).
+ * false when no socket is bound there. */
+static bool udp4_socket_counters(const union xp_sockaddr *a, unsigned long *rxq,
+				 unsigned long *drops)
+{
+	FILE *f = fopen("/proc/net/udp", "r");
+	char line[512];
+	bool found = false;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned addr, port, rem, remport, st, txq, ref;
+		unsigned long rq, dr, inode;
+
+		if (sscanf(line, " %*u: %X:%X %X:%X %X %X:%lX %*X:%*X %*X %*u %*d %lu %u %*s %lu",
+			   &addr, &port, &rem, &remport, &st, &txq, &rq, &inode, &ref, &dr) != 10)
+			continue;
+		if (addr != a->in.sin_addr.s_addr || port != ntohs(a->in.sin_port))
+			continue;
+		*rxq = rq;
+		*drops = dr;
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
 static void t_reply_source(void **state)
 {
 	union xp_sockaddr c, d = v4("127.0.0.1", 0), other = v4("127.0.0.1", 0);
@@ -477,6 +504,20 @@ static void t_reply_source(void **state)
 	expect_reply(cfd, &d, "answer");
 	assert_int_equal(n_learned, 0);
 	assert_int_equal(atomic_load(&udp_stats.dgrams_down), 1);
+
+	/* The reply socket now bound to d only sends: stray datagrams to d are dropped on
+	 * arrival, not queued for the socket's life. */
+	unsigned long rxq = 0, drops = 0;
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sendto(cfd, "stray", 5, 0, &d.sa, sizeof(d.in)), 5);
+	for (int tries = 0; tries < 100 && drops < 3; tries++) {
+		assert_true(udp4_socket_counters(&d, &rxq, &drops));
+		if (drops < 3)
+			usleep(10000);
+	}
+	assert_int_equal(rxq, 0);
+	assert_true(drops >= 3);
 	close(cfd);
 }
 

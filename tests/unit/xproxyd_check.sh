@@ -114,13 +114,19 @@ check 0 "a rule whose target is a [group.NAME]" "$TMP/group.ini" 'configuration 
 sed "s#^ca_file = .*#ca_file = $TMP/missing.pem#" "$TMP/good.ini" >"$TMP/noca.ini"
 line=$(grep -n '^\[outbound.tj\]' "$TMP/noca.ini" | cut -d: -f1)
 check 1 "trojan with a missing CA file" "$TMP/noca.ini" \
-	"noca.ini:$line: \[outbound\.tj\] trojan: " 'ca_file .*missing\.pem.*cannot load'
+	"noca.ini:$line: \[outbound\.tj\] trojan: ca_file .*missing\.pem.*cannot load"
 
 # shadowsocks: a server name that does not resolve (instance_new resolves it)
 sed 's#^server = 127.0.0.1:8388#server = nosuch.invalid:8388#' "$TMP/good.ini" >"$TMP/nores.ini"
 line=$(grep -n '^\[outbound.ss\]' "$TMP/nores.ini" | cut -d: -f1)
 check 1 "shadowsocks with a server name that does not resolve" "$TMP/nores.ini" \
-	"nores.ini:$line: \[outbound\.ss\] shadowsocks: " 'nosuch\.invalid.*cannot resolve'
+	"nores.ini:$line: \[outbound\.ss\] shadowsocks: .*nosuch\.invalid.*cannot resolve"
+
+# the file:line line itself says why (the plugin's own error line), not just errno
+sed 's#^password = secret#password = #' "$TMP/good.ini" >"$TMP/nopw.ini"
+line=$(grep -n '^\[outbound.ss\]' "$TMP/nopw.ini" | cut -d: -f1)
+check 1 "shadowsocks with an empty password" "$TMP/nopw.ini" \
+	"nopw.ini:$line: \[outbound\.ss\] shadowsocks: password: must not be empty"
 
 # shadowsocks: an unknown cipher (the option table's choice list)
 sed 's#^method = aes-128-gcm#method = rot13#' "$TMP/good.ini" >"$TMP/cipher.ini"
