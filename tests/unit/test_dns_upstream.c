@@ -538,6 +538,7 @@ struct dns_cfg {
 	int64_t cache_size;
 	uint64_t cache_bytes;
 	uint64_t cache_max_ttl_ms;
+	uint64_t idle_timeout_ms;
 };
 
 static const struct xp_plugin_desc *desc;
@@ -548,6 +549,7 @@ static struct dns_cfg cfg;
 /* upstream timeout of the instances: short for the fake servers; the unbound test raises it,
  * since a TLS handshake on a loaded 2-CPU CI machine can take longer than 300 ms */
 static uint64_t inst_timeout_ms = 300;
+static uint64_t inst_idle_ms = 10000;
 
 static void *instance(int n_ups, int cache)
 {
@@ -563,6 +565,7 @@ static void *instance(int n_ups, int cache)
 	cfg.cache_size = cache ? 100 : 0;
 	cfg.cache_bytes = 1 << 20;
 	cfg.cache_max_ttl_ms = 86400000;
+	cfg.idle_timeout_ms = inst_idle_ms;
 	if (desc->instance_new(NULL, &host, &self, &cfg, &inst))
 		return NULL;
 	return inst;
