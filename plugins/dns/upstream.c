@@ -632,12 +632,12 @@ static void move_or_fail(struct conn *c, struct xfer *x, int err, int move)
 	finish_x(c, x, err);
 }
 
-/* The connection cannot go on. Exchanges never written move elsewhere. Written ones were cut
- * off by the server closing a connection that had been answering (an idle close racing our
- * request, RFC 7766 6.2.3, or a server that answers a few per connection): they move too, once
- * when nothing was answered on it since they were written, more often while it made progress.
- * Any other failure (refused, TLS, garbage, a server closing before answering anything) is the
- * upstream's. */
+/* The connection cannot go on. When the server closed a connection that had been answering
+ * (an idle close racing our request, RFC 7766 6.2.3, or a server that answers a few per
+ * connection), its exchanges move to another connection: those never written always, written
+ * ones once when nothing was answered since they were written, more often while it made
+ * progress. Any other failure (refused, TLS, garbage, a server closing before answering
+ * anything) is the upstream's, for every exchange on it. */
 static void conn_fail(struct conn *c, int err)
 {
 	int closed = err == -ECONNRESET || err == -EPIPE || err == -ECONNABORTED;
@@ -646,7 +646,7 @@ static void conn_fail(struct conn *c, int err)
 	while (!link_empty(&c->xfers)) {
 		struct xfer *x = LINK_ENTRY(c->xfers.next, struct xfer, link);
 		int progress = c->answers > x->answers_at_send;
-		int move = !x->sent || (closed && c->answers && (progress || !x->retried));
+		int move = closed && c->answers && (!x->sent || progress || !x->retried);
 
 		if (x->sent && !progress)
 			x->retried = 1;
