@@ -80,7 +80,7 @@ static struct {
 	char name[256];
 	union xp_sockaddr addr;
 	uint32_t ttl_ms;
-} learned[32];
+} learned[256];
 static int n_learned;
 static int dials;
 static struct xp_dial the_dial;
@@ -214,6 +214,8 @@ static uint64_t counter(const char *name)
 static int h_learn(xp_handle_t *who, const char *domain, const union xp_sockaddr *a,
 		   uint32_t ttl_ms)
 {
+	if (n_learned == (int)(sizeof(learned) / sizeof(learned[0])))
+		n_learned = 0; /* the tests look at the last few only */
 	snprintf(learned[n_learned].name, sizeof(learned[0].name), "%s", domain);
 	learned[n_learned].addr = *a;
 	learned[n_learned].ttl_ms = ttl_ms;
@@ -1437,6 +1439,50 @@ static int unbound_teardown(void **state)
 	return 0;
 }
 
+/* Connections from this process to the loopback port, as the kernel sees them. */
+static int established_to(uint16_t port)
+{
+	char cmd[160], line[256];
+	int n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "ss -Htn state established '( dport = :%u )' 2>/dev/null",
+		 port);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		n++;
+	pclose(f);
+	return n;
+}
+
+/* After one query: 20 more, half at once, half one after another, all on the connection the
+ * first one opened (counted by the plugin and by the kernel). */
+static void many_on_one(void *inst, uint16_t port)
+{
+	struct xp_dns_query qs[10];
+	int i;
+
+	for (i = 0; i < 10; i++)
+		ask(inst, &qs[i], (uint16_t)(0x6000 + i), "www.test.example", DNS_T_A);
+	run_all(qs, 10, 9000);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(qs[i].answers, 1);
+		assert_int_equal(dns_get16(qs[i].ans), 0x6000 + i);
+		assert_int_equal(answer_last_octet(&qs[i]), 80);
+	}
+	for (i = 0; i < 10; i++) {
+		ask(inst, &qs[0], (uint16_t)(0x7000 + i), "www.test.example", DNS_T_AAAA);
+		run(&qs[0], 9000);
+		assert_int_equal(qs[0].answers, 1);
+		assert_int_equal(dns_get16(qs[0].ans), 0x7000 + i);
+	}
+	assert_int_equal(counter("upstream_conns"), 1);
+	assert_int_equal(counter("upstream_failures"), 0);
+	if (!system("command -v ss >/dev/null"))
+		assert_int_equal(established_to(port), 1);
+}
+
 static void test_dot_doh_unbound(void **state)
 {
 	char *dir = unbound_dir, cmd[2048], ca[256], wrong[256], logf[256];
@@ -1504,6 +1550,7 @@ static void test_dot_doh_unbound(void **state)
 	assert_int_equal(q.answers, 1);
 	assert_int_equal(dns_get16(q.ans), 0x5151);
 	assert_int_equal(answer_last_octet(&q), 80);
+	many_on_one(inst, pt);
 	desc->instance_free(inst);
 
 	snprintf(specs[0], sizeof(specs[0]), "https://127.0.0.1:%u/dns-query", ph);
@@ -1515,6 +1562,7 @@ static void test_dot_doh_unbound(void **state)
 	assert_int_equal(dns_get16(q.ans), 0x5252);
 	assert_int_equal(answer_last_octet(&q), 0x80);
 	assert_int_equal(learned[n_learned - 1].addr.sa.sa_family, AF_INET6);
+	many_on_one(inst, ph);
 	desc->instance_free(inst);
 
 	/* a certificate the CA file does not vouch for: the exchange fails, SERVFAIL */
