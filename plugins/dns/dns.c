@@ -72,7 +72,7 @@ struct dns_inst {
 	struct dns_cache *cache;
 	struct ups_ctx uctx;
 	xp_counter_t *queries, *hits, *failures, *malformed, *mismatched, *servfail, *answers,
-		*learn_errors, *tcp_retries, *conns, *retries;
+		*learn_errors, *tcp_retries, *conns, *retries, *resumed;
 	pthread_mutex_t qlock;
 	struct query *qtab[QTAB_BUCKETS];
 };
@@ -542,9 +542,11 @@ static int dns_instance_new(void *state, const struct xp_host *host, xp_handle_t
 				     "tcp/tls/https upstream connections opened");
 	d->retries = host->counter_new(self, "upstream_retries",
 				       "queries sent again after a server closed their connection");
+	d->resumed = host->counter_new(self, "tls_resumed",
+				       "tls/https upstream connections that resumed a TLS session");
 	if (!d->queries || !d->hits || !d->answers || !d->failures || !d->malformed ||
 	    !d->mismatched || !d->servfail || !d->learn_errors || !d->tcp_retries || !d->conns ||
-	    !d->retries)
+	    !d->retries || !d->resumed)
 		goto err;
 	if (ups_pools_new(&d->uctx))
 		goto err;
@@ -554,6 +556,7 @@ static int dns_instance_new(void *state, const struct xp_host *host, xp_handle_t
 	d->uctx.mismatched = d->mismatched;
 	d->uctx.conns = d->conns;
 	d->uctx.retries = d->retries;
+	d->uctx.resumed = d->resumed;
 	d->uctx.idle_ms = cfg->idle_timeout_ms;
 	*inst = d;
 	return 0;

@@ -250,6 +250,8 @@ const char *ups_rule_select(const struct ups_rule *rules, size_t n, const char *
 
 /* ---------------------------------------------------------------------------- TLS context */
 
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess);
+
 void *ups_tls_ctx_new(const char *ca_file, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -260,6 +262,10 @@ void *ups_tls_ctx_new(const char *ca_file, char *err, size_t errlen)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	/* sessions to resume are kept per loop and upstream (the pools), not in the context */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+						    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
 	if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
 		    : SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		snprintf(err, errlen, "cannot load CA certificates from %s: %s",
@@ -381,7 +387,15 @@ struct pool {
 	const struct xp_host *host; /* static: still valid while a teardown is pending */
 	const struct ups_ctx *ctx;  /* the instance's: only while !dying */
 	struct link conns;
+	struct sess *sessions; /* the newest TLS session of each upstream, to resume */
 	int dying; /* atomic: the instance is gone, a teardown is posted to this loop */
+};
+
+struct sess {
+	struct sess *next;
+	const struct upstream *u;
+	enum ups_kind kind;
+	SSL_SESSION *s;
 };
 
 struct conn {
@@ -403,7 +417,7 @@ struct conn {
 	struct buf netout, appin;
 	SSL *ssl;
 	BIO *rbio, *wbio;
-	uint8_t hs_done, proto_started, h1, h1_skip;
+	uint8_t hs_done, proto_started, h1, h1_skip, tls_failed;
 	nghttp2_session *h2;
 
 	struct link xfers; /* joined: waiting to be written, or in flight */
@@ -561,6 +575,19 @@ static void conn_close_net(struct conn *c, int loop_alive)
 static void conn_destroy(struct conn *c, int loop_alive)
 {
 	link_del(&c->link);
+	if (c->ssl && c->hs_done && !c->tls_failed) {
+		/* close_notify: an orderly end (RFC 8446 6.1), which also keeps the session
+		 * resumable; OpenSSL spoils the session of a connection freed without it */
+		uint8_t tmp[256];
+		int r;
+
+		SSL_shutdown(c->ssl);
+		r = BIO_read(c->wbio, tmp, sizeof(tmp));
+		if (r > 0 && loop_alive && c->fd >= 0 && !c->connecting)
+			(void)!send(c->fd, tmp, (size_t)r, MSG_NOSIGNAL | MSG_DONTWAIT);
+		else if (r > 0 && loop_alive && c->sops)
+			(void)!c->sops->send(c->stream, tmp, (size_t)r);
+	}
 	conn_close_net(c, loop_alive);
 	if (c->h2)
 		nghttp2_session_del(c->h2);
@@ -1139,6 +1166,7 @@ static int tls_error(struct conn *c, int r)
 		c->eof = 1;
 		return 0;
 	}
+	c->tls_failed = 1;
 	v = SSL_get_verify_result(c->ssl);
 	c->ctx->host->log(c->ctx->self, XP_LOG_WARN, "upstream %s: TLS failed: %s", c->u->spec,
 			  v != X509_V_OK ? X509_verify_cert_error_string(v)
@@ -1177,6 +1205,8 @@ static int step(struct conn *c)
 		r = SSL_do_handshake(c->ssl);
 		if (r == 1) {
 			c->hs_done = 1;
+			if (SSL_session_reused(c->ssl) && c->ctx->resumed)
+				c->ctx->host->counter_add(c->ctx->resumed, 1);
 			if (c->kind == UPS_HTTPS) {
 				const unsigned char *alpn;
 				unsigned alen;
@@ -1372,8 +1402,43 @@ static void dial_done(void *arg, xp_dial_t *d, int err, int fd,
 		conn_pump(c);
 }
 
+static struct sess *sess_find(struct pool *p, const struct upstream *u, enum ups_kind kind)
+{
+	struct sess *e;
+
+	for (e = p->sessions; e; e = e->next)
+		if (e->u == u && e->kind == kind)
+			return e;
+	return NULL;
+}
+
+/* OpenSSL made a session this connection may resume later (after the handshake, or when a TLS
+ * 1.3 ticket comes): keep it for the next connection to the same upstream on this loop. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct conn *c = SSL_get_app_data(ssl);
+	struct sess *e;
+
+	if (!c)
+		return 0;
+	e = sess_find(c->pool, c->u, c->kind);
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return 0;
+		e->u = c->u;
+		e->kind = c->kind;
+		e->next = c->pool->sessions;
+		c->pool->sessions = e;
+	}
+	SSL_SESSION_free(e->s);
+	e->s = sess;
+	return 1; /* the reference is ours */
+}
+
 static int tls_setup(struct conn *c)
 {
+	struct sess *e;
 	const char *name = c->u->name[0] ? c->u->name : c->u->host;
 	static const unsigned char alpn[] = "\x02h2\x08http/1.1";
 
@@ -1389,6 +1454,10 @@ static int tls_setup(struct conn *c)
 	}
 	SSL_set_bio(c->ssl, c->rbio, c->wbio);
 	SSL_set_connect_state(c->ssl);
+	SSL_set_app_data(c->ssl, c);
+	e = sess_find(c->pool, c->u, c->kind);
+	if (e && e->s && SSL_SESSION_is_resumable(e->s))
+		SSL_set_session(c->ssl, e->s);
 	if (c->u->name[0]) {
 		SSL_set_tlsext_host_name(c->ssl, name);
 		if (!SSL_set1_host(c->ssl, name))
@@ -1593,6 +1662,13 @@ static void pool_destroy(struct pool *p, int loop_alive)
 {
 	while (!link_empty(&p->conns))
 		conn_destroy(LINK_ENTRY(p->conns.next, struct conn, link), loop_alive);
+	while (p->sessions) {
+		struct sess *e = p->sessions;
+
+		p->sessions = e->next;
+		SSL_SESSION_free(e->s);
+		free(e);
+	}
 	free(p);
 }
 

@@ -64,6 +64,8 @@ struct ups_ctx {
 	xp_counter_t *malformed, *mismatched;
 	xp_counter_t *conns;   /* stream connections opened (NULL: not counted) */
 	xp_counter_t *retries; /* exchanges moved to another connection after a server close */
+	xp_counter_t *resumed; /* TLS handshakes that resumed an earlier session (NULL: not
+				* counted) */
 	uint64_t idle_ms;      /* close a pooled connection idle this long; 0: one per query */
 	struct ups_pools *pools;
 };

@@ -1503,7 +1503,8 @@ static void test_dot_doh_unbound(void **state)
 		 "-keyout key.pem -out cert.pem -days 2 -subj /CN=dns.test "
 		 "-addext subjectAltName=DNS:dns.test,IP:127.0.0.1 2>/dev/null && "
 		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-		 "-keyout other.key -out other.pem -days 2 -subj /CN=other 2>/dev/null",
+		 "-keyout other.key -out other.pem -days 2 -subj /CN=other 2>/dev/null && "
+		 "head -c 80 /dev/urandom >ticket.key",
 		 dir);
 	assert_int_equal(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "%s/unbound.conf", dir);
@@ -1513,6 +1514,7 @@ static void test_dot_doh_unbound(void **state)
 		"server:\n  interface: 127.0.0.1@%u\n  interface: 127.0.0.1@%u\n"
 		"  tls-port: %u\n  https-port: %u\n"
 		"  tls-service-key: %s/key.pem\n  tls-service-pem: %s/cert.pem\n"
+		"  tls-session-ticket-keys: %s/ticket.key\n"
 		"  http-endpoint: \"/dns-query\"\n  do-daemonize: no\n  username: \"\"\n"
 		"  chroot: \"\"\n  directory: %s\n  pidfile: \"\"\n  use-syslog: no\n"
 		"  num-threads: 1\n  access-control: 127.0.0.0/8 allow\n"
@@ -1521,7 +1523,7 @@ static void test_dot_doh_unbound(void **state)
 		"  local-data: \"www.test.example. 300 IN A 192.0.2.80\"\n"
 		"  local-data: \"www.test.example. 300 IN AAAA 2001:db8::80\"\n"
 		"remote-control:\n  control-enable: no\n",
-		pt, ph, pt, ph, dir, dir, dir);
+		pt, ph, pt, ph, dir, dir, dir, dir);
 	fclose(f);
 	snprintf(logf, sizeof(logf), "%s/unbound.log", dir);
 	pid = fork();
@@ -1552,6 +1554,22 @@ static void test_dot_doh_unbound(void **state)
 	assert_int_equal(answer_last_octet(&q), 80);
 	many_on_one(inst, pt);
 	desc->instance_free(inst);
+
+	/* a connection per query (idle_timeout = 0): a later one resumes the TLS session */
+	inst_idle_ms = 0;
+	inst = instance(1, 0);
+	for (i = 0; i < 3; i++) {
+		ask(inst, &q, (uint16_t)(0x5400 + i), "www.test.example", DNS_T_A);
+		run(&q, 9000);
+		assert_int_equal(q.answers, 1);
+		assert_int_equal(answer_last_octet(&q), 80);
+	}
+	assert_int_equal(counter("upstream_conns"), 3);
+	/* the second resumes the first's ticket; TLS 1.3 tickets are single use and unbound
+	 * gives none on a resumed connection, so the third starts afresh */
+	assert_true(counter("tls_resumed") >= 1);
+	desc->instance_free(inst);
+	inst_idle_ms = 10000;
 
 	snprintf(specs[0], sizeof(specs[0]), "https://127.0.0.1:%u/dns-query", ph);
 	inst = instance(1, 0);
