@@ -30,7 +30,7 @@ struct dns_cfg {
 	int64_t cache_size;
 	uint64_t cache_bytes;
 	uint64_t cache_max_ttl_ms;
-	uint64_t idle_timeout_ms;
+	uint64_t upstream_idle_ms;
 };
 
 static const struct xp_option dns_options[] = {
@@ -50,8 +50,8 @@ static const struct xp_option dns_options[] = {
 		     (int64_t)1 << 34, "most memory the cached answers may take"),
 	XP_OPT_RANGE(struct dns_cfg, cache_max_ttl_ms, "cache_max_ttl", XP_OPT_DURATION, "24h", 0,
 		     1000, (int64_t)7 * 86400 * 1000, "keep no answer longer than this"),
-	XP_OPT_RANGE(struct dns_cfg, idle_timeout_ms, "idle_timeout", XP_OPT_DURATION, "10s", 0,
-		     0, 3600000,
+	XP_OPT_RANGE(struct dns_cfg, upstream_idle_ms, "upstream_idle_timeout", XP_OPT_DURATION,
+		     "10s", 0, 0, 3600000,
 		     "close a tcp/tls/https upstream connection idle this long (0: one connection "
 		     "per query)"),
 	XP_OPTION_END,
@@ -557,7 +557,7 @@ static int dns_instance_new(void *state, const struct xp_host *host, xp_handle_t
 	d->uctx.conns = d->conns;
 	d->uctx.retries = d->retries;
 	d->uctx.resumed = d->resumed;
-	d->uctx.idle_ms = cfg->idle_timeout_ms;
+	d->uctx.idle_ms = cfg->upstream_idle_ms;
 	*inst = d;
 	return 0;
 err:

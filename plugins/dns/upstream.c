@@ -717,7 +717,8 @@ static void conn_settle(struct conn *c)
 		return;
 	}
 	if (c->io)
-		host->io_set(c->io, XP_IO_READ | (c->netout.len || c->connecting ? XP_IO_WRITE : 0));
+		host->io_set(c->io,
+			     XP_IO_READ | (c->netout.len || c->connecting ? XP_IO_WRITE : 0));
 	if (!c->n_live && !c->idle_armed && c->idle) {
 		host->timer_set(c->idle, c->ctx->idle_ms, 0);
 		c->idle_armed = 1;

@@ -540,7 +540,7 @@ struct dns_cfg {
 	int64_t cache_size;
 	uint64_t cache_bytes;
 	uint64_t cache_max_ttl_ms;
-	uint64_t idle_timeout_ms;
+	uint64_t upstream_idle_ms;
 };
 
 static const struct xp_plugin_desc *desc;
@@ -567,7 +567,7 @@ static void *instance(int n_ups, int cache)
 	cfg.cache_size = cache ? 100 : 0;
 	cfg.cache_bytes = 1 << 20;
 	cfg.cache_max_ttl_ms = 86400000;
-	cfg.idle_timeout_ms = inst_idle_ms;
+	cfg.upstream_idle_ms = inst_idle_ms;
 	if (desc->instance_new(NULL, &host, &self, &cfg, &inst))
 		return NULL;
 	return inst;
@@ -630,8 +630,11 @@ static void test_option_table(void **state)
 			seen += o->offset == offsetof(struct dns_cfg, timeout_ms);
 		if (!strcmp(o->name, "cache_max_ttl"))
 			seen += o->offset == offsetof(struct dns_cfg, cache_max_ttl_ms);
+		if (!strcmp(o->name, "upstream_idle_timeout"))
+			seen += o->offset == offsetof(struct dns_cfg, upstream_idle_ms) &&
+				!strcmp(o->def, "10s");
 	}
-	assert_int_equal(seen, 4);
+	assert_int_equal(seen, 5);
 	assert_int_equal(desc->config_size, sizeof(struct dns_cfg));
 	assert_int_equal(desc->kinds, XP_KIND_DNS);
 }
@@ -1180,7 +1183,7 @@ static void test_pool_reuse(void **state)
 		assert_null(timers[i]);
 	}
 
-	/* idle_timeout = 0: the old way, one connection per query */
+	/* upstream_idle_timeout = 0: the old way, one connection per query */
 	inst_idle_ms = 0;
 	inst = instance(1, 0);
 	for (i = 0; i < 3; i++) {
@@ -1380,7 +1383,7 @@ static void test_pool_cancel_and_idle(void **state)
 	assert_int_equal(counter("malformed"), 0);
 	assert_int_equal(counter("upstream_failures"), 0);
 
-	/* idle for longer than idle_timeout: closed by us, its watchers gone */
+	/* idle for longer than upstream_idle_timeout: closed by us, its watchers gone */
 	run(NULL, 600);
 	wait_for(&p.client_closes, 1, 2000);
 	assert_int_equal(ptcp_get(&p.client_closes), 1);
@@ -1555,7 +1558,8 @@ static void test_dot_doh_unbound(void **state)
 	many_on_one(inst, pt);
 	desc->instance_free(inst);
 
-	/* a connection per query (idle_timeout = 0): a later one resumes the TLS session */
+	/* a connection per query (upstream_idle_timeout = 0): a later one resumes the TLS
+	 * session */
 	inst_idle_ms = 0;
 	inst = instance(1, 0);
 	for (i = 0; i < 3; i++) {
