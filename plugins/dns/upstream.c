@@ -297,15 +297,17 @@ struct buf {
 	size_t len, cap;
 };
 
+/* The bytes are followed by a 0 that is not counted, so the HTTP/1.1 header parsing (sscanf,
+ * strtol) stops at the end of what came. */
 static int buf_add(struct buf *b, const void *data, size_t len)
 {
 	if (b->len + len > BUF_MAX)
 		return -EMSGSIZE;
-	if (b->len + len > b->cap) {
+	if (b->len + len + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 1024;
 		uint8_t *p;
 
-		while (cap < b->len + len)
+		while (cap < b->len + len + 1)
 			cap *= 2;
 		p = realloc(b->p, cap);
 		if (!p)
@@ -315,6 +317,7 @@ static int buf_add(struct buf *b, const void *data, size_t len)
 	}
 	memcpy(b->p + b->len, data, len);
 	b->len += len;
+	b->p[b->len] = 0;
 	return 0;
 }
 
@@ -322,6 +325,7 @@ static void buf_eat(struct buf *b, size_t n)
 {
 	memmove(b->p, b->p + n, b->len - n);
 	b->len -= n;
+	b->p[b->len] = 0;
 }
 
 size_t ups_frame_next(const uint8_t *buf, size_t len, size_t *mlen)

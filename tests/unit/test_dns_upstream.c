@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/ssl.h>
 
 #include <xproxy/plugin.h>
 
@@ -1442,6 +1443,144 @@ static int unbound_teardown(void **state)
 	return 0;
 }
 
+/* An HTTPS server that only speaks HTTP/1.1 (ALPN), keeps connections alive and answers DNS
+ * POSTs one after another, on the unbound test's certificate. */
+struct h1srv {
+	int lfd;
+	uint16_t port;
+	SSL_CTX *ctx;
+	pthread_t th;
+	int accepts, requests, stop; /* atomic */
+};
+
+static int h1_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned inlen, void *arg)
+{
+	static const unsigned char h1[] = "http/1.1";
+
+	*out = h1;
+	*outlen = sizeof(h1) - 1;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static void h1_serve(struct h1srv *h, SSL *ssl)
+{
+	char buf[8192];
+	size_t got = 0;
+
+	for (;;) {
+		char *end = got ? memmem(buf, got, "\r\n\r\n", 4) : NULL;
+		int n;
+
+		if (end) {
+			size_t hlen = (size_t)(end - buf) + 4, blen = 0, alen;
+			const char *cl = strcasestr(buf, "content-length:");
+			uint8_t ans[1024];
+			char head[256];
+			struct server s = { .mode = M_ANSWER };
+
+			if (cl)
+				blen = (size_t)strtoul(cl + 15, NULL, 10);
+			if (got >= hlen + blen) {
+				alen = make_answer(&s, (uint8_t *)buf + hlen, blen, ans, 0, 81);
+				n = snprintf(head, sizeof(head),
+					     "HTTP/1.1 200 OK\r\nContent-Type: application/dns-message"
+					     "\r\nContent-Length: %zu\r\n\r\n",
+					     alen);
+				SSL_write(ssl, head, n);
+				SSL_write(ssl, ans, (int)alen);
+				ptcp_inc(&h->requests);
+				memmove(buf, buf + hlen + blen, got - hlen - blen);
+				got -= hlen + blen;
+				continue;
+			}
+		}
+		n = SSL_read(ssl, buf + got, (int)(sizeof(buf) - got));
+		if (n <= 0)
+			return;
+		got += (size_t)n;
+	}
+}
+
+static void *h1_main(void *arg)
+{
+	struct h1srv *h = arg;
+
+	while (!ptcp_get(&h->stop)) {
+		struct pollfd pfd = { .fd = h->lfd, .events = POLLIN };
+		SSL *ssl;
+		int c;
+
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		c = accept(h->lfd, NULL, NULL);
+		if (c < 0)
+			continue;
+		ptcp_inc(&h->accepts);
+		ssl = SSL_new(h->ctx);
+		SSL_set_fd(ssl, c);
+		if (SSL_accept(ssl) == 1)
+			h1_serve(h, ssl);
+		SSL_free(ssl);
+		close(c);
+	}
+	return NULL;
+}
+
+/* https:// to a server that picks HTTP/1.1: the connection is kept alive, requests go one
+ * at a time, concurrent queries wait their turn on it. */
+static void h1_keepalive(const char *dir)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t al = sizeof(a);
+	struct xp_dns_query qs[4];
+	struct h1srv h = { 0 };
+	char path[300];
+	void *inst;
+	int i;
+
+	h.ctx = SSL_CTX_new(TLS_server_method());
+	snprintf(path, sizeof(path), "%s/cert.pem", dir);
+	assert_int_equal(SSL_CTX_use_certificate_chain_file(h.ctx, path), 1);
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	assert_int_equal(SSL_CTX_use_PrivateKey_file(h.ctx, path, SSL_FILETYPE_PEM), 1);
+	SSL_CTX_set_alpn_select_cb(h.ctx, h1_alpn, NULL);
+	h.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(h.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(h.lfd, (struct sockaddr *)&a, &al);
+	h.port = ntohs(a.sin_port);
+	assert_int_equal(listen(h.lfd, 8), 0);
+	pthread_create(&h.th, NULL, h1_main, &h);
+
+	snprintf(specs[0], sizeof(specs[0]), "https://127.0.0.1:%u/dns-query", h.port);
+	inst = instance(1, 0);
+	assert_non_null(inst);
+	for (i = 0; i < 4; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "h1-%d.example", i);
+		ask(inst, &qs[i], (uint16_t)(0x3100 + i), name, DNS_T_A);
+	}
+	run_all(qs, 4, 9000);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(qs[i].answers, 1);
+		assert_int_equal(dns_get16(qs[i].ans), 0x3100 + i);
+		assert_int_equal(answer_last_octet(&qs[i]), 81);
+	}
+	ask(inst, &qs[0], 0x3200, "h1-late.example", DNS_T_A);
+	run(&qs[0], 9000);
+	assert_int_equal(qs[0].answers, 1);
+	assert_int_equal(ptcp_get(&h.accepts), 1);
+	assert_int_equal(ptcp_get(&h.requests), 5);
+	assert_int_equal(counter("upstream_conns"), 1);
+	assert_int_equal(counter("upstream_failures"), 0);
+	desc->instance_free(inst);
+	__atomic_store_n(&h.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(h.th, NULL);
+	close(h.lfd);
+	SSL_CTX_free(h.ctx);
+}
+
 /* Connections from this process to the loopback port, as the kernel sees them. */
 static int established_to(uint16_t port)
 {
@@ -1597,6 +1736,9 @@ static void test_dot_doh_unbound(void **state)
 	assert_int_equal(DNS_RCODE(dns_get16(q.ans + 2)), DNS_R_SERVFAIL);
 	assert_int_equal(counter("upstream_failures"), 1);
 	desc->instance_free(inst);
+
+	cfg.ca_file = ca;
+	h1_keepalive(dir);
 	cfg.ca_file = NULL;
 	inst_timeout_ms = 300;
 }
