@@ -762,6 +762,11 @@ static void xfer_detach(struct xfer *x)
 		} else {
 			c->draining = 1;
 		}
+		/* given up (mostly the caller's timeout) while nothing came back on the
+		 * connection: it may be dead without a word (a NAT mapping gone, a server
+		 * wedged), so new queries go to a fresh one; the others on it still finish */
+		if (c->answers == x->answers_at_send)
+			c->draining = 1;
 	}
 	conn_settle(c);
 }

@@ -986,6 +986,7 @@ struct ptcp {
 	pthread_t th;
 	int batch, close_after, answer_max, stray;
 	int delay_ms; /* before answering a batch, and before closing after close_after */
+	int mute_after; /* on each connection, ignore every query after this many answers */
 	uint8_t last;
 	int accepts, queries, answered, server_closes, client_closes; /* atomic */
 	int stop;
@@ -1054,6 +1055,10 @@ static void ptcp_serve(struct ptcp *p, int c)
 			usleep(50000); /* let the rest of the batch arrive, then hang up on it */
 			ptcp_inc(&p->server_closes);
 			break;
+		}
+		if (p->mute_after && on_conn >= p->mute_after) {
+			nq = 0; /* read, never answered, never closed */
+			continue;
 		}
 		if (nq < p->batch)
 			continue;
@@ -1393,6 +1398,28 @@ static void test_pool_cancel_and_idle(void **state)
 	desc->instance_free(inst);
 	inst_idle_ms = 10000;
 	ptcp_stop(&p);
+
+	/* a connection that stops answering without closing (a NAT mapping gone): the query
+	 * that timed out on it is the upstream's failure, the next one gets a new connection */
+	ptcp_start(&p, 1, 72);
+	p.mute_after = 1;
+	ptcp_run(&p);
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u", p.port);
+	inst = instance(1, 0);
+	ask(inst, &qs[0], 1, "m1.example", DNS_T_A);
+	run(&qs[0], 3000);
+	assert_int_equal(answer_last_octet(&qs[0]), 72);
+	ask(inst, &qs[1], 2, "m2.example", DNS_T_A);
+	run(&qs[1], 3000);
+	assert_int_equal(qs[1].answers, 1);
+	assert_int_equal(DNS_RCODE(dns_get16(qs[1].ans + 2)), DNS_R_SERVFAIL);
+	ask(inst, &qs[2], 3, "m3.example", DNS_T_A);
+	run(&qs[2], 3000);
+	assert_int_equal(answer_last_octet(&qs[2]), 72);
+	assert_int_equal(counter("upstream_failures"), 1);
+	assert_int_equal(ptcp_get(&p.accepts), 2);
+	desc->instance_free(inst);
+	ptcp_stop(&p);
 }
 
 /* ------------------------------------------------------------------ DoT and DoH, for real */
@@ -1487,9 +1514,9 @@ static void h1_serve(struct h1srv *h, SSL *ssl)
 					     "HTTP/1.1 200 OK\r\nContent-Type: application/dns-message"
 					     "\r\nContent-Length: %zu\r\n\r\n",
 					     alen);
+				ptcp_inc(&h->requests); /* counted before the client can see it */
 				SSL_write(ssl, head, n);
 				SSL_write(ssl, ans, (int)alen);
-				ptcp_inc(&h->requests);
 				memmove(buf, buf + hlen + blen, got - hlen - blen);
 				got -= hlen + blen;
 				continue;
