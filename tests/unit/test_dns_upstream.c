@@ -1201,6 +1201,20 @@ static void test_pool_reuse(void **state)
 	assert_int_equal(ptcp_get(&p.accepts), 4);
 	desc->instance_free(inst);
 	inst_idle_ms = 10000;
+
+	/* through an outbound: one dial carries them all */
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u via px", p.port);
+	inst = instance(1, 0);
+	dials = 0;
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "via%d.example", i);
+		ask(inst, &qs[i], (uint16_t)i, name, DNS_T_A);
+		run(&qs[i], 3000);
+		assert_int_equal(qs[i].answers, 1);
+	}
+	assert_int_equal(dials, 1);
+	assert_int_equal(ptcp_get(&p.accepts), 5);
+	desc->instance_free(inst);
 	ptcp_stop(&p);
 	assert_int_equal(open_fds(), fds);
 }
