@@ -392,7 +392,12 @@ struct pool {
 	const struct ups_ctx *ctx;  /* the instance's: only while !dying */
 	struct link conns;
 	struct sess *sessions; /* the newest TLS session of each upstream, to resume */
-	int dying; /* atomic: the instance is gone, a teardown is posted to this loop */
+	/* Held by every callback the loop makes into the pool (socket, timers, dial), and by
+	 * the teardown while it sets `dying`: once that is set no callback is still inside,
+	 * and the ones that come later return at once, so nothing touches the instance after
+	 * instance_free. Recursive: a dial may report back from inside another callback. */
+	pthread_mutex_t lock;
+	int dying;
 };
 
 struct sess {
@@ -544,9 +549,19 @@ static void conn_pump(struct conn *c);
 static void conn_destroy(struct conn *c, int loop_alive);
 static int place(struct xfer *x);
 
-static int pool_dying(const struct pool *p)
+/* A callback from the loop enters the pool: 1, or 0 when the pool is dying (not entered). */
+static int pool_enter(struct pool *p)
 {
-	return __atomic_load_n(&p->dying, __ATOMIC_ACQUIRE);
+	pthread_mutex_lock(&p->lock);
+	if (!p->dying)
+		return 1;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static void pool_leave(struct pool *p)
+{
+	pthread_mutex_unlock(&p->lock);
 }
 
 static void conn_close_net(struct conn *c, int loop_alive)
@@ -701,12 +716,14 @@ static void deliver(struct conn *c)
 static void idle_cb(xp_timer_t *t, void *arg)
 {
 	struct conn *c = arg;
+	struct pool *p = c->pool;
 
-	if (pool_dying(c->pool))
+	if (!pool_enter(p))
 		return;
 	c->idle_armed = 0;
 	if (!c->n_live && !c->in_pump)
 		conn_destroy(c, 1);
+	pool_leave(p);
 }
 
 /* After a pump, or after an exchange left: close, or wait for the right events. */
@@ -1354,28 +1371,36 @@ static void conn_pump(struct conn *c)
 static void conn_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
 {
 	struct conn *c = arg;
+	struct pool *p = c->pool;
 
-	if (pool_dying(c->pool)) {
-		c->pool->host->io_set(io, 0);
+	if (!pool_enter(p)) {
+		p->host->io_set(io, 0); /* quiet until the teardown runs here */
 		return;
 	}
 	conn_pump(c);
+	pool_leave(p);
 }
 
 static void kick_cb(xp_timer_t *t, void *arg)
 {
 	struct conn *c = arg;
+	struct pool *p = c->pool;
 
-	if (!pool_dying(c->pool))
-		conn_pump(c);
+	if (!pool_enter(p))
+		return;
+	conn_pump(c);
+	pool_leave(p);
 }
 
 static void dial_wake(void *arg, unsigned what)
 {
 	struct conn *c = arg;
+	struct pool *p = c->pool;
 
-	if (!pool_dying(c->pool))
-		conn_pump(c);
+	if (!pool_enter(p))
+		return;
+	conn_pump(c);
+	pool_leave(p);
 }
 
 static int attach_fd(struct conn *c, int fd)
@@ -1386,7 +1411,7 @@ static int attach_fd(struct conn *c, int fd)
 	/* a dial's socket may come blocking; the pump must never block the loop */
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
-	c->io = c->ctx->host->io_new(c->pool->loop, fd, conn_io_cb, c);
+	c->io = c->pool->host->io_new(c->pool->loop, fd, conn_io_cb, c);
 	return c->io ? 0 : -ENOMEM;
 }
 
@@ -1394,7 +1419,18 @@ static void dial_done(void *arg, xp_dial_t *d, int err, int fd,
 		      const struct xp_stream_ops *ops, void *stream)
 {
 	struct conn *c = arg;
+	struct pool *p = c->pool;
 
+	if (!pool_enter(p)) {
+		/* too late: keep what came so the teardown closes it */
+		if (!c->dial)
+			c->dial = d;
+		if (fd >= 0 && c->fd < 0)
+			c->fd = fd;
+		else if (fd >= 0)
+			close(fd);
+		return;
+	}
 	if (!c->dial)
 		c->dial = d;
 	if (!err && fd >= 0)
@@ -1408,8 +1444,9 @@ static void dial_done(void *arg, xp_dial_t *d, int err, int fd,
 			close(fd);
 		c->early_err = err;
 	}
-	if (!c->starting && !pool_dying(c->pool))
+	if (!c->starting)
 		conn_pump(c);
+	pool_leave(p);
 }
 
 static struct sess *sess_find(struct pool *p, const struct upstream *u, enum ups_kind kind)
@@ -1574,6 +1611,12 @@ static struct pool *pool_get(const struct ups_ctx *ctx, xp_loop_t *loop)
 	if (!p) {
 		p = calloc(1, sizeof(*p));
 		if (p) {
+			pthread_mutexattr_t ma;
+
+			pthread_mutexattr_init(&ma);
+			pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+			pthread_mutex_init(&p->lock, &ma);
+			pthread_mutexattr_destroy(&ma);
 			p->loop = loop;
 			p->host = ctx->host;
 			p->ctx = ctx;
@@ -1679,6 +1722,7 @@ static void pool_destroy(struct pool *p, int loop_alive)
 		SSL_SESSION_free(e->s);
 		free(e);
 	}
+	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
 
@@ -1697,7 +1741,10 @@ void ups_pools_free(struct ups_ctx *ctx)
 		return;
 	for (p = ps->list; p; p = next) {
 		next = p->next;
-		__atomic_store_n(&p->dying, 1, __ATOMIC_RELEASE);
+		/* waits for a callback that is inside the pool right now */
+		pthread_mutex_lock(&p->lock);
+		p->dying = 1;
+		pthread_mutex_unlock(&p->lock);
 		if (host->loop_current && host->loop_current() == p->loop)
 			pool_destroy(p, 1);
 		else if (!host->loop_post || host->loop_post(p->loop, pool_destroy_post, p))
