@@ -30,6 +30,7 @@ struct dns_cfg {
 	int64_t cache_size;
 	uint64_t cache_bytes;
 	uint64_t cache_max_ttl_ms;
+	uint64_t upstream_idle_ms;
 };
 
 static const struct xp_option dns_options[] = {
@@ -49,6 +50,10 @@ static const struct xp_option dns_options[] = {
 		     (int64_t)1 << 34, "most memory the cached answers may take"),
 	XP_OPT_RANGE(struct dns_cfg, cache_max_ttl_ms, "cache_max_ttl", XP_OPT_DURATION, "24h", 0,
 		     1000, (int64_t)7 * 86400 * 1000, "keep no answer longer than this"),
+	XP_OPT_RANGE(struct dns_cfg, upstream_idle_ms, "upstream_idle_timeout", XP_OPT_DURATION,
+		     "10s", 0, 0, 3600000,
+		     "close a tcp/tls/https upstream connection idle this long (0: one connection "
+		     "per query)"),
 	XP_OPTION_END,
 };
 
@@ -67,7 +72,7 @@ struct dns_inst {
 	struct dns_cache *cache;
 	struct ups_ctx uctx;
 	xp_counter_t *queries, *hits, *failures, *malformed, *mismatched, *servfail, *answers,
-		*learn_errors, *tcp_retries;
+		*learn_errors, *tcp_retries, *conns, *retries, *resumed;
 	pthread_mutex_t qlock;
 	struct query *qtab[QTAB_BUCKETS];
 };
@@ -482,6 +487,7 @@ static void dns_instance_free(void *inst)
 			query_free(r);
 		}
 	}
+	ups_pools_free(&d->uctx); /* the pooled connections, each closed on its loop */
 	ups_tls_ctx_free(d->uctx.tls_ctx);
 	dns_cache_free(d->cache);
 	free(d->ups);
@@ -532,13 +538,26 @@ static int dns_instance_new(void *state, const struct xp_host *host, xp_handle_t
 	d->servfail = host->counter_new(self, "servfail", "SERVFAIL answers we made");
 	d->learn_errors = host->counter_new(self, "learn_errors", "dns_learn calls that failed");
 	d->tcp_retries = host->counter_new(self, "tcp_retries", "truncated UDP answers retried");
+	d->conns = host->counter_new(self, "upstream_conns",
+				     "tcp/tls/https upstream connections opened");
+	d->retries = host->counter_new(self, "upstream_retries",
+				       "queries sent again after a server closed their connection");
+	d->resumed = host->counter_new(self, "tls_resumed",
+				       "tls/https upstream connections that resumed a TLS session");
 	if (!d->queries || !d->hits || !d->answers || !d->failures || !d->malformed ||
-	    !d->mismatched || !d->servfail || !d->learn_errors || !d->tcp_retries)
+	    !d->mismatched || !d->servfail || !d->learn_errors || !d->tcp_retries || !d->conns ||
+	    !d->retries || !d->resumed)
+		goto err;
+	if (ups_pools_new(&d->uctx))
 		goto err;
 	d->uctx.host = host;
 	d->uctx.self = self;
 	d->uctx.malformed = d->malformed;
 	d->uctx.mismatched = d->mismatched;
+	d->uctx.conns = d->conns;
+	d->uctx.retries = d->retries;
+	d->uctx.resumed = d->resumed;
+	d->uctx.idle_ms = cfg->upstream_idle_ms;
 	*inst = d;
 	return 0;
 err:

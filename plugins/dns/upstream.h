@@ -2,7 +2,8 @@
 /*
  * upstream.h - the dns plugin's upstream servers: spec parsing, per-domain selection, and one
  * exchange ("xfer") of a query with one upstream over UDP, TCP, TLS (DoT) or HTTPS (DoH,
- * HTTP/2 with an HTTP/1.1 fallback).
+ * HTTP/2 with an HTTP/1.1 fallback). Stream exchanges share persistent connections, pooled
+ * per loop and per upstream (see upstream.c).
  */
 #ifndef XP_DNS_UPSTREAM_H
 #define XP_DNS_UPSTREAM_H
@@ -52,13 +53,32 @@ int ups_rule_parse(const char *text, struct ups_rule **rules, size_t *n, char *e
 /* The tag of the first rule matching `name` (lower-case text without the final dot), or "". */
 const char *ups_rule_select(const struct ups_rule *rules, size_t n, const char *name);
 
-/* What an exchange needs from the instance; immutable once built, shared by every loop. */
+struct ups_pools;
+
+/* What an exchange needs from the instance; immutable once built (the pools have their own
+ * lock), shared by every loop. */
 struct ups_ctx {
 	const struct xp_host *host;
 	xp_handle_t *self;
 	void *tls_ctx; /* SSL_CTX *, NULL when no upstream needs TLS */
 	xp_counter_t *malformed, *mismatched;
+	xp_counter_t *conns;   /* stream connections opened (NULL: not counted) */
+	xp_counter_t *retries; /* exchanges moved to another connection after a server close */
+	xp_counter_t *resumed; /* TLS handshakes that resumed an earlier session (NULL: not
+				* counted) */
+	uint64_t idle_ms;      /* close a pooled connection idle this long; 0: one per query */
+	struct ups_pools *pools;
 };
+
+/* The connection pools of one instance (ctx->pools). 0 or -ENOMEM. */
+int ups_pools_new(struct ups_ctx *ctx);
+/* Close every pooled connection, each on its own loop (posted there when called from another
+ * thread). Call once no exchange is left, before the instance's memory goes. */
+void ups_pools_free(struct ups_ctx *ctx);
+
+/* Split the first complete message off a stream of 2-byte length-prefixed DNS messages (RFC
+ * 1035 4.2.2): the bytes it takes (2 + *mlen), 0 when more are needed. */
+size_t ups_frame_next(const uint8_t *buf, size_t len, size_t *mlen);
 
 /* Make the shared TLS context: verify against ca_file or, when NULL, the system store. NULL
  * with a message in err. */
@@ -72,7 +92,10 @@ typedef void (*xfer_done_fn)(void *arg, struct xfer *x, int err, const uint8_t *
 			     size_t len);
 
 /* Send `msg` (whose id is `id`, already written in it; question `q`) to `u` on `loop`; over TCP
- * instead of UDP when `force_tcp`. NULL with errno when it cannot even start. */
+ * instead of UDP when `force_tcp`. On a shared connection the id may be replaced by another
+ * random one (two requests in flight on one connection never share an id); the answer handed
+ * to `done` carries the id that was sent. NULL with errno when it cannot even start (EBUSY:
+ * every connection the upstream may have on this loop is full). */
 struct xfer *xfer_start(const struct ups_ctx *ctx, xp_loop_t *loop, const struct upstream *u,
 			int force_tcp, const uint8_t *msg, size_t len, const struct dns_question *q,
 			xfer_done_fn done, void *arg);

@@ -7,6 +7,7 @@
 # has no resolver at all (the DNS verdict takes every port-53 query) and must get unbound's
 # answer:
 #   udp://, tcp://, tls://#NAME, https:// (address in the certificate)   A over IPv4
+#   tls:// cache misses share one connection; a reload closes the old instance's
 #   tls:// via the direct outbound (the core's dial)
 #   AAAA asked over IPv6
 #   failover: a silent first upstream (timeout) and one that answers garbage (counted as
@@ -126,6 +127,33 @@ expect_a "over tcp://, client over TCP" 192.0.2.80 www.test.example A +tcp @10.9
 
 run_with "upstream = tls://10.1.5.2#dns.test"
 expect_a "over tls:// (DoT, name checked)" 192.0.2.3 tls.test.example A @10.9.9.9
+# five more cache misses: connections are kept per worker (2 here) and shared
+expect_a "over tls://, a second name" 192.0.2.1 udp.test.example A @10.9.9.9
+expect_a "over tls://, a third name" 192.0.2.2 tcp.test.example A @10.9.9.9
+expect_a "over tls://, a fourth name" 192.0.2.4 doh.test.example A @10.9.9.9
+expect_a "over tls://, a fifth name" 192.0.2.5 fo.test.example A @10.9.9.9
+expect_a "over tls://, a sixth name" 192.0.2.80 www.test.example A @10.9.9.9
+dot_conns() { nss ss -Htn state established '( sport = :853 )' | wc -l; }
+conns=$(stat_of upstream_conns)
+[ "${conns:-9}" -le 2 ] || xpt_fail "DoT: upstream_conns '$conns' for 6 misses, expected <= 2"
+[ "$(dot_conns)" = "$conns" ] ||
+	xpt_fail "DoT: unbound holds $(dot_conns) connections, the plugin opened $conns"
+xpt_ok "six DoT cache misses, $conns TLS connection(s) open (one per worker at most)"
+# a reload that replaces the instance: its pooled connection is closed on its worker loop
+sed -i 's/^timeout = 400ms/timeout = 450ms/' "$XPT_TMP/x.ini"
+kill -HUP "$XPT_DPID"
+for _ in $(seq 1 50); do
+	grep -q "reload: done" "$XPT_DLOG" && break
+	sleep 0.1
+done
+grep -q "reload: done" "$XPT_DLOG" || xpt_fail "reload did not finish"
+expect_a "over tls:// after a reload" 192.0.2.3 tls.test.example A @10.9.9.9
+for _ in $(seq 1 30); do
+	[ "$(dot_conns)" = 1 ] && break
+	sleep 0.1
+done
+[ "$(dot_conns)" = 1 ] || xpt_fail "after the reload unbound holds $(dot_conns) DoT connections, expected 1"
+xpt_ok "the old instance's connections closed after the reload, the new one has its own"
 
 run_with "upstream = tls://10.1.5.2#dns.test via proxy"
 expect_a "over tls:// through the direct outbound (host->dial)" 192.0.2.3 tls.test.example A \

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/ssl.h>
 
 #include <xproxy/plugin.h>
 
@@ -80,7 +81,7 @@ static struct {
 	char name[256];
 	union xp_sockaddr addr;
 	uint32_t ttl_ms;
-} learned[32];
+} learned[256];
 static int n_learned;
 static int dials;
 static struct xp_dial the_dial;
@@ -214,6 +215,8 @@ static uint64_t counter(const char *name)
 static int h_learn(xp_handle_t *who, const char *domain, const union xp_sockaddr *a,
 		   uint32_t ttl_ms)
 {
+	if (n_learned == (int)(sizeof(learned) / sizeof(learned[0])))
+		n_learned = 0; /* the tests look at the last few only */
 	snprintf(learned[n_learned].name, sizeof(learned[0].name), "%s", domain);
 	learned[n_learned].addr = *a;
 	learned[n_learned].ttl_ms = ttl_ms;
@@ -538,6 +541,7 @@ struct dns_cfg {
 	int64_t cache_size;
 	uint64_t cache_bytes;
 	uint64_t cache_max_ttl_ms;
+	uint64_t upstream_idle_ms;
 };
 
 static const struct xp_plugin_desc *desc;
@@ -548,6 +552,7 @@ static struct dns_cfg cfg;
 /* upstream timeout of the instances: short for the fake servers; the unbound test raises it,
  * since a TLS handshake on a loaded 2-CPU CI machine can take longer than 300 ms */
 static uint64_t inst_timeout_ms = 300;
+static uint64_t inst_idle_ms = 10000;
 
 static void *instance(int n_ups, int cache)
 {
@@ -563,6 +568,7 @@ static void *instance(int n_ups, int cache)
 	cfg.cache_size = cache ? 100 : 0;
 	cfg.cache_bytes = 1 << 20;
 	cfg.cache_max_ttl_ms = 86400000;
+	cfg.upstream_idle_ms = inst_idle_ms;
 	if (desc->instance_new(NULL, &host, &self, &cfg, &inst))
 		return NULL;
 	return inst;
@@ -625,8 +631,11 @@ static void test_option_table(void **state)
 			seen += o->offset == offsetof(struct dns_cfg, timeout_ms);
 		if (!strcmp(o->name, "cache_max_ttl"))
 			seen += o->offset == offsetof(struct dns_cfg, cache_max_ttl_ms);
+		if (!strcmp(o->name, "upstream_idle_timeout"))
+			seen += o->offset == offsetof(struct dns_cfg, upstream_idle_ms) &&
+				!strcmp(o->def, "10s");
 	}
-	assert_int_equal(seen, 4);
+	assert_int_equal(seen, 5);
 	assert_int_equal(desc->config_size, sizeof(struct dns_cfg));
 	assert_int_equal(desc->kinds, XP_KIND_DNS);
 }
@@ -964,6 +973,469 @@ static void test_spec_parse(void **state)
 	free(rules);
 }
 
+/* ------------------------------------------------------------- pooled stream connections */
+
+/* A TCP server that keeps connections open and pipelines (one connection at a time): it reads
+ * queries as they come, answers each batch of `batch` in reverse order, can send a stray
+ * answer (unknown id) before each real one, close a connection after `close_after` answers on
+ * it, or, once `answer_max` answers are out, close every connection as soon as queries come;
+ * `delay_ms` holds back answers and closes. */
+struct ptcp {
+	int lfd;
+	uint16_t port;
+	pthread_t th;
+	int batch, close_after, answer_max, stray;
+	int delay_ms; /* before answering a batch, and before closing after close_after */
+	int mute_after; /* on each connection, ignore every query after this many answers */
+	uint8_t last;
+	int accepts, queries, answered, server_closes, client_closes; /* atomic */
+	int stop;
+};
+
+static int ptcp_get(int *v)
+{
+	return __atomic_load_n(v, __ATOMIC_ACQUIRE);
+}
+
+static void ptcp_inc(int *v)
+{
+	__atomic_add_fetch(v, 1, __ATOMIC_RELEASE);
+}
+
+static void ptcp_answer(struct ptcp *p, int c, const uint8_t *q, size_t qlen)
+{
+	struct server s = { .mode = M_ANSWER };
+	uint8_t out[4096 + 2];
+	size_t alen = make_answer(&s, q, qlen, out + 2, 0, p->last);
+
+	dns_put16(out, (uint16_t)alen);
+	if (p->stray) {
+		uint16_t id = dns_get16(out + 2);
+
+		dns_put16(out + 2, 0x7777);
+		if (write(c, out, alen + 2) < 0)
+			perror("write");
+		dns_put16(out + 2, id);
+	}
+	if (write(c, out, alen + 2) < 0)
+		perror("write");
+}
+
+/* Serve one connection until either side closes it. */
+static void ptcp_serve(struct ptcp *p, int c)
+{
+	uint8_t buf[8192], q[16][512];
+	size_t qlen[16], got = 0, n, mlen;
+	int nq = 0, on_conn = 0;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = c, .events = POLLIN };
+		ssize_t r;
+
+		if (ptcp_get(&p->stop))
+			break;
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		r = read(c, buf + got, sizeof(buf) - got);
+		if (r <= 0) {
+			ptcp_inc(&p->client_closes);
+			break;
+		}
+		got += (size_t)r;
+		while ((n = ups_frame_next(buf, got, &mlen)) > 0) {
+			if (nq < 16 && mlen <= sizeof(q[0])) {
+				memcpy(q[nq], buf + 2, mlen);
+				qlen[nq++] = mlen;
+			}
+			memmove(buf, buf + n, got - n);
+			got -= n;
+			ptcp_inc(&p->queries);
+		}
+		if (p->answer_max && ptcp_get(&p->answered) >= p->answer_max && nq) {
+			usleep(50000); /* let the rest of the batch arrive, then hang up on it */
+			ptcp_inc(&p->server_closes);
+			break;
+		}
+		if (p->mute_after && on_conn >= p->mute_after) {
+			nq = 0; /* read, never answered, never closed */
+			continue;
+		}
+		if (nq < p->batch)
+			continue;
+		if (p->delay_ms)
+			usleep((useconds_t)p->delay_ms * 1000);
+		while (nq) {
+			nq--;
+			ptcp_answer(p, c, q[nq], qlen[nq]);
+			ptcp_inc(&p->answered);
+			on_conn++;
+		}
+		if (p->close_after && on_conn >= p->close_after) {
+			if (p->delay_ms)
+				usleep((useconds_t)p->delay_ms * 1000);
+			ptcp_inc(&p->server_closes);
+			break;
+		}
+	}
+	close(c);
+}
+
+static void *ptcp_main(void *arg)
+{
+	struct ptcp *p = arg;
+
+	while (!ptcp_get(&p->stop)) {
+		struct pollfd pfd = { .fd = p->lfd, .events = POLLIN };
+		int c;
+
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		c = accept(p->lfd, NULL, NULL);
+		if (c < 0)
+			continue;
+		ptcp_inc(&p->accepts);
+		ptcp_serve(p, c);
+	}
+	return NULL;
+}
+
+static void ptcp_start(struct ptcp *p, int batch, uint8_t last)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t al = sizeof(a);
+
+	memset(p, 0, sizeof(*p));
+	p->batch = batch;
+	p->last = last;
+	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(p->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(p->lfd, (struct sockaddr *)&a, &al);
+	p->port = ntohs(a.sin_port);
+	assert_int_equal(listen(p->lfd, 16), 0);
+}
+
+static void ptcp_run(struct ptcp *p)
+{
+	pthread_create(&p->th, NULL, ptcp_main, p);
+}
+
+static void ptcp_stop(struct ptcp *p)
+{
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(p->th, NULL);
+	close(p->lfd);
+}
+
+/* Run the loop until every query of qs is answered (or max_ms passes). */
+static void run_all(struct xp_dns_query *qs, int n, int max_ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)max_ms;
+
+	for (int i = 0; i < n && mono_ms() < end; i++)
+		while (!(qs[i].answers + qs[i].drops) && mono_ms() < end)
+			run(&qs[i], 10);
+}
+
+static void wait_for(int *v, int want, int max_ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)max_ms;
+
+	while (ptcp_get(v) < want && mono_ms() < end)
+		usleep(1000);
+}
+
+static void test_pool_reuse(void **state)
+{
+	struct xp_dns_query qs[8];
+	struct ptcp p;
+	char name[64];
+	void *inst;
+	int fds = open_fds(), i;
+
+	ptcp_start(&p, 1, 33);
+	ptcp_run(&p);
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u", p.port);
+	inst = instance(1, 0);
+	assert_non_null(inst);
+	/* one after another */
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "seq%d.example", i);
+		ask(inst, &qs[i], (uint16_t)(100 + i), name, DNS_T_A);
+		run(&qs[i], 3000);
+		assert_int_equal(qs[i].answers, 1);
+		assert_int_equal(dns_get16(qs[i].ans), 100 + i);
+		assert_int_equal(answer_last_octet(&qs[i]), 33);
+	}
+	/* all at once */
+	for (i = 0; i < 8; i++) {
+		snprintf(name, sizeof(name), "par%d.example", i);
+		ask(inst, &qs[i], (uint16_t)(200 + i), name, i & 1 ? DNS_T_AAAA : DNS_T_A);
+	}
+	run_all(qs, 8, 3000);
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(qs[i].answers, 1);
+		assert_int_equal(dns_get16(qs[i].ans), 200 + i);
+	}
+	assert_int_equal(ptcp_get(&p.accepts), 1);
+	assert_int_equal(ptcp_get(&p.queries), 12);
+	assert_int_equal(counter("upstream_conns"), 1);
+	assert_int_equal(counter("upstream_failures"), 0);
+	desc->instance_free(inst);
+	/* closed on unload: the server sees the close, nothing is left */
+	wait_for(&p.client_closes, 1, 2000);
+	assert_int_equal(ptcp_get(&p.client_closes), 1);
+	for (i = 0; i < MAXW; i++) {
+		assert_null(ios[i]);
+		assert_null(timers[i]);
+	}
+
+	/* upstream_idle_timeout = 0: the old way, one connection per query */
+	inst_idle_ms = 0;
+	inst = instance(1, 0);
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "old%d.example", i);
+		ask(inst, &qs[i], (uint16_t)i, name, DNS_T_A);
+		run(&qs[i], 3000);
+		assert_int_equal(qs[i].answers, 1);
+	}
+	assert_int_equal(ptcp_get(&p.accepts), 4);
+	desc->instance_free(inst);
+	inst_idle_ms = 10000;
+
+	/* through an outbound: one dial carries them all */
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u via px", p.port);
+	inst = instance(1, 0);
+	dials = 0;
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "via%d.example", i);
+		ask(inst, &qs[i], (uint16_t)i, name, DNS_T_A);
+		run(&qs[i], 3000);
+		assert_int_equal(qs[i].answers, 1);
+	}
+	assert_int_equal(dials, 1);
+	assert_int_equal(ptcp_get(&p.accepts), 5);
+	desc->instance_free(inst);
+	ptcp_stop(&p);
+	assert_int_equal(open_fds(), fds);
+}
+
+struct xres {
+	int calls, err;
+	uint8_t ans[512];
+	size_t len;
+};
+
+static void xres_done(void *arg, struct xfer *x, int err, const uint8_t *ans, size_t len)
+{
+	struct xres *r = arg;
+
+	r->calls++;
+	r->err = err;
+	if (!err && len <= sizeof(r->ans)) {
+		memcpy(r->ans, ans, len);
+		r->len = len;
+	}
+}
+
+/* The exchange layer itself: a context as dns.c builds it. */
+static void xctx(struct ups_ctx *c, uint64_t idle_ms)
+{
+	memset(c, 0, sizeof(*c));
+	n_counters = 0;
+	c->host = &host;
+	c->self = &self;
+	c->malformed = h_counter_new(&self, "malformed", "");
+	c->mismatched = h_counter_new(&self, "mismatched", "");
+	c->conns = h_counter_new(&self, "upstream_conns", "");
+	c->retries = h_counter_new(&self, "upstream_retries", "");
+	c->idle_ms = idle_ms;
+	assert_int_equal(ups_pools_new(c), 0);
+}
+
+static void run_x(struct xres *r, int n, int max_ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)max_ms;
+
+	for (int i = 0; i < n; i++)
+		while (!r[i].calls && mono_ms() < end)
+			run(NULL, 10);
+}
+
+static void test_pool_ids_and_order(void **state)
+{
+	static const char *const names[4] = { "a.example", "bb.example", "ccc.example",
+					      "dddd.example" };
+	struct xres res[4] = { 0 };
+	struct xfer *xs[4];
+	struct ups_ctx c;
+	struct upstream u;
+	struct ptcp p;
+	char err[128];
+	uint16_t ids[4];
+	int i, j;
+
+	/* the server answers the four at once, last first, each after a stray */
+	ptcp_start(&p, 4, 44);
+	p.stray = 1;
+	ptcp_run(&p);
+	xctx(&c, 10000);
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u", p.port);
+	assert_int_equal(upstream_parse(specs[0], &u, err, sizeof(err)), 0);
+	for (i = 0; i < 4; i++) {
+		struct dns_msg m;
+		struct mb q;
+
+		/* every query asks with the same id: the connection must tell them apart */
+		mb_query(&q, 0x4242, names[i], DNS_T_A, 1, 0);
+		assert_int_equal(dns_parse(q.b, q.n, &m, NULL, NULL), 0);
+		xs[i] = xfer_start(&c, &loop, &u, 0, q.b, q.n, &m.q, xres_done, &res[i]);
+		assert_non_null(xs[i]);
+		assert_int_equal(res[i].calls, 0); /* never called back inside xfer_start */
+	}
+	run_x(res, 4, 3000);
+	for (i = 0; i < 4; i++) {
+		struct dns_msg a;
+		char text[256];
+
+		assert_int_equal(res[i].calls, 1);
+		assert_int_equal(res[i].err, 0);
+		assert_int_equal(dns_parse(res[i].ans, res[i].len, &a, NULL, NULL), 0);
+		dns_name_text(a.q.name, a.q.name_len, text, sizeof(text));
+		assert_string_equal(text, names[i]);
+		ids[i] = a.id;
+		for (j = 0; j < i; j++)
+			assert_int_not_equal(ids[i], ids[j]);
+		xfer_free(xs[i]);
+	}
+	/* the strays were counted and dropped, nothing else suffered */
+	assert_int_equal(counter("mismatched"), 4);
+	assert_int_equal(counter("upstream_conns"), 1);
+	assert_int_equal(ptcp_get(&p.accepts), 1);
+	ups_pools_free(&c);
+	ptcp_stop(&p);
+}
+
+static void test_pool_server_closes(void **state)
+{
+	struct xp_dns_query qs[3];
+	struct ptcp a, b;
+	void *inst;
+
+	/* 1. the server closes each connection after one answer: the next query, written on
+	 * the connection before its close was seen, is sent again on a new one, no failure */
+	ptcp_start(&a, 1, 51);
+	a.close_after = 1;
+	a.delay_ms = 100; /* the answer is taken, the close comes later */
+	ptcp_run(&a);
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u", a.port);
+	inst = instance(1, 0);
+	ask(inst, &qs[0], 1, "one.example", DNS_T_A);
+	run(&qs[0], 3000);
+	assert_int_equal(qs[0].answers, 1);
+	wait_for(&a.server_closes, 1, 2000);
+	usleep(20000);
+	ask(inst, &qs[1], 2, "two.example", DNS_T_A);
+	run(&qs[1], 3000);
+	assert_int_equal(qs[1].answers, 1);
+	assert_int_equal(answer_last_octet(&qs[1]), 51);
+	assert_int_equal(counter("upstream_failures"), 0);
+	assert_int_equal(counter("upstream_retries"), 1);
+	assert_int_equal(ptcp_get(&a.accepts), 2);
+	desc->instance_free(inst);
+	ptcp_stop(&a);
+
+	/* 2. after one answer the server hangs up on every query: the two in flight on the
+	 * reused connection are sent again once, the new connection dies too without an
+	 * answer, which is the upstream's failure: the next upstream answers */
+	ptcp_start(&a, 1, 61);
+	a.answer_max = 1;
+	ptcp_run(&a);
+	ptcp_start(&b, 1, 62);
+	ptcp_run(&b);
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u", a.port);
+	snprintf(specs[1], sizeof(specs[1]), "tcp://127.0.0.1:%u", b.port);
+	inst = instance(2, 0);
+	ask(inst, &qs[0], 1, "first.example", DNS_T_A);
+	run(&qs[0], 3000);
+	assert_int_equal(answer_last_octet(&qs[0]), 61);
+	ask(inst, &qs[1], 2, "second.example", DNS_T_A);
+	ask(inst, &qs[2], 3, "third.example", DNS_T_A);
+	run_all(&qs[1], 2, 5000);
+	assert_int_equal(answer_last_octet(&qs[1]), 62);
+	assert_int_equal(answer_last_octet(&qs[2]), 62);
+	assert_int_equal(counter("upstream_retries"), 2);
+	assert_int_equal(counter("upstream_failures"), 2);
+	assert_int_equal(ptcp_get(&a.accepts), 2);
+	assert_int_equal(ptcp_get(&a.queries), 5);
+	desc->instance_free(inst);
+	ptcp_stop(&a);
+	ptcp_stop(&b);
+}
+
+static void test_pool_cancel_and_idle(void **state)
+{
+	struct xp_dns_query qs[4];
+	struct ptcp p;
+	void *inst;
+	int i;
+
+	/* the server answers only once three queries are in: one is cancelled meanwhile */
+	ptcp_start(&p, 3, 71);
+	p.delay_ms = 200;
+	ptcp_run(&p);
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u", p.port);
+	inst_idle_ms = 300;
+	inst = instance(1, 0);
+	ask(inst, &qs[0], 1, "c1.example", DNS_T_A);
+	ask(inst, &qs[1], 2, "c2.example", DNS_T_A);
+	ask(inst, &qs[2], 3, "c3.example", DNS_T_A);
+	run(NULL, 30);
+	desc->dns->cancel(inst, &qs[1]);
+	run_all(qs, 1, 3000);
+	run(&qs[2], 3000);
+	assert_int_equal(qs[0].answers, 1);
+	assert_int_equal(qs[1].answers + qs[1].drops, 0);
+	assert_int_equal(qs[2].answers, 1);
+	assert_int_equal(dns_get16(qs[2].ans), 3);
+	/* the cancelled query's answer was expected: dropped quietly */
+	run(NULL, 50);
+	assert_int_equal(counter("mismatched"), 0);
+	assert_int_equal(counter("malformed"), 0);
+	assert_int_equal(counter("upstream_failures"), 0);
+
+	/* idle for longer than upstream_idle_timeout: closed by us, its watchers gone */
+	run(NULL, 600);
+	wait_for(&p.client_closes, 1, 2000);
+	assert_int_equal(ptcp_get(&p.client_closes), 1);
+	for (i = 0; i < MAXW; i++)
+		assert_null(ios[i]);
+	desc->instance_free(inst);
+	inst_idle_ms = 10000;
+	ptcp_stop(&p);
+
+	/* a connection that stops answering without closing (a NAT mapping gone): the query
+	 * that timed out on it is the upstream's failure, the next one gets a new connection */
+	ptcp_start(&p, 1, 72);
+	p.mute_after = 1;
+	ptcp_run(&p);
+	snprintf(specs[0], sizeof(specs[0]), "tcp://127.0.0.1:%u", p.port);
+	inst = instance(1, 0);
+	ask(inst, &qs[0], 1, "m1.example", DNS_T_A);
+	run(&qs[0], 3000);
+	assert_int_equal(answer_last_octet(&qs[0]), 72);
+	ask(inst, &qs[1], 2, "m2.example", DNS_T_A);
+	run(&qs[1], 3000);
+	assert_int_equal(qs[1].answers, 1);
+	assert_int_equal(DNS_RCODE(dns_get16(qs[1].ans + 2)), DNS_R_SERVFAIL);
+	ask(inst, &qs[2], 3, "m3.example", DNS_T_A);
+	run(&qs[2], 3000);
+	assert_int_equal(answer_last_octet(&qs[2]), 72);
+	assert_int_equal(counter("upstream_failures"), 1);
+	assert_int_equal(ptcp_get(&p.accepts), 2);
+	desc->instance_free(inst);
+	ptcp_stop(&p);
+}
+
 /* ------------------------------------------------------------------ DoT and DoH, for real */
 
 static uint16_t free_tcp_port(void)
@@ -1012,6 +1484,188 @@ static int unbound_teardown(void **state)
 	return 0;
 }
 
+/* An HTTPS server that only speaks HTTP/1.1 (ALPN), keeps connections alive and answers DNS
+ * POSTs one after another, on the unbound test's certificate. */
+struct h1srv {
+	int lfd;
+	uint16_t port;
+	SSL_CTX *ctx;
+	pthread_t th;
+	int accepts, requests, stop; /* atomic */
+};
+
+static int h1_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned inlen, void *arg)
+{
+	static const unsigned char h1[] = "http/1.1";
+
+	*out = h1;
+	*outlen = sizeof(h1) - 1;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static void h1_serve(struct h1srv *h, SSL *ssl)
+{
+	char buf[8192];
+	size_t got = 0;
+
+	for (;;) {
+		char *end = got ? memmem(buf, got, "\r\n\r\n", 4) : NULL;
+		int n;
+
+		if (end) {
+			size_t hlen = (size_t)(end - buf) + 4, blen = 0, alen;
+			const char *cl = strcasestr(buf, "content-length:");
+			uint8_t ans[1024];
+			char head[256];
+			struct server s = { .mode = M_ANSWER };
+
+			if (cl)
+				blen = (size_t)strtoul(cl + 15, NULL, 10);
+			if (got >= hlen + blen) {
+				alen = make_answer(&s, (uint8_t *)buf + hlen, blen, ans, 0, 81);
+				n = snprintf(head, sizeof(head),
+					     "HTTP/1.1 200 OK\r\nContent-Type: application/dns-message"
+					     "\r\nContent-Length: %zu\r\n\r\n",
+					     alen);
+				ptcp_inc(&h->requests); /* counted before the client can see it */
+				SSL_write(ssl, head, n);
+				SSL_write(ssl, ans, (int)alen);
+				memmove(buf, buf + hlen + blen, got - hlen - blen);
+				got -= hlen + blen;
+				continue;
+			}
+		}
+		n = SSL_read(ssl, buf + got, (int)(sizeof(buf) - got));
+		if (n <= 0)
+			return;
+		got += (size_t)n;
+	}
+}
+
+static void *h1_main(void *arg)
+{
+	struct h1srv *h = arg;
+
+	while (!ptcp_get(&h->stop)) {
+		struct pollfd pfd = { .fd = h->lfd, .events = POLLIN };
+		SSL *ssl;
+		int c;
+
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		c = accept(h->lfd, NULL, NULL);
+		if (c < 0)
+			continue;
+		ptcp_inc(&h->accepts);
+		ssl = SSL_new(h->ctx);
+		SSL_set_fd(ssl, c);
+		if (SSL_accept(ssl) == 1)
+			h1_serve(h, ssl);
+		SSL_free(ssl);
+		close(c);
+	}
+	return NULL;
+}
+
+/* https:// to a server that picks HTTP/1.1: the connection is kept alive, requests go one
+ * at a time, concurrent queries wait their turn on it. */
+static void h1_keepalive(const char *dir)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t al = sizeof(a);
+	struct xp_dns_query qs[4];
+	struct h1srv h = { 0 };
+	char path[300];
+	void *inst;
+	int i;
+
+	h.ctx = SSL_CTX_new(TLS_server_method());
+	snprintf(path, sizeof(path), "%s/cert.pem", dir);
+	assert_int_equal(SSL_CTX_use_certificate_chain_file(h.ctx, path), 1);
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	assert_int_equal(SSL_CTX_use_PrivateKey_file(h.ctx, path, SSL_FILETYPE_PEM), 1);
+	SSL_CTX_set_alpn_select_cb(h.ctx, h1_alpn, NULL);
+	h.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(h.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(h.lfd, (struct sockaddr *)&a, &al);
+	h.port = ntohs(a.sin_port);
+	assert_int_equal(listen(h.lfd, 8), 0);
+	pthread_create(&h.th, NULL, h1_main, &h);
+
+	snprintf(specs[0], sizeof(specs[0]), "https://127.0.0.1:%u/dns-query", h.port);
+	inst = instance(1, 0);
+	assert_non_null(inst);
+	for (i = 0; i < 4; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "h1-%d.example", i);
+		ask(inst, &qs[i], (uint16_t)(0x3100 + i), name, DNS_T_A);
+	}
+	run_all(qs, 4, 9000);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(qs[i].answers, 1);
+		assert_int_equal(dns_get16(qs[i].ans), 0x3100 + i);
+		assert_int_equal(answer_last_octet(&qs[i]), 81);
+	}
+	ask(inst, &qs[0], 0x3200, "h1-late.example", DNS_T_A);
+	run(&qs[0], 9000);
+	assert_int_equal(qs[0].answers, 1);
+	assert_int_equal(ptcp_get(&h.accepts), 1);
+	assert_int_equal(ptcp_get(&h.requests), 5);
+	assert_int_equal(counter("upstream_conns"), 1);
+	assert_int_equal(counter("upstream_failures"), 0);
+	desc->instance_free(inst);
+	__atomic_store_n(&h.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(h.th, NULL);
+	close(h.lfd);
+	SSL_CTX_free(h.ctx);
+}
+
+/* Connections from this process to the loopback port, as the kernel sees them. */
+static int established_to(uint16_t port)
+{
+	char cmd[160], line[256];
+	int n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "ss -Htn state established '( dport = :%u )' 2>/dev/null",
+		 port);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		n++;
+	pclose(f);
+	return n;
+}
+
+/* After one query: 20 more, half at once, half one after another, all on the connection the
+ * first one opened (counted by the plugin and by the kernel). */
+static void many_on_one(void *inst, uint16_t port)
+{
+	struct xp_dns_query qs[10];
+	int i;
+
+	for (i = 0; i < 10; i++)
+		ask(inst, &qs[i], (uint16_t)(0x6000 + i), "www.test.example", DNS_T_A);
+	run_all(qs, 10, 9000);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(qs[i].answers, 1);
+		assert_int_equal(dns_get16(qs[i].ans), 0x6000 + i);
+		assert_int_equal(answer_last_octet(&qs[i]), 80);
+	}
+	for (i = 0; i < 10; i++) {
+		ask(inst, &qs[0], (uint16_t)(0x7000 + i), "www.test.example", DNS_T_AAAA);
+		run(&qs[0], 9000);
+		assert_int_equal(qs[0].answers, 1);
+		assert_int_equal(dns_get16(qs[0].ans), 0x7000 + i);
+	}
+	assert_int_equal(counter("upstream_conns"), 1);
+	assert_int_equal(counter("upstream_failures"), 0);
+	if (!system("command -v ss >/dev/null"))
+		assert_int_equal(established_to(port), 1);
+}
+
 static void test_dot_doh_unbound(void **state)
 {
 	char *dir = unbound_dir, cmd[2048], ca[256], wrong[256], logf[256];
@@ -1032,7 +1686,8 @@ static void test_dot_doh_unbound(void **state)
 		 "-keyout key.pem -out cert.pem -days 2 -subj /CN=dns.test "
 		 "-addext subjectAltName=DNS:dns.test,IP:127.0.0.1 2>/dev/null && "
 		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-		 "-keyout other.key -out other.pem -days 2 -subj /CN=other 2>/dev/null",
+		 "-keyout other.key -out other.pem -days 2 -subj /CN=other 2>/dev/null && "
+		 "head -c 80 /dev/urandom >ticket.key",
 		 dir);
 	assert_int_equal(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "%s/unbound.conf", dir);
@@ -1042,6 +1697,7 @@ static void test_dot_doh_unbound(void **state)
 		"server:\n  interface: 127.0.0.1@%u\n  interface: 127.0.0.1@%u\n"
 		"  tls-port: %u\n  https-port: %u\n"
 		"  tls-service-key: %s/key.pem\n  tls-service-pem: %s/cert.pem\n"
+		"  tls-session-ticket-keys: %s/ticket.key\n"
 		"  http-endpoint: \"/dns-query\"\n  do-daemonize: no\n  username: \"\"\n"
 		"  chroot: \"\"\n  directory: %s\n  pidfile: \"\"\n  use-syslog: no\n"
 		"  num-threads: 1\n  access-control: 127.0.0.0/8 allow\n"
@@ -1050,7 +1706,7 @@ static void test_dot_doh_unbound(void **state)
 		"  local-data: \"www.test.example. 300 IN A 192.0.2.80\"\n"
 		"  local-data: \"www.test.example. 300 IN AAAA 2001:db8::80\"\n"
 		"remote-control:\n  control-enable: no\n",
-		pt, ph, pt, ph, dir, dir, dir);
+		pt, ph, pt, ph, dir, dir, dir, dir);
 	fclose(f);
 	snprintf(logf, sizeof(logf), "%s/unbound.log", dir);
 	pid = fork();
@@ -1079,7 +1735,25 @@ static void test_dot_doh_unbound(void **state)
 	assert_int_equal(q.answers, 1);
 	assert_int_equal(dns_get16(q.ans), 0x5151);
 	assert_int_equal(answer_last_octet(&q), 80);
+	many_on_one(inst, pt);
 	desc->instance_free(inst);
+
+	/* a connection per query (upstream_idle_timeout = 0): a later one resumes the TLS
+	 * session */
+	inst_idle_ms = 0;
+	inst = instance(1, 0);
+	for (i = 0; i < 3; i++) {
+		ask(inst, &q, (uint16_t)(0x5400 + i), "www.test.example", DNS_T_A);
+		run(&q, 9000);
+		assert_int_equal(q.answers, 1);
+		assert_int_equal(answer_last_octet(&q), 80);
+	}
+	assert_int_equal(counter("upstream_conns"), 3);
+	/* the second resumes the first's ticket; TLS 1.3 tickets are single use and unbound
+	 * gives none on a resumed connection, so the third starts afresh */
+	assert_true(counter("tls_resumed") >= 1);
+	desc->instance_free(inst);
+	inst_idle_ms = 10000;
 
 	snprintf(specs[0], sizeof(specs[0]), "https://127.0.0.1:%u/dns-query", ph);
 	inst = instance(1, 0);
@@ -1090,6 +1764,7 @@ static void test_dot_doh_unbound(void **state)
 	assert_int_equal(dns_get16(q.ans), 0x5252);
 	assert_int_equal(answer_last_octet(&q), 0x80);
 	assert_int_equal(learned[n_learned - 1].addr.sa.sa_family, AF_INET6);
+	many_on_one(inst, ph);
 	desc->instance_free(inst);
 
 	/* a certificate the CA file does not vouch for: the exchange fails, SERVFAIL */
@@ -1102,6 +1777,9 @@ static void test_dot_doh_unbound(void **state)
 	assert_int_equal(DNS_RCODE(dns_get16(q.ans + 2)), DNS_R_SERVFAIL);
 	assert_int_equal(counter("upstream_failures"), 1);
 	desc->instance_free(inst);
+
+	cfg.ca_file = ca;
+	h1_keepalive(dir);
 	cfg.ca_file = NULL;
 	inst_timeout_ms = 300;
 }
@@ -1119,6 +1797,10 @@ int main(void)
 		cmocka_unit_test_setup(test_servfail_and_cancel, setup),
 		cmocka_unit_test_setup(test_bad_client_queries, setup),
 		cmocka_unit_test_setup(test_config_errors, setup),
+		cmocka_unit_test_setup(test_pool_reuse, setup),
+		cmocka_unit_test_setup(test_pool_ids_and_order, setup),
+		cmocka_unit_test_setup(test_pool_server_closes, setup),
+		cmocka_unit_test_setup(test_pool_cancel_and_idle, setup),
 		cmocka_unit_test_setup_teardown(test_dot_doh_unbound, setup, unbound_teardown),
 	};
 
