@@ -84,7 +84,7 @@ struct xp_conn {
 	ev_tstamp start, last, half; /* accept, last bytes moved, first direction ended */
 	char why[64];
 	char domain[256]; /* info.domain points here once named */
-	uint16_t via; /* the group that picked ob (conn_route.via), 0: none */
+	struct ob_via via; /* the groups that led to ob (conn_route.via) */
 	struct conn_headless *hl; /* headless (a dial): no client, no worker */
 	/* SNIFF: the hook's state, the peek buffer, bytes seen so far */
 	void *sniff_state;
@@ -1038,7 +1038,7 @@ static void cut_on_worker(void *arg)
 
 	for (c = p->w->conns; c; c = next) {
 		next = c->next; /* conn_close frees c only */
-		if (c->ob && c->state != CONN_CLOSE && conn_cut_match(p->cut, c->ob->id, c->via)) {
+		if (c->ob && c->state != CONN_CLOSE && conn_cut_match(p->cut, c->ob->id, &c->via)) {
 			conn_close(c, true, p->cut->why);
 			n++;
 		}

@@ -29,6 +29,7 @@
 #include <xproxy/plugin.h>
 
 #include "loop.h"
+#include "outbound.h"
 
 struct outbound;
 
@@ -54,7 +55,7 @@ struct conn_route {
 	int (*adopt)(struct xp_loop *loop, int fd, const struct xp_conn_info *info);
 	char domain[256]; /* the flow's name (core/names.c), "" when unknown */
 	const char *sniffer; /* the sniffer that found `domain` (a plugin name), NULL if none */
-	uint16_t via; /* the [group.NAME] (its outbound id) that picked ob, 0: none */
+	struct ob_via via; /* the [group.NAME]s that led to ob (outbound.h), n = 0: none */
 };
 
 /* The SNIFF state's helper (core/sniff.c installs it on the main thread before the workers
@@ -141,14 +142,16 @@ xp_conn_t *conn_headless_new(struct xp_loop *loop, const struct xp_conn_info *in
 void conn_headless_free(xp_conn_t *c); /* NULL-safe */
 
 /* Closing the connections a group moved away from (core/groups.c, interrupt = yes): every
- * TCP connection and UDP session whose outbound has id `ob_id` and that was routed through one
- * of the groups via[0..n_via) is closed (TCP: reset both ways). Reference-counted across the
+ * TCP connection and UDP session whose outbound has id `ob_id` and whose group path holds the
+ * group `gid` is closed (TCP: reset both ways). A path cut short (more than OB_VIA_MAX groups)
+ * is matched by its innermost known group: one of via[0..n_via), the groups that hold gid. Reference-counted across the
  * workers it is posted to; `done` runs once, on the last worker's thread (or the caller's),
  * with tcp/udp final. */
 struct conn_cut {
 	atomic_uint refs;
 	atomic_uint_fast64_t tcp, udp; /* closed so far */
 	uint16_t ob_id;
+	uint16_t gid;
 	char why[128];			/* the close reason in the log */
 	void (*done)(struct conn_cut *cut); /* frees the cut */
 	void *arg;
@@ -170,12 +173,19 @@ static inline void conn_cut_put(struct conn_cut *cut) /* the last one calls done
 		cut->done(cut);
 }
 
-static inline bool conn_cut_match(const struct conn_cut *cut, uint16_t ob_id, uint16_t via)
+static inline bool conn_cut_match(const struct conn_cut *cut, uint16_t ob_id,
+				  const struct ob_via *via)
 {
-	if (!via || ob_id != cut->ob_id)
+	if (!via->n || ob_id != cut->ob_id)
 		return false;
+	for (size_t i = 0; i < via->n && i < OB_VIA_MAX; i++)
+		if (via->id[i] == cut->gid)
+			return true;
+	if (!via->more)
+		return false;
+	/* the groups below the last known one are unknown: gid may be among them */
 	for (size_t i = 0; i < cut->n_via; i++)
-		if (cut->via[i] == via)
+		if (cut->via[i] == via->id[OB_VIA_MAX - 1])
 			return true;
 	return false;
 }

@@ -230,7 +230,7 @@ static const struct conn_headless_ops hl_ops = {
 static int outbound_start(struct xp_dial *d, const char *name)
 {
 	struct xp_conn_info info = { .size = sizeof(info) };
-	uint16_t via;
+	struct ob_via via;
 	int rc;
 
 	d->ob = outbound_resolve(name, &via); /* a group picks its member now */

@@ -626,13 +626,18 @@ static int pick_member(struct group_set *s, struct group *g, uint32_t rnd, unsig
 	return -1;
 }
 
-static const char *pick_in(struct group_set *s, size_t gi, uint32_t rnd, unsigned depth)
+static const char *pick_in(struct group_set *s, size_t gi, uint32_t rnd, unsigned depth,
+			   size_t *path, size_t max, size_t *n)
 {
 	struct group *g = &s->g[gi];
 	int i;
 
 	if (depth > s->n)
 		return NULL;
+	if (path && *n < max)
+		path[*n] = gi;
+	if (path)
+		(*n)++;
 	i = pick_member(s, g, rnd, depth + 1);
 	if (i < 0)
 		return NULL;
@@ -640,14 +645,24 @@ static const char *pick_in(struct group_set *s, size_t gi, uint32_t rnd, unsigne
 		return g->m[i].name;
 	/* a different slice of the random number for each level */
 	return pick_in(s, (size_t)g->m[i].group, rnd / (uint32_t)(g->n ? g->n : 1) ^ rnd >> 16,
-		       depth + 1);
+		       depth + 1, path, max, n);
 }
 
 const char *group_pick(struct group_set *s, size_t gi, uint32_t rnd)
 {
+	return group_pick_path(s, gi, rnd, NULL, 0, NULL);
+}
+
+const char *group_pick_path(struct group_set *s, size_t gi, uint32_t rnd, size_t *path,
+			    size_t max, size_t *n)
+{
+	size_t dummy = 0;
+
+	if (n)
+		*n = 0;
 	if (!s || gi >= s->n)
 		return NULL;
-	return pick_in(s, gi, rnd, 0);
+	return pick_in(s, gi, rnd, 0, path, max, n ? n : &dummy);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -102,6 +102,10 @@ enum group_change group_health_result(struct group_health *h, bool ok, uint32_t 
  * no member alive (fixed with an outbound first: never NULL). `rnd` is a uniform random number (random policy).
  * min-latency remembers its choice in the group, so this mutates the set. */
 const char *group_pick(struct group_set *s, size_t gi, uint32_t rnd);
+/* The same, also listing the groups the choice went through, gi first, in path[0..max);
+ * *n is how many there were (more than max when the path did not fit). */
+const char *group_pick_path(struct group_set *s, size_t gi, uint32_t rnd, size_t *path,
+			    size_t max, size_t *n);
 
 const char *group_policy_name(enum group_policy p);
 

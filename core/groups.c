@@ -125,6 +125,7 @@ static struct conn_cut *cut_make(const struct group_ev *e)
 	free(holders);
 	atomic_init(&cut->refs, 1);
 	cut->ob_id = (uint16_t)ob_id;
+	cut->gid = live_ids[e->gi] > 0 ? (uint16_t)live_ids[e->gi] : 0;
 	cut->done = cut_done;
 	if (e->dead)
 		snprintf(cut->why, sizeof(cut->why), "group %s: %s: member is dead", g->name,
@@ -499,13 +500,19 @@ static uint32_t rnd32(void)
 	return x;
 }
 
-static struct outbound *get_locked(size_t gi, uint16_t *via)
+static struct outbound *get_locked(size_t gi, struct ob_via *via)
 {
 	const struct group *g = &live->g[gi];
 	char leaf[64] = "", name[64], lat[32] = "";
-	const char *p = group_pick(live, gi, rnd32());
-	int id = live_ids[gi];
+	size_t path[OB_VIA_MAX], n_path = 0;
+	const char *p = group_pick_path(live, gi, rnd32(), path, OB_VIA_MAX, &n_path);
+	struct ob_via v = {0};
 	struct outbound *ob;
+
+	for (size_t i = 0; i < n_path && i < OB_VIA_MAX; i++)
+		if (live_ids[path[i]] > 0)
+			v.id[v.n++] = (uint16_t)live_ids[path[i]];
+	v.more = n_path > OB_VIA_MAX;
 
 	snprintf(name, sizeof(name), "%s", g->name);
 	if (p)
@@ -520,13 +527,13 @@ static struct outbound *get_locked(size_t gi, uint16_t *via)
 		return NULL;
 	}
 	ob = outbound_get_by_name(leaf);
-	if (ob && via && id > 0)
-		*via = (uint16_t)id;
+	if (ob && via)
+		*via = v;
 	log_debug("group %s: chose member %s%s", name, leaf, lat);
 	return ob;
 }
 
-struct outbound *groups_get(uint16_t id, uint16_t *via)
+struct outbound *groups_get(uint16_t id, struct ob_via *via)
 {
 	pthread_mutex_lock(&lock);
 	for (size_t i = 0; live && i < live->n; i++)
@@ -536,7 +543,7 @@ struct outbound *groups_get(uint16_t id, uint16_t *via)
 	return NULL;
 }
 
-struct outbound *groups_get_by_name(const char *name, uint16_t *via)
+struct outbound *groups_get_by_name(const char *name, struct ob_via *via)
 {
 	int gi;
 

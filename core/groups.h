@@ -26,10 +26,10 @@ void groups_clear(void);
 
 /* Thread-safe: the outbound a new connection to group `id` (or named `name`) uses, with a
  * reference; NULL when id is not a group, or no member is alive. *via (NULL: not wanted) is
- * set to the group's id when a member is returned: the connection keeps it (conn_route.via)
- * so that interrupt = yes can find it. */
-struct outbound *groups_get(uint16_t id, uint16_t *via);
-struct outbound *groups_get_by_name(const char *name, uint16_t *via);
+ * set to the groups the choice went through (this one first) when a member is returned: the
+ * connection keeps it (conn_route.via) so that interrupt = yes can find it. */
+struct outbound *groups_get(uint16_t id, struct ob_via *via);
+struct outbound *groups_get_by_name(const char *name, struct ob_via *via);
 
 /* SIGUSR1: each member's state and average latency, and what interrupt = yes closed. */
 void groups_log_stats(void);

@@ -173,12 +173,12 @@ void outbound_set_resolver(outbound_resolver_fn fn)
 	atomic_store(&resolver, fn);
 }
 
-struct outbound *outbound_resolve(const char *name, uint16_t *via)
+struct outbound *outbound_resolve(const char *name, struct ob_via *via)
 {
 	outbound_resolver_fn fn = atomic_load(&resolver);
 	struct outbound *ob;
 
-	*via = 0;
+	memset(via, 0, sizeof(*via));
 	ob = outbound_get_by_name(name);
 	if (!ob && name && fn)
 		ob = fn(name, via);

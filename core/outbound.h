@@ -60,16 +60,28 @@ int outbounds_apply(const struct cfg *cfg, struct plug_registry *reg, const stru
 /* Main thread: retire everything (shutdown). */
 void outbounds_clear(void);
 
+/* The [group.NAME]s a connection went through to reach its outbound, outermost first (ids
+ * are the groups' outbound ids): a rule naming group A whose member B (a group) picked
+ * outbound X gives {A, B}. n = 0: no group. Deeper nesting than OB_VIA_MAX keeps the first
+ * OB_VIA_MAX and sets `more`. Group interrupts close a connection only when the group that
+ * moved off X is on this path. */
+#define OB_VIA_MAX 4
+struct ob_via {
+	uint16_t id[OB_VIA_MAX];
+	uint8_t n;
+	bool more;
+};
+
 /* The live instance for an id, with a reference; NULL if none. Thread-safe. */
 struct outbound *outbound_get(uint16_t id);
 struct outbound *outbound_get_by_name(const char *name);
 /* A [route] target by name, referenced: an outbound, or else what the installed resolver
- * makes of it (a [group.NAME] picks a member and sets *via to the group's id). *via = 0 when
- * no group picked it. Every place that routes by a rule's target uses this, so a group works
+ * makes of it (a [group.NAME] picks a member and sets *via to the groups it went through).
+ * via->n = 0 when no group picked it. Every place that routes by a rule's target uses this, so a group works
  * the same for kernel-routed, sniffed and DNS-named flows. */
-typedef struct outbound *(*outbound_resolver_fn)(const char *name, uint16_t *via);
+typedef struct outbound *(*outbound_resolver_fn)(const char *name, struct ob_via *via);
 void outbound_set_resolver(outbound_resolver_fn fn);
-struct outbound *outbound_resolve(const char *name, uint16_t *via);
+struct outbound *outbound_resolve(const char *name, struct ob_via *via);
 /* Drop a reference; the last one frees the instance (instance_free runs on the main thread). */
 void outbound_put(struct outbound *ob);
 /* Name of a live id (for logs), or NULL. The string stays valid until the next apply. */

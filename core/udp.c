@@ -89,7 +89,7 @@ struct udp_sess {
 	void *user;
 	union xp_sockaddr peers[PEERS_LEARNED];
 	unsigned n_peers;
-	uint16_t via; /* the group that picked ob (conn_route.via), 0: none */
+	struct ob_via via; /* the groups that led to ob (conn_route.via) */
 	char why[64];
 };
 
@@ -950,7 +950,7 @@ static void cut_on_loop(void *arg)
 
 	for (s = p->uw->sessions; s; s = nx) {
 		nx = s->next; /* sess_close frees s only */
-		if (s->ob && !s->closing && conn_cut_match(p->cut, s->ob->id, s->via)) {
+		if (s->ob && !s->closing && conn_cut_match(p->cut, s->ob->id, &s->via)) {
 			sess_close(s, p->cut->why);
 			n++;
 		}

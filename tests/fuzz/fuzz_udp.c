@@ -47,9 +47,9 @@ struct outbound *outbound_get_by_name(const char *name)
 	return &OB;
 }
 
-struct outbound *outbound_resolve(const char *name, uint16_t *via)
+struct outbound *outbound_resolve(const char *name, struct ob_via *via)
 {
-	*via = 0;
+	memset(via, 0, sizeof(*via));
 	return outbound_get_by_name(name);
 }
 

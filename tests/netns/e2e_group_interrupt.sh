@@ -8,6 +8,9 @@
 #   [group.cut]  fallback, interrupt = yes: s5a (10.1.7.2:1080), s5b (10.1.7.3:1080)
 #   [group.keep] fallback, interrupt = no:  k5a (10.1.7.2:1081), k5b (10.1.7.3:1081)
 #   [group.ucut] fallback, interrupt = yes: ssa, ssb (ss-server -u, for a UDP session)
+#   [group.outer] fallback, interrupt = yes: s5a, inner
+#   [group.inner] fallback, interrupt = yes: s5b, s5a (nested: a cut in inner closes only
+#                 what went through inner, not outer's own choice of the same s5a)
 #
 # A member "dies" the way a proxy that lost its upstream does: a policy rule in the proxy ns
 # makes every connection from 10.1.7.2 to the check target (10.1.3.2) fail, while connections
@@ -21,6 +24,12 @@ xpt_topology
 xpo_proxy_ns
 XB=10.1.7.3
 nsx ip addr add $XB/24 dev p0
+# two more server addresses, routed to the nested groups outer and inner
+ON4=10.1.6.2 IN4=10.1.8.2
+for n in 6 8; do
+	nsr ip addr add 10.1.$n.1/24 dev wan0
+	nss ip addr add 10.1.$n.2/24 dev s0
+done
 xpt_nginx
 xpo_echo_server
 
@@ -176,7 +185,25 @@ timeout = 1s
 tolerance = 2
 interrupt = yes
 
+[group.outer]
+members = s5a, inner
+check_url = http://$D4/
+interval = 500ms
+timeout = 1s
+tolerance = 2
+interrupt = yes
+
+[group.inner]
+members = s5b, s5a
+check_url = http://$D4/
+interval = 500ms
+timeout = 1s
+tolerance = 2
+interrupt = yes
+
 [route]
+rule = dst-cidr:10.1.6.0/24, outer
+rule = dst-cidr:10.1.8.0/24, inner
 rule = dst-cidr:10.1.2.0/24, cut
 rule = dst-cidr:10.1.4.0/24, ucut
 rule = dst-cidr:10.1.5.0/24, keep
@@ -264,6 +291,28 @@ done
 grep -q "stats: group interrupts closed 2 TCP connections, 2 UDP sessions" "$XPT_DLOG" ||
 	xpt_fail "SIGUSR1: $(grep 'stats: group interrupts' "$XPT_DLOG")"
 xpt_ok "$(grep -o 'stats: group interrupts.*' "$XPT_DLOG" | tail -1)"
+
+# --- nested: inner leaves s5a while it is alive; outer's own choice of s5a stays
+# s5b dies: inner moves to s5a. A connection through outer (its first member, s5a itself)
+# and one through inner both leave through s5a. s5b returns: inner moves back to it and cuts
+# s5a, which must close the connection through inner only: outer never left s5a.
+nsx ip rule add pref 101 from $XB to $D4 prohibit
+for _ in $(seq 1 50); do
+	grep -q "group inner: selected s5a" "$XPT_DLOG" && break
+	sleep 0.1
+done
+grep -q "group inner: selected s5a" "$XPT_DLOG" || xpt_fail "inner did not move to s5a"
+hold n_outer $ON4 8
+hold n_inner $IN4 30
+expect_hold_peer n_outer $X4
+expect_hold_peer n_inner $X4
+nsx ip rule del pref 101
+t0=$(date +%s%N)
+wait_closed n_inner "$t0" 2500
+grep -q "group inner: s5a: selection moved to s5b: interrupt closed 1 TCP connections" \
+	"$XPT_DLOG" || xpt_fail "no interrupt line for inner: $(grep 'group inner' "$XPT_DLOG" | tail -4)"
+expect_alive n_outer
+xpt_ok "nested: inner's cut of s5a closed its own connection, not outer's own choice of s5a"
 
 xpt_stop TERM
 [ "$XPT_DRC" = 0 ] || xpt_fail "xproxyd exit code $XPT_DRC after SIGTERM"

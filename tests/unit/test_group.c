@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "cfg.h"
+#include "conn.h"
 #include "group.h"
 
 #define BASE                                                                                   \
@@ -298,12 +299,26 @@ static void test_nested(void **state)
 	int outer = group_find(s, "outer"), inner = group_find(s, "inner");
 	struct group *gi = &s->g[inner];
 
+	size_t path[4], n = 0;
+
 	assert_string_equal(group_pick(s, (size_t)outer, 0), "a");
+	/* the groups the choice went through, outermost first */
+	assert_string_equal(group_pick_path(s, (size_t)outer, 0, path, 4, &n), "a");
+	assert_int_equal(n, 2);
+	assert_int_equal(path[0], outer);
+	assert_int_equal(path[1], inner);
+	assert_string_equal(group_pick_path(s, (size_t)outer, 0, path, 1, &n), "a");
+	assert_int_equal(n, 2); /* more than fitted */
+	assert_int_equal(path[0], outer);
 	kill_member(gi, 0);
 	assert_string_equal(group_pick(s, (size_t)outer, 0), "b");
 	/* inner has nobody alive: it counts as dead in outer */
 	kill_member(gi, 1);
 	assert_string_equal(group_pick(s, (size_t)outer, 0), "c");
+	/* c is outer's own member: inner is not on the path */
+	assert_string_equal(group_pick_path(s, (size_t)outer, 0, path, 4, &n), "c");
+	assert_int_equal(n, 1);
+	assert_int_equal(path[0], outer);
 	group_health_result(&gi->m[1].h, true, 3, 1);
 	assert_string_equal(group_pick(s, (size_t)outer, 0), "b");
 	group_set_free(s);
@@ -443,6 +458,36 @@ static void test_interrupt_nested(void **state)
 	group_set_free(s);
 }
 
+/* Which connections a cut closes (conn_cut_match): those whose group path holds the group that
+ * moved off the outbound. top: [mid, c], mid: [c, d] (ids 10 and 11; outbound c has id 3):
+ * mid's cut of c closes top -> mid -> c and mid -> c, never top -> c chosen by top itself. */
+static void test_cut_path(void **state)
+{
+	struct {
+		struct conn_cut cut;
+		uint16_t via[2];
+	} k = {.cut = {.ob_id = 3, .gid = 11, .n_via = 2}, .via = {11, 10}};
+	const struct conn_cut *cut = &k.cut;
+	struct ob_via top_c = {.id = {10}, .n = 1}, top_mid_c = {.id = {10, 11}, .n = 2},
+		      mid_c = {.id = {11}, .n = 1}, none = {0},
+		      deep_mid = {.id = {20, 21, 22, 11}, .n = 4, .more = true},
+		      deep_other = {.id = {20, 21, 22, 23}, .n = 4, .more = true},
+		      full_no_more = {.id = {20, 21, 22, 10}, .n = 4};
+
+	(void)state;
+	assert_false(conn_cut_match(cut, 3, &top_c));
+	assert_true(conn_cut_match(cut, 3, &top_mid_c));
+	assert_true(conn_cut_match(cut, 3, &mid_c));
+	assert_false(conn_cut_match(cut, 3, &none));
+	assert_false(conn_cut_match(cut, 4, &top_mid_c)); /* another outbound */
+	/* a path cut short: matched by its innermost known group, when that holds mid */
+	assert_true(conn_cut_match(cut, 3, &deep_mid));
+	assert_false(conn_cut_match(cut, 3, &deep_other));
+	assert_false(conn_cut_match(cut, 3, &full_no_more));
+	k.via[0] = 23; /* 23 holds mid, somewhere below the known part */
+	assert_true(conn_cut_match(cut, 3, &deep_other));
+}
+
 static void test_interrupt_overlap(void **state)
 {
 	/* g: [sub, a]; sub: [a, b]. When g leaves sub for a, only b's connections close: a is
@@ -507,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_interrupt_min_latency),
 		cmocka_unit_test(test_interrupt_nested),
 		cmocka_unit_test(test_interrupt_overlap),
+		cmocka_unit_test(test_cut_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

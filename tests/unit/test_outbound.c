@@ -381,12 +381,14 @@ static void test_last_put_on_worker_frees_on_main(void **state)
 
 /* A group stand-in: "grp" picks outbound b and says so in *via. */
 static int resolver_calls;
-static struct outbound *fake_group(const char *name, uint16_t *via)
+static struct outbound *fake_group(const char *name, struct ob_via *via)
 {
 	resolver_calls++;
 	if (strcmp(name, "grp"))
 		return NULL;
-	*via = 77;
+	via->id[0] = 77;
+	via->id[1] = 78;
+	via->n = 2;
 	return outbound_get_by_name("b");
 }
 
@@ -396,7 +398,7 @@ static void test_resolve(void **state)
 {
 	struct conf c = {0};
 	struct outbound *ob;
-	uint16_t via = 5;
+	struct ob_via via = {.id = {5}, .n = 1};
 
 	add(&c, "a", "fake", "1", NULL);
 	add(&c, "b", "fake", "2", NULL);
@@ -404,27 +406,29 @@ static void test_resolve(void **state)
 
 	outbound_set_resolver(NULL);
 	assert_null(outbound_resolve("grp", &via));
-	assert_int_equal(via, 0);
+	assert_int_equal(via.n, 0);
 
 	outbound_set_resolver(fake_group);
 	resolver_calls = 0;
-	via = 5;
+	via = (struct ob_via){.id = {5}, .n = 1};
 	ob = outbound_resolve("a", &via);
 	assert_ptr_equal(ob, outbound_get_by_name("a"));
 	outbound_put(ob);
 	outbound_put(ob);
-	assert_int_equal(via, 0);
+	assert_int_equal(via.n, 0);
 	assert_int_equal(resolver_calls, 0); /* an outbound's own name never asks the groups */
 
 	ob = outbound_resolve("grp", &via);
 	assert_non_null(ob);
 	assert_string_equal(ob->name, "b");
-	assert_int_equal(via, 77);
+	assert_int_equal(via.n, 2);
+	assert_int_equal(via.id[0], 77);
+	assert_int_equal(via.id[1], 78);
 	outbound_put(ob);
 
-	via = 5;
+	via = (struct ob_via){.id = {5}, .n = 1};
 	assert_null(outbound_resolve("nothing", &via));
-	assert_int_equal(via, 0);
+	assert_int_equal(via.n, 0);
 	assert_int_equal(resolver_calls, 2);
 	outbound_set_resolver(NULL);
 	outbounds_clear();
