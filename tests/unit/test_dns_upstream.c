@@ -1366,7 +1366,9 @@ static void test_pool_server_closes(void **state)
 	assert_int_equal(counter("upstream_retries"), 2);
 	assert_int_equal(counter("upstream_failures"), 2);
 	assert_int_equal(ptcp_get(&a.accepts), 2);
-	assert_int_equal(ptcp_get(&a.queries), 5);
+	/* 1 answered + 2 on the new connection, plus the two first tries if the server read
+	 * them before hanging up (it may close with them still unread: timing) */
+	assert_in_range(ptcp_get(&a.queries), 3, 5);
 	desc->instance_free(inst);
 	ptcp_stop(&a);
 	ptcp_stop(&b);
