@@ -636,7 +636,7 @@ static void rig_up(struct rig *g, int method, int small_rcvbuf)
 	if (small_rcvbuf) {
 		struct ss_stream *st = cctx;
 
-		setsockopt(st->fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
+		setsockopt(st->xs.fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
 	}
 	/* the connect completes: the core gets the stream */
 	assert_non_null(fk.io);
