@@ -189,6 +189,9 @@ static ssize_t ss_send(struct xpo_stream *xs, const void *buf, size_t len)
 		if (rc)
 			return xpo_fail(xs, rc);
 		take = n;
+		/* those bytes are taken now: whatever the socket accepts below, -EAGAIN would
+		 * make the core send them again */
+		st->hdr_fresh = true;
 	}
 	/* The fresh header is merged with these bytes; anything else queued goes first. */
 	if (xs->qoff < xs->qlen && !st->hdr_fresh) {
