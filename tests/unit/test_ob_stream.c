@@ -147,29 +147,15 @@ static int toy_fin(struct xpo_stream *xs, unsigned *need)
 }
 static ssize_t toy_send(struct xpo_stream *xs, const void *buf, size_t len)
 {
+	int rc = xpo_send_room(xs);
 	size_t n;
-	int rc;
 
-	if (xs->qoff < xs->qlen) {
-		rc = xpo_flush(xs);
-		if (rc)
-			return xpo_fail(xs, rc);
-		if (xs->qoff < xs->qlen) {
-			xs->send_blocked = true;
-			xpo_io_update(xs);
-			return -EAGAIN;
-		}
-	}
-	xpo_compact(xs);
+	if (rc)
+		return rc;
 	n = len < xs->qcap - xs->qlen ? len : xs->qcap - xs->qlen;
 	memcpy(xs->q + xs->qlen, buf, n);
 	xs->qlen += n;
-	rc = xpo_flush(xs);
-	if (rc)
-		return xpo_fail(xs, rc);
-	xs->send_blocked = false;
-	xpo_io_update(xs);
-	return (ssize_t)n;
+	return xpo_send_done(xs, n);
 }
 static ssize_t toy_recv(struct xpo_stream *xs, void *buf, size_t len)
 {

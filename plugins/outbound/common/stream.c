@@ -107,6 +107,34 @@ void xpo_compact(struct xpo_stream *s)
 	s->qoff = 0;
 }
 
+int xpo_send_room(struct xpo_stream *s)
+{
+	if (s->qoff < s->qlen) {
+		int rc = xpo_flush(s);
+
+		if (rc)
+			return xpo_fail(s, rc);
+		if (s->qoff < s->qlen) {
+			s->send_blocked = true;
+			xpo_io_update(s);
+			return -EAGAIN;
+		}
+	}
+	xpo_compact(s);
+	return 0;
+}
+
+ssize_t xpo_send_done(struct xpo_stream *s, size_t taken)
+{
+	int rc = xpo_flush(s);
+
+	if (rc)
+		return xpo_fail(s, rc);
+	s->send_blocked = false;
+	xpo_io_update(s);
+	return (ssize_t)taken;
+}
+
 unsigned xpo_events(struct xpo_stream *s, unsigned revents)
 {
 	unsigned wake = 0;

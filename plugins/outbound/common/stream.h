@@ -111,6 +111,13 @@ int xpo_flush_fin(struct xpo_stream *s);
  * write in progress must use a moving-buffer-safe writer). */
 void xpo_compact(struct xpo_stream *s);
 
+/* An owner's send() around its encoding, for owners that queue everything they encode:
+ * xpo_send_room before (what is queued goes first: 0 with the queue compacted, -EAGAIN with
+ * the send side waiting, or the sticky error), xpo_send_done after (flush what it queued and
+ * report `taken`, or the sticky error). */
+int xpo_send_room(struct xpo_stream *s);
+ssize_t xpo_send_done(struct xpo_stream *s, size_t taken);
+
 /* The io event handling of a connected stream: the recv side's wake-up, the queue's flush and
  * half-close, and the send side's wake-up. Returns the XP_WAKE_* to give the core; a failed
  * flush fails the stream and wakes both sides (they learn through their next call). */

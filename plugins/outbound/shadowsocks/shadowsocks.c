@@ -194,17 +194,11 @@ static ssize_t ss_send(struct xpo_stream *xs, const void *buf, size_t len)
 		st->hdr_fresh = true;
 	}
 	/* The fresh header is merged with these bytes; anything else queued goes first. */
-	if (xs->qoff < xs->qlen && !st->hdr_fresh) {
-		rc = xpo_flush(xs);
+	if (!st->hdr_fresh) {
+		rc = xpo_send_room(xs);
 		if (rc)
-			return xpo_fail(xs, rc);
-		if (xs->qoff < xs->qlen) {
-			xs->send_blocked = true;
-			xpo_io_update(xs);
-			return -EAGAIN;
-		}
+			return rc;
 	}
-	xpo_compact(xs);
 	for (int i = take ? 1 : 0; i < SEND_CHUNKS && take < len; i++) {
 		size_t n = len - take < SS_MAX_PAYLOAD ? len - take : SS_MAX_PAYLOAD;
 		ssize_t w = ss_seal_chunk(&st->enc, p + take, n, xs->q + xs->qlen);
@@ -214,12 +208,7 @@ static ssize_t ss_send(struct xpo_stream *xs, const void *buf, size_t len)
 		xs->qlen += (size_t)w;
 		take += n;
 	}
-	rc = xpo_flush(xs);
-	if (rc)
-		return xpo_fail(xs, rc);
-	xs->send_blocked = false;
-	xpo_io_update(xs);
-	return (ssize_t)take;
+	return xpo_send_done(xs, take);
 }
 
 static int reader_error(struct ss_stream *st, ssize_t rc)
