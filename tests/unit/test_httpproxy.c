@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "../../plugins/outbound/common/hostname.h"
 #include "http_proto.h"
 
 static union xp_sockaddr v4(const char *ip, uint16_t port)
@@ -252,16 +253,38 @@ static void test_response_garbage(void **state)
 	}
 }
 
+/* The name rule every outbound shares (plugins/outbound/common/hostname.h). */
 static void test_host_ok(void **state)
 {
-	assert_true(hp_host_ok("a"));
-	assert_true(hp_host_ok("xn--bcher-kva.example"));
-	assert_true(hp_host_ok("_srv.example"));
-	assert_false(hp_host_ok(NULL));
-	assert_false(hp_host_ok(""));
-	assert_false(hp_host_ok("a:80"));
-	assert_false(hp_host_ok("a/b"));
-	assert_false(hp_host_ok("a\r\nb"));
+	char name[300];
+
+	assert_int_equal(xpo_name_len("a"), 1);
+	assert_int_equal(xpo_name_len("xn--bcher-kva.example"), 21);
+	assert_int_equal(xpo_name_len("_srv.example"), 12);
+	assert_int_equal(xpo_name_len(NULL), 0);
+	assert_int_equal(xpo_name_len(""), 0);
+	assert_int_equal(xpo_name_len("a:80"), 0);
+	assert_int_equal(xpo_name_len("a/b"), 0);
+	assert_int_equal(xpo_name_len("a\r\nb"), 0);
+	assert_int_equal(xpo_name_len("b\xc3\xbc" "cher.example"), 0);
+	/* 255 bytes is the most a SOCKS5 length byte (and a DNS name) holds */
+	memset(name, 'x', sizeof(name));
+	name[255] = 0;
+	assert_int_equal(xpo_name_len(name), 255);
+	name[255] = 'x';
+	name[256] = 0;
+	assert_int_equal(xpo_name_len(name), 0);
+	/* a refused name: the CONNECT names the address instead */
+	{
+		union xp_sockaddr a = { .in = { .sin_family = AF_INET, .sin_port = htons(443) } };
+		char req[1024];
+
+		a.in.sin_addr.s_addr = htonl(0xc0000201);
+		assert_true(hp_connect_request(req, sizeof(req), &a, name, NULL, NULL) > 0);
+		assert_non_null(strstr(req, "CONNECT 192.0.2.1:443 HTTP/1.1\r\n"));
+		assert_true(hp_connect_request(req, sizeof(req), &a, "ok.example", NULL, NULL) > 0);
+		assert_non_null(strstr(req, "CONNECT ok.example:443 HTTP/1.1\r\n"));
+	}
 }
 
 int main(void)

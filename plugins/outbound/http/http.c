@@ -35,6 +35,7 @@
 
 #include <xproxy/plugin.h>
 
+#include "../common/hostname.h"
 #include "http_proto.h"
 
 #define WARN_INTERVAL_MS 1000 /* per instance: a dead proxy must not flood the log */
@@ -763,7 +764,7 @@ static int hp_instance_new(void *state, const struct xp_host *host, xp_handle_t 
 			  "username must be 1-255 bytes without ':', password at most 255 bytes");
 		return -EINVAL;
 	}
-	if (cfg->sni && !hp_host_ok(cfg->sni)) {
+	if (cfg->sni && !xpo_name_len(cfg->sni)) {
 		host->log(self, XP_LOG_ERROR, "sni \"%s\" is not a host name", cfg->sni);
 		return -EINVAL;
 	}

@@ -14,26 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/hostname.h"
 #include "http_proto.h"
-
-bool hp_host_ok(const char *domain)
-{
-	size_t len;
-
-	if (!domain)
-		return false;
-	len = strlen(domain);
-	if (len == 0 || len > 255)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = domain[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_'))
-			return false;
-	}
-	return true;
-}
 
 size_t hp_base64(char *out, const void *in, size_t len)
 {
@@ -80,8 +62,8 @@ ssize_t hp_connect_request(char *buf, size_t cap, const union xp_sockaddr *addr,
 	} else {
 		return -EAFNOSUPPORT;
 	}
-	if (hp_host_ok(domain)) {
-		/* hp_host_ok bounds it to 255 bytes; host[] is for addresses only */
+	if (xpo_name_len(domain)) {
+		/* a plain name of at most 255 bytes (hostname.h); host[] is for addresses only */
 		n = snprintf(buf, cap, "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n", domain, port,
 			     domain, port);
 	} else {

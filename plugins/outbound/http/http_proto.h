@@ -17,16 +17,13 @@
 #define HP_MAX_HEAD	    8192 /* the default limit on the response head (status + headers) */
 #define HP_MAX_HEADER_LINES 64
 
-/* A name usable as the CONNECT target: 1..255 bytes of [A-Za-z0-9._-]. Anything else (a
- * sniffed name is attacker-controlled) falls back to the address, so nothing can be injected
- * into the request line or the Host header. */
-bool hp_host_ok(const char *domain);
-
 /* Standard base64 (RFC 4648) of `len` bytes; `out` holds 4 * ceil(len / 3) + 1. Returns the
  * length written, without the terminating NUL. */
 size_t hp_base64(char *out, const void *in, size_t len);
 
 /* "CONNECT host:port HTTP/1.1" with Host and, when `user` is set, Proxy-Authorization: Basic.
+ * `domain` is the target when it is a plain host name (../common/hostname.h), else the
+ * address is: a sniffed name cannot inject anything into the request line or a header.
  * Returns the length, -ENOBUFS, -EINVAL (bad credentials) or -EAFNOSUPPORT. */
 ssize_t hp_connect_request(char *buf, size_t cap, const union xp_sockaddr *addr, const char *domain,
 			   const char *user, const char *pass);

@@ -13,7 +13,9 @@
  * Memory per connection is fixed: one ciphertext buffer each way and one chunk of plaintext for
  * a reader whose caller gave a buffer smaller than the chunk. The stream owns one io watch; it
  * asks for READ only after a recv() found the socket empty and for WRITE only while ciphertext
- * is queued, so a relay that stops calling (backpressure) never makes the loop spin.
+ * is queued, so a relay that stops calling (backpressure) never makes the loop spin. That
+ * plumbing (connect, watch, queue, shutdown order, sticky error, wake-ups, free) is the shared
+ * ../common/stream.c; this file is the AEAD framing on top of it.
  *
  * The 2022 methods differ in the request's start: the target address travels in a header chunk
  * together with the client's first bytes (or random padding when the server speaks first), so
@@ -40,6 +42,7 @@
 
 #include <xproxy/plugin.h>
 
+#include "../common/stream.h"
 #include "ss2022.h"
 #include "ss_aead.h"
 
@@ -91,124 +94,54 @@ struct ss {
 	xp_counter_t *udp_sent, *udp_received, *udp_dropped;
 };
 
-enum { ST_CONNECTING = 0, ST_READY };
-
 struct ss_stream {
+	struct xpo_stream xs; /* first: the stream the core holds; xs.q is the ciphertext queue */
 	struct ss *ss;
-	xp_conn_t *conn;
 	uint64_t id;
-	int fd;
-	int state;
-	xp_io_t *io;
-	xp_timer_t *timer; /* connect timeout; NULL without one */
-	unsigned io_events;
-	int err;	   /* sticky: the stream is dead */
-	bool recv_waiting; /* recv() said -EAGAIN: wake RECV when the socket is readable */
-	bool send_waiting; /* send() said -EAGAIN: wake SEND once the queue drained */
-	bool hdr_fresh;	   /* wbuf holds only the salt and address chunk, never tried */
-	bool hdr_pending;  /* 2022: the request header is not sealed yet (salt, addr below) */
-	bool shut_pending, shut_done, eof;
+	bool hdr_fresh;	  /* the queue holds only the salt and address chunk, never tried */
+	bool hdr_pending; /* 2022: the request header is not sealed yet (salt, addr below) */
+	bool eof;
 	uint8_t salt[SS_SALT_MAX], addr[SS_ADDR_MAX];
 	size_t alen;
 
 	struct ss_aead enc;
-	uint8_t *wbuf;
-	size_t wlen, woff;
 
 	struct ss_reader rd;
-	uint8_t *rbuf;
+	uint8_t *rbuf; /* behind the queue, in its allocation */
 	size_t rlen, roff;
 	uint8_t *pend; /* one chunk's plaintext the caller had no room for (allocated on need) */
 	size_t plen, poff;
 };
 
+enum { ST_READY = 1 }; /* after XPO_CONNECTING */
+
 /* ------------------------------------------------------------------------------------------ */
-/* helpers                                                                                      */
+/* what the shared stream asks of us: the wire under the queue                                 */
 
-static int resolve_hostport(const char *hp, union xp_sockaddr *out, socklen_t *len)
+/* Ciphertext to the socket. The write queue asks for WRITE while bytes are left. */
+static ssize_t ss_write(struct xpo_stream *xs, const void *buf, size_t len, unsigned *need)
 {
-	char host[256];
-	const char *colon, *h = hp;
-	size_t hl;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
-	int rc;
+	struct ss_stream *st = (struct ss_stream *)xs;
 
-	if (*hp == '[') {
-		colon = strstr(hp, "]:");
-		if (!colon)
-			return -EINVAL;
-		h = hp + 1;
-		hl = (size_t)(colon - h);
-		colon++;
-	} else {
-		colon = strrchr(hp, ':');
-		if (!colon)
-			return -EINVAL;
-		hl = (size_t)(colon - hp);
-	}
-	if (!hl || hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	rc = getaddrinfo(host, colon + 1, &hints, &res);
-	if (rc)
-		return -EHOSTUNREACH;
-	if (res->ai_addrlen > sizeof(*out)) {
-		freeaddrinfo(res);
-		return -EAFNOSUPPORT;
-	}
-	memset(out, 0, sizeof(*out));
-	memcpy(out, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
-
-static void stream_io_update(struct ss_stream *st)
-{
-	unsigned ev = 0;
-
-	if (st->recv_waiting)
-		ev |= XP_IO_READ;
-	if (st->woff < st->wlen || st->state == ST_CONNECTING)
-		ev |= XP_IO_WRITE;
-	if (ev != st->io_events) {
-		st->io_events = ev;
-		st->ss->host->io_set(st->io, ev);
-	}
-}
-
-/* Write queued ciphertext. 0 (all gone or EAGAIN) or -errno. */
-static int stream_flush(struct ss_stream *st)
-{
 	st->hdr_fresh = false;
-	while (st->woff < st->wlen) {
-		ssize_t n = send(st->fd, st->wbuf + st->woff, st->wlen - st->woff, MSG_NOSIGNAL);
+	for (;;) {
+		ssize_t n = send(xs->fd, buf, len, MSG_NOSIGNAL);
 
-		if (n > 0) {
-			st->woff += (size_t)n;
-			continue;
-		}
+		if (n > 0)
+			return n;
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
-			return 0;
+		if (n < 0 && errno == EAGAIN) {
+			*need = XP_IO_WRITE;
+			return -EAGAIN;
+		}
 		return n < 0 ? -errno : -EIO;
 	}
-	st->woff = st->wlen = 0;
-	if (st->shut_pending && !st->shut_done) {
-		st->shut_done = true;
-		if (shutdown(st->fd, SHUT_WR) < 0)
-			return -errno;
-	}
-	return 0;
 }
 
-static int stream_fail(struct ss_stream *st, int err)
+static int ss_fin(struct xpo_stream *xs, unsigned *need)
 {
-	if (!st->err)
-		st->err = err;
-	return st->err;
+	return shutdown(xs->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -216,7 +149,7 @@ static int stream_fail(struct ss_stream *st, int err)
 
 /* 2022: queue salt | fixed header | variable header (address, padding, the first n bytes of
  * p). Without payload (the server speaks first, or the client closes at once) the padding is
- * 1..900 random bytes, as SIP022 3.1.3 requires. wbuf is empty when this runs. */
+ * 1..900 random bytes, as SIP022 3.1.3 requires. The queue is empty when this runs. */
 static int request_header(struct ss_stream *st, const uint8_t *p, size_t n)
 {
 	const struct ss_method_info *mi = st->ss->mi;
@@ -231,27 +164,22 @@ static int request_header(struct ss_stream *st, const uint8_t *p, size_t n)
 		pad = 1 + ((size_t)r[0] << 8 | r[1]) % SS2022_MAX_PADDING;
 	}
 	w = ss2022_request(&st->enc, st->salt, mi->salt_len, st->addr, st->alen, p, n, pad,
-			   (uint64_t)time(NULL), st->wbuf + st->wlen);
+			   (uint64_t)time(NULL), st->xs.q + st->xs.qlen);
 	if (w < 0)
 		return (int)w;
-	st->wlen += (size_t)w;
+	st->xs.qlen += (size_t)w;
 	st->hdr_pending = false;
 	return 0;
 }
 
-static ssize_t ss_send(void *stream, const void *buf, size_t len)
+/* The client's bytes, sealed into chunks (the stream is alive, not shut down, len > 0). */
+static ssize_t ss_send(struct xpo_stream *xs, const void *buf, size_t len)
 {
-	struct ss_stream *st = stream;
+	struct ss_stream *st = (struct ss_stream *)xs;
 	const uint8_t *p = buf;
 	size_t take = 0;
 	int rc;
 
-	if (st->err)
-		return st->err;
-	if (st->shut_pending)
-		return -EPIPE;
-	if (!len)
-		return -EINVAL;
 	if (st->hdr_pending) {
 		/* 2022: salt, both header chunks and the first bytes in one write (SIP022
 		 * 3.1.3 asks for one write call) */
@@ -259,40 +187,28 @@ static ssize_t ss_send(void *stream, const void *buf, size_t len)
 
 		rc = request_header(st, p, n);
 		if (rc)
-			return stream_fail(st, rc);
+			return xpo_fail(xs, rc);
 		take = n;
+		/* those bytes are taken now: whatever the socket accepts below, -EAGAIN would
+		 * make the core send them again */
+		st->hdr_fresh = true;
 	}
 	/* The fresh header is merged with these bytes; anything else queued goes first. */
-	if (st->woff < st->wlen && !st->hdr_fresh) {
-		rc = stream_flush(st);
+	if (!st->hdr_fresh) {
+		rc = xpo_send_room(xs);
 		if (rc)
-			return stream_fail(st, rc);
-		if (st->woff < st->wlen) {
-			st->send_waiting = true;
-			stream_io_update(st);
-			return -EAGAIN;
-		}
-	}
-	if (st->woff) {
-		memmove(st->wbuf, st->wbuf + st->woff, st->wlen - st->woff);
-		st->wlen -= st->woff;
-		st->woff = 0;
+			return rc;
 	}
 	for (int i = take ? 1 : 0; i < SEND_CHUNKS && take < len; i++) {
 		size_t n = len - take < SS_MAX_PAYLOAD ? len - take : SS_MAX_PAYLOAD;
-		ssize_t w = ss_seal_chunk(&st->enc, p + take, n, st->wbuf + st->wlen);
+		ssize_t w = ss_seal_chunk(&st->enc, p + take, n, xs->q + xs->qlen);
 
 		if (w < 0)
-			return stream_fail(st, (int)w);
-		st->wlen += (size_t)w;
+			return xpo_fail(xs, (int)w);
+		xs->qlen += (size_t)w;
 		take += n;
 	}
-	rc = stream_flush(st);
-	if (rc)
-		return stream_fail(st, rc);
-	st->send_waiting = false;
-	stream_io_update(st);
-	return (ssize_t)take;
+	return xpo_send_done(xs, take);
 }
 
 static int reader_error(struct ss_stream *st, ssize_t rc)
@@ -311,7 +227,7 @@ static int reader_error(struct ss_stream *st, ssize_t rc)
 			  : rc == SS_E_TIME ? "has a timestamp more than 30 s from our clock "
 					      "(replay, or a clock off on either side)"
 					    : "names another request's salt (replayed response)");
-		return stream_fail(st, -ECONNRESET);
+		return xpo_fail(&st->xs, -ECONNRESET);
 	}
 	if (rc == -EBADMSG) {
 		host->counter_add(ss->auth_failures, 1);
@@ -339,34 +255,33 @@ static int reader_error(struct ss_stream *st, ssize_t rc)
 		host->log(ss->self, XP_LOG_WARN, "conn %" PRIu64 ": decrypting failed (%s)",
 			  st->id, strerror((int)-rc));
 	}
-	return stream_fail(st, -ECONNRESET);
+	return xpo_fail(&st->xs, -ECONNRESET);
 }
 
-static ssize_t ss_recv(void *stream, void *buf, size_t len)
+/* What the reader authenticated (the stream is alive). */
+static ssize_t ss_recv(struct xpo_stream *xs, void *buf, size_t len)
 {
-	struct ss_stream *st = stream;
+	struct ss_stream *st = (struct ss_stream *)xs;
 	struct ss *ss = st->ss;
 	uint8_t *out = buf;
 	size_t total = 0;
 
-	if (st->err)
-		return st->err;
 	if (!len)
 		return -EINVAL;
 	if (st->hdr_pending) {
 		int rc = request_header(st, NULL, 0);
 
 		if (rc)
-			return stream_fail(st, rc);
+			return xpo_fail(xs, rc);
 		st->hdr_fresh = true;
 	}
 	if (st->hdr_fresh) {
 		/* the server may be waiting for the target before it says anything */
-		int rc = stream_flush(st);
+		int rc = xpo_flush_fin(xs);
 
 		if (rc)
-			return stream_fail(st, rc);
-		stream_io_update(st);
+			return xpo_fail(xs, rc);
+		xpo_io_update(xs);
 	}
 	for (;;) {
 		if (st->poff < st->plen) {
@@ -387,7 +302,7 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 
 			if (n == -ENOBUFS) {
 				if (!st->pend && !(st->pend = malloc(ss->mi->max_payload)))
-					return stream_fail(st, -ENOMEM);
+					return xpo_fail(xs, -ENOMEM);
 				n = ss_reader_feed(&st->rd, st->rbuf + st->roff,
 						   st->rlen - st->roff, &used, st->pend,
 						   ss->mi->max_payload);
@@ -403,7 +318,7 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 			if (n < 0) {
 				/* what was authenticated before stays deliverable */
 				reader_error(st, n);
-				return total ? (ssize_t)total : st->err;
+				return total ? (ssize_t)total : xs->err;
 			}
 			st->roff += used;
 			total += (size_t)n;
@@ -419,14 +334,14 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 					      "(wrong %s or method, or the target refused)",
 					      st->id, ss->mi->is2022 ? "PSK" : "password");
 				ss->host->counter_add(ss->truncated, 1);
-				return stream_fail(st, -ECONNRESET);
+				return xpo_fail(xs, -ECONNRESET);
 			}
 			if (!ss_reader_at_boundary(&st->rd) || st->roff < st->rlen) {
 				ss->host->log(ss->self, XP_LOG_WARN,
 					      "conn %" PRIu64 ": the server's stream ended inside a "
 					      "chunk (truncated): connection reset", st->id);
 				ss->host->counter_add(ss->truncated, 1);
-				return stream_fail(st, -ECONNRESET);
+				return xpo_fail(xs, -ECONNRESET);
 			}
 			return 0;
 		}
@@ -435,7 +350,7 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 			st->rlen -= st->roff;
 			st->roff = 0;
 		}
-		ssize_t n = recv(st->fd, st->rbuf + st->rlen, ss->rbuf_cap - st->rlen, 0);
+		ssize_t n = recv(xs->fd, st->rbuf + st->rlen, ss->rbuf_cap - st->rlen, 0);
 
 		if (n > 0) {
 			st->rlen += (size_t)n;
@@ -448,8 +363,9 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN) {
-			st->recv_waiting = true;
-			stream_io_update(st);
+			xs->recv_need = XP_IO_READ;
+			xs->recv_blocked = true;
+			xpo_io_update(xs);
 			return -EAGAIN;
 		}
 		if (errno == ECONNRESET && st->rd.state == SS_RD_SALT && !st->rlen) {
@@ -461,69 +377,37 @@ static ssize_t ss_recv(void *stream, void *buf, size_t len)
 				      ss->mi->is2022 ? "PSK" : "password");
 			ss->host->counter_add(ss->truncated, 1);
 		}
-		return stream_fail(st, -errno);
+		return xpo_fail(xs, -errno);
 	}
 }
 
-static int ss_shutdown(void *stream)
+/* The client's EOF: the shared stream then flushes and shuts down. */
+static int ss_shutdown(struct xpo_stream *xs)
 {
-	struct ss_stream *st = stream;
-	int rc;
+	struct ss_stream *st = (struct ss_stream *)xs;
 
-	if (st->err)
-		return st->err;
-	if (st->hdr_pending) {
-		/* 2022: a request without a byte still names its target (with padding) */
-		rc = request_header(st, NULL, 0);
-		if (rc)
-			return stream_fail(st, rc);
-	}
-	st->shut_pending = true;
-	rc = stream_flush(st); /* shuts down at once when nothing is queued */
-	if (rc)
-		return stream_fail(st, rc);
-	stream_io_update(st);
+	/* 2022: a request without a byte still names its target (with padding) */
+	if (st->hdr_pending)
+		return request_header(st, NULL, 0);
 	return 0;
 }
 
 static void stream_free(struct ss_stream *st, int abort)
 {
-	const struct xp_host *host = st->ss->host;
-
-	if (st->io)
-		host->io_free(st->io);
-	if (st->timer)
-		host->timer_free(st->timer);
-	if (st->fd >= 0) {
-		if (abort) {
-			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-			setsockopt(st->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		}
-		close(st->fd);
-	}
+	xpo_release(&st->xs, abort); /* the socket, the watch, the timer, both buffers */
 	ss_aead_free(&st->enc);
 	ss_reader_free(&st->rd);
 	if (st->pend) {
 		OPENSSL_cleanse(st->pend, st->ss->mi->max_payload);
 		free(st->pend);
 	}
-	free(st->wbuf);
 	free(st);
 }
 
-static void ss_close(void *stream, int abort)
+static void ss_close(struct xpo_stream *xs, int abort)
 {
-	stream_free(stream, abort);
+	stream_free((struct ss_stream *)xs, abort);
 }
-
-static const struct xp_stream_ops ss_stream_ops = {
-	.size = sizeof(struct xp_stream_ops),
-	.send = ss_send,
-	.recv = ss_recv,
-	.shutdown = ss_shutdown,
-	.close = ss_close,
-};
 
 /* ------------------------------------------------------------------------------------------ */
 /* connecting                                                                                   */
@@ -532,70 +416,46 @@ static void connect_done(struct ss_stream *st, int err, const char *reason)
 {
 	struct ss *ss = st->ss;
 	const struct xp_host *host = ss->host;
-	xp_conn_t *conn = st->conn;
+	xp_conn_t *conn = st->xs.conn;
 
-	if (st->timer) {
-		host->timer_free(st->timer);
-		st->timer = NULL;
-	}
+	xpo_timer_stop(&st->xs);
 	if (err) {
 		host->counter_add(ss->connect_failures, 1);
 		stream_free(st, 1);
 		host->conn_fail(conn, err, reason);
 		return;
 	}
-	st->state = ST_READY;
-	stream_io_update(st);
+	st->xs.state = ST_READY;
+	/* the salt and target chunk leave with the client's first bytes or the first writable
+	 * event, whichever comes first */
+	if (st->xs.qoff < st->xs.qlen)
+		st->xs.send_need = XP_IO_WRITE;
+	xpo_io_update(&st->xs);
 	host->counter_add(ss->connects, 1);
-	host->conn_ready_stream(conn, &ss_stream_ops, st);
+	host->conn_ready_stream(conn, &xpo_stream_ops, &st->xs);
 }
 
-static void stream_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
+static void ss_connected(struct xpo_stream *xs, int err)
 {
-	struct ss_stream *st = arg;
-	const struct xp_host *host = st->ss->host;
-	unsigned wake = 0;
-
-	if (st->state == ST_CONNECTING) {
-		socklen_t len = sizeof(int);
-		int soerr = 0;
-
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-			soerr = errno;
-		if (soerr) {
-			connect_done(st, -soerr, "connecting to the shadowsocks server failed");
-			return;
-		}
-		if (!(revents & XP_IO_WRITE))
-			return;
-		connect_done(st, 0, NULL);
-		return;
-	}
-	if ((revents & XP_IO_READ) && st->recv_waiting) {
-		st->recv_waiting = false;
-		wake |= XP_WAKE_RECV;
-	}
-	if (revents & XP_IO_WRITE) {
-		int rc = stream_flush(st);
-
-		if (rc) {
-			stream_fail(st, rc);
-			/* both sides learn through their next call */
-			wake |= XP_WAKE_RECV | XP_WAKE_SEND;
-		} else if (st->woff == st->wlen && st->send_waiting) {
-			st->send_waiting = false;
-			wake |= XP_WAKE_SEND;
-		}
-	}
-	stream_io_update(st);
-	if (wake)
-		host->stream_wake(st->conn, wake);
+	connect_done((struct ss_stream *)xs, err, "connecting to the shadowsocks server failed");
 }
 
-static void stream_timer_cb(xp_timer_t *t, void *arg)
+static void ss_timeout(struct xpo_stream *xs)
 {
-	connect_done(arg, -ETIMEDOUT, "connecting to the shadowsocks server timed out");
+	connect_done((struct ss_stream *)xs, -ETIMEDOUT,
+		     "connecting to the shadowsocks server timed out");
 }
+
+static const struct xpo_impl ss_impl = {
+	.write = ss_write,
+	.fin = ss_fin,
+	.send = ss_send,
+	.recv = ss_recv,
+	.shutdown = ss_shutdown,
+	.close = ss_close,
+	.connected = ss_connected,
+	.timeout = ss_timeout,
+};
 
 static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *target,
 			  void **cctx)
@@ -606,7 +466,7 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 	uint8_t salt[SS_SALT_MAX], hdr[SS_ADDR_MAX];
 	struct ss_stream *st;
 	ssize_t hl, w;
-	int one = 1, rc;
+	int rc;
 
 	*cctx = NULL;
 	hl = ss_addr_encode(&target->addr, target->domain, hdr);
@@ -615,17 +475,19 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	xpo_init(&st->xs, &ss_impl, host);
+	st->xs.conn = conn;
 	st->ss = ss;
-	st->conn = conn;
 	st->id = ci ? ci->id : 0;
-	st->fd = -1;
 	ss_reader_init(&st->rd, ss->cfg->method, ss->key);
-	st->wbuf = malloc(WBUF_CAP + ss->rbuf_cap);
-	if (!st->wbuf) {
+	/* one allocation: the queue, then the read buffer */
+	st->xs.q = malloc(WBUF_CAP + ss->rbuf_cap);
+	if (!st->xs.q) {
 		rc = -ENOMEM;
 		goto err;
 	}
-	st->rbuf = st->wbuf + WBUF_CAP;
+	st->xs.qcap = WBUF_CAP;
+	st->rbuf = st->xs.q + WBUF_CAP;
 
 	/* salt and target chunk first: a crypto failure costs no connection */
 	rc = ss_salt(salt, ss->mi->salt_len);
@@ -643,47 +505,26 @@ static int ss_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_target *t
 		st->hdr_pending = true;
 		goto connect;
 	}
-	memcpy(st->wbuf, salt, ss->mi->salt_len);
-	w = ss_seal_chunk(&st->enc, hdr, (size_t)hl, st->wbuf + ss->mi->salt_len);
+	memcpy(st->xs.q, salt, ss->mi->salt_len);
+	w = ss_seal_chunk(&st->enc, hdr, (size_t)hl, st->xs.q + ss->mi->salt_len);
 	if (w < 0) {
 		rc = (int)w;
 		goto err;
 	}
-	st->wlen = ss->mi->salt_len + (size_t)w;
+	st->xs.qlen = ss->mi->salt_len + (size_t)w;
 	st->hdr_fresh = true;
 connect:
-
-	st->fd = host->upstream_socket(ss->self, ss->server.sa.sa_family, SOCK_STREAM,
-				       IPPROTO_TCP);
-	if (st->fd < 0) {
-		rc = st->fd;
-		st->fd = -1;
+	rc = xpo_socket(&st->xs, ss->self, host->conn_loop(conn), ss->server.sa.sa_family,
+			ss->cfg->tcp_nodelay, ss->cfg->timeout_ms);
+	if (rc)
 		goto err;
-	}
-	if (ss->cfg->tcp_nodelay)
-		setsockopt(st->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	st->io = host->io_new(host->conn_loop(conn), st->fd, stream_io_cb, st);
-	if (!st->io) {
-		rc = -ENOMEM;
-		goto err;
-	}
-	if (ss->cfg->timeout_ms) {
-		st->timer = host->timer_new(host->conn_loop(conn), stream_timer_cb, st);
-		if (!st->timer) {
-			rc = -ENOMEM;
-			goto err;
-		}
-		host->timer_set(st->timer, ss->cfg->timeout_ms, 0);
-	}
-	if (connect(st->fd, &ss->server.sa, ss->server_len) < 0 && errno != EINPROGRESS) {
-		rc = -errno;
+	rc = xpo_connect(&st->xs, &ss->server, ss->server_len);
+	if (rc) {
 		host->counter_add(ss->connect_failures, 1);
 		stream_free(st, 1);
 		host->conn_fail(conn, rc, "connecting to the shadowsocks server failed");
 		return 0;
 	}
-	st->state = ST_CONNECTING;
-	stream_io_update(st);
 	*cctx = st;
 	return 0;
 err:
@@ -935,7 +776,7 @@ static int ss_instance_new(void *state, const struct xp_host *host, xp_handle_t 
 		rc = -EINVAL;
 		goto err;
 	}
-	rc = resolve_hostport(cfg->server, &ss->server, &ss->server_len);
+	rc = xpo_resolve(cfg->server, &ss->server, &ss->server_len, NULL, 0);
 	if (rc) {
 		host->log(self, XP_LOG_ERROR, "server \"%s\": cannot resolve it", cfg->server);
 		goto err;

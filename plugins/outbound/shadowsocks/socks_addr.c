@@ -8,30 +8,15 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "../common/hostname.h"
 #include "socks_addr.h"
-
-/* A name the server can resolve: 1-255 of [A-Za-z0-9._-]. A sniffed name is whatever the
- * client sent; anything else is not worth sending, the address is. */
-static bool plain_name(const char *d, size_t *len)
-{
-	size_t n = 0;
-
-	for (; d[n]; n++) {
-		char c = d[n];
-
-		if (n == 255 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-				  (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_'))
-			return false;
-	}
-	*len = n;
-	return n > 0;
-}
 
 ssize_t ss_addr_encode(const union xp_sockaddr *addr, const char *domain, uint8_t *out)
 {
-	size_t n;
+	/* a name the server can resolve, else the address (see hostname.h) */
+	size_t n = xpo_name_len(domain);
 
-	if (domain && plain_name(domain, &n)) {
+	if (n) {
 		out[0] = 3;
 		out[1] = (uint8_t)n;
 		memcpy(out + 2, domain, n);

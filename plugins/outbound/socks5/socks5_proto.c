@@ -8,28 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../common/hostname.h"
 #include "socks5_proto.h"
-
-bool s5_domain_ok(const char *domain)
-{
-	size_t len;
-
-	if (!domain)
-		return false;
-	len = strlen(domain);
-	if (len == 0 || len > 255)
-		return false;
-	/* A sniffed or DNS-learned name reaches the wire verbatim: only hostname characters,
-	 * so a hostile name cannot smuggle anything into the request (or an HTTP header). */
-	for (size_t i = 0; i < len; i++) {
-		char ch = domain[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_'))
-			return false;
-	}
-	return true;
-}
 
 ssize_t s5_greeting(uint8_t *buf, size_t cap, bool userpass)
 {
@@ -97,9 +77,10 @@ ssize_t s5_parse_auth(const uint8_t *b, size_t n, size_t *need, const char **why
 /* ATYP + address + port, shared by requests and UDP headers. */
 static ssize_t put_addr(uint8_t *buf, size_t cap, const union xp_sockaddr *addr, const char *domain)
 {
-	if (s5_domain_ok(domain)) {
-		size_t len = strlen(domain);
+	/* a sniffed or DNS-learned name reaches the wire verbatim: only a plain host name */
+	size_t len = xpo_name_len(domain);
 
+	if (len) {
 		if (cap < 1 + 1 + len + 2)
 			return -ENOBUFS;
 		buf[0] = S5_ATYP_DOMAIN;

@@ -64,7 +64,4 @@ ssize_t s5_udp_header(uint8_t *buf, size_t cap, const union xp_sockaddr *dst, co
 ssize_t s5_udp_parse(const uint8_t *b, size_t n, union xp_sockaddr *from, uint8_t *frag,
 		     const char **why);
 
-/* A name usable as a SOCKS5 or HTTP target: 1..255 bytes of [A-Za-z0-9._-]. */
-bool s5_domain_ok(const char *domain);
-
 #endif /* XP_SOCKS5_PROTO_H */

@@ -12,6 +12,10 @@
  * Plaintext the stream owns (the request header, merged with the client's first bytes, and
  * UDP frames) sits in a bounded queue until SSL_write took all of it; OpenSSL may be handed a
  * moved buffer on a retry (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), never a changed one.
+ *
+ * The connect, the io watch, the queue and its flush, the shutdown order (queue, then
+ * close_notify), the sticky error and the free path are the shared ../common/stream.c; this
+ * file is TLS and the trojan framing on top of it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +38,7 @@
 
 #include <xproxy/plugin.h>
 
+#include "../common/stream.h"
 #include "trojan_proto.h"
 
 /* the header plus the client's first bytes, in one TLS record */
@@ -98,27 +103,16 @@ struct trojan {
 	xp_counter_t *udp_sent, *udp_received, *udp_dropped, *udp_errors;
 };
 
-enum { T_CONNECTING = 0, T_HANDSHAKE, T_READY };
+enum { T_HANDSHAKE = 1, T_READY }; /* after XPO_CONNECTING */
 
 struct tstream {
+	struct xpo_stream xs; /* first: the stream the core holds; xs.q is owned plaintext */
 	struct trojan *t;
-	xp_conn_t *conn; /* TCP stream */
-	xp_udp_t *udp;	 /* UDP session */
+	xp_udp_t *udp; /* UDP session (xs.conn: a TCP stream) */
 	uint64_t id;
-	int fd;
 	SSL *ssl;
-	int state;
-	xp_io_t *io;
-	xp_timer_t *timer;
-	unsigned io_events;
-	unsigned hs_need, recv_need, send_need; /* XP_IO_* the waiting side needs */
-	int err;				/* sticky */
-	bool recv_blocked, send_blocked;	/* told the core -EAGAIN */
-	bool qfresh;				/* q holds only the request header */
-	bool shut_pending, shut_done, eof, failed;
-
-	uint8_t *q; /* owned plaintext for SSL_write */
-	size_t qlen, qoff, qcap;
+	bool qfresh; /* the queue holds only the request header */
+	bool eof, failed;
 
 	uint8_t *rbuf; /* UDP: frames from the server */
 	size_t rlen;
@@ -126,32 +120,6 @@ struct tstream {
 
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                      */
-
-static int split_hostport(const char *hp, char *host, size_t hcap, const char **port)
-{
-	const char *colon, *h = hp;
-	size_t hl;
-
-	if (*hp == '[') {
-		colon = strstr(hp, "]:");
-		if (!colon)
-			return -EINVAL;
-		h = hp + 1;
-		hl = (size_t)(colon - h);
-		colon++;
-	} else {
-		colon = strrchr(hp, ':');
-		if (!colon)
-			return -EINVAL;
-		hl = (size_t)(colon - hp);
-	}
-	if (!hl || hl >= hcap)
-		return -EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	*port = colon + 1;
-	return 0;
-}
 
 static const char *ssl_reason(void)
 {
@@ -161,95 +129,51 @@ static const char *ssl_reason(void)
 	return r ? r : "unknown TLS error";
 }
 
-static void io_update(struct tstream *s)
+/* SSL_write for the shared queue: bytes taken, -EAGAIN (*need set) or -EPIPE. */
+static ssize_t t_write(struct xpo_stream *xs, const void *buf, size_t len, unsigned *need)
 {
-	unsigned ev = s->hs_need | s->recv_need | s->send_need;
+	struct tstream *s = (struct tstream *)xs;
+	size_t n = 0;
+	int r, e;
 
-	if (s->state == T_CONNECTING)
-		ev = XP_IO_WRITE;
-	if (s->udp && s->state == T_READY)
-		ev |= XP_IO_READ; /* datagrams are read as they come: no backpressure to respect */
-	if (ev != s->io_events) {
-		s->io_events = ev;
-		s->t->host->io_set(s->io, ev);
+	ERR_clear_error();
+	r = SSL_write_ex(s->ssl, buf, len, &n);
+	if (r) {
+		if (n == len)
+			s->qfresh = false; /* the queue is out */
+		return (ssize_t)n;
 	}
-}
-
-static int fail(struct tstream *s, int err)
-{
-	if (!s->err)
-		s->err = err;
-	return s->err;
-}
-
-/* SSL_write from the queue. 0: empty or waiting (*need set); -errno: fatal. */
-static int q_flush(struct tstream *s, unsigned *need)
-{
-	while (s->qoff < s->qlen) {
-		size_t n = 0;
-		int r, e;
-
-		ERR_clear_error();
-		r = SSL_write_ex(s->ssl, s->q + s->qoff, s->qlen - s->qoff, &n);
-		if (r) {
-			s->qoff += n;
-			continue;
-		}
-		e = SSL_get_error(s->ssl, r);
-		if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-			*need = e == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
-			return 0;
-		}
-		return -EPIPE;
+	e = SSL_get_error(s->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		*need = e == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
+		return -EAGAIN;
 	}
-	s->qoff = s->qlen = 0;
-	s->qfresh = false;
-	return 0;
+	return -EPIPE;
 }
 
-/* close_notify once the queue is empty. 0 or -errno. */
-static int do_shutdown(struct tstream *s, unsigned *need)
+/* close_notify, once the queue is out. */
+static int t_fin(struct xpo_stream *xs, unsigned *need)
 {
+	struct tstream *s = (struct tstream *)xs;
 	int r;
 
-	if (!s->shut_pending || s->shut_done || s->qlen)
-		return 0;
 	ERR_clear_error();
 	r = SSL_shutdown(s->ssl);
-	if (r >= 0) {
-		s->shut_done = true;
+	if (r >= 0)
 		return 0;
-	}
 	r = SSL_get_error(s->ssl, r);
 	if (r == SSL_ERROR_WANT_WRITE || r == SSL_ERROR_WANT_READ) {
 		*need = r == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
-		return 0;
+		return -EAGAIN;
 	}
 	return -EPIPE;
 }
 
 static void tstream_free(struct tstream *s, int abort)
 {
-	const struct xp_host *host = s->t->host;
-
-	if (s->io)
-		host->io_free(s->io);
-	if (s->timer)
-		host->timer_free(s->timer);
 	if (s->ssl)
 		SSL_free(s->ssl);
-	if (s->fd >= 0) {
-		if (abort) {
-			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		}
-		close(s->fd);
-	}
-	if (s->q) {
-		OPENSSL_cleanse(s->q, s->qcap); /* it held the password hash */
-		free(s->q);
-	}
+	xpo_release(&s->xs, abort); /* the queue is wiped: it held the password hash */
 	free(s->rbuf);
 	free(s);
 }
@@ -257,34 +181,28 @@ static void tstream_free(struct tstream *s, int abort)
 /* ------------------------------------------------------------------------------------------ */
 /* the TCP stream                                                                               */
 
-static ssize_t t_send(void *stream, const void *buf, size_t len)
+/* The client's bytes (the stream is alive, not shut down, len > 0). */
+static ssize_t t_send(struct xpo_stream *xs, const void *buf, size_t len)
 {
-	struct tstream *s = stream;
+	struct tstream *s = (struct tstream *)xs;
 	size_t take = 0, n = 0;
 	int rc, r, e;
 
-	if (s->err)
-		return s->err;
-	if (s->shut_pending)
-		return -EPIPE;
-	if (!len)
-		return -EINVAL;
-	if (s->qlen) {
+	if (xs->qlen) {
 		if (s->qfresh) {
 			/* the client's first bytes ride in the header's record */
-			take = len < s->qcap - s->qlen ? len : s->qcap - s->qlen;
-			memcpy(s->q + s->qlen, buf, take);
-			s->qlen += take;
+			take = len < xs->qcap - xs->qlen ? len : xs->qcap - xs->qlen;
+			memcpy(xs->q + xs->qlen, buf, take);
+			xs->qlen += take;
 		}
-		s->send_need = 0;
-		rc = q_flush(s, &s->send_need);
+		rc = xpo_flush(xs);
 		if (rc)
-			return fail(s, rc);
-		if (s->qlen) {
-			io_update(s);
+			return xpo_fail(xs, rc);
+		if (xs->qlen) {
+			xpo_io_update(xs);
 			if (take)
 				return (ssize_t)take;
-			s->send_blocked = true;
+			xs->send_blocked = true;
 			return -EAGAIN;
 		}
 		if (take)
@@ -293,43 +211,40 @@ static ssize_t t_send(void *stream, const void *buf, size_t len)
 	ERR_clear_error();
 	r = SSL_write_ex(s->ssl, buf, len < WRITE_MAX ? len : WRITE_MAX, &n);
 	if (r) {
-		s->send_need = 0;
-		io_update(s);
+		xs->send_need = 0;
+		xpo_io_update(xs);
 		return (ssize_t)n;
 	}
 	e = SSL_get_error(s->ssl, r);
 	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-		s->send_need = e == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
-		s->send_blocked = true;
-		io_update(s);
+		xs->send_need = e == SSL_ERROR_WANT_WRITE ? XP_IO_WRITE : XP_IO_READ;
+		xs->send_blocked = true;
+		xpo_io_update(xs);
 		return -EAGAIN;
 	}
 	s->t->host->counter_add(s->t->stream_errors, 1);
 	s->t->host->log(s->t->self, XP_LOG_INFO, "conn %" PRIu64 ": TLS write failed (%s)", s->id,
 			ssl_reason());
-	return fail(s, -ECONNRESET);
+	return xpo_fail(xs, -ECONNRESET);
 }
 
-static ssize_t t_recv(void *stream, void *buf, size_t len)
+/* The server's bytes (the stream is alive). */
+static ssize_t t_recv(struct xpo_stream *xs, void *buf, size_t len)
 {
-	struct tstream *s = stream;
+	struct tstream *s = (struct tstream *)xs;
 	struct trojan *t = s->t;
 	size_t total = 0;
 
-	if (s->err)
-		return s->err;
 	if (s->eof)
 		return 0;
 	if (!len)
 		return -EINVAL;
 	if (s->qfresh) {
 		/* nothing from the client yet: the header goes alone (server-first protocols) */
-		int rc;
+		int rc = xpo_flush(xs);
 
-		s->send_need = 0;
-		rc = q_flush(s, &s->send_need);
 		if (rc)
-			return fail(s, rc);
+			return xpo_fail(xs, rc);
 		s->qfresh = false;
 	}
 	while (total < len) {
@@ -346,9 +261,9 @@ static ssize_t t_recv(void *stream, void *buf, size_t len)
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 			if (total)
 				break;
-			s->recv_need = e == SSL_ERROR_WANT_READ ? XP_IO_READ : XP_IO_WRITE;
-			s->recv_blocked = true;
-			io_update(s);
+			xs->recv_need = e == SSL_ERROR_WANT_READ ? XP_IO_READ : XP_IO_WRITE;
+			xs->recv_blocked = true;
+			xpo_io_update(xs);
 			return -EAGAIN;
 		}
 		if (e == SSL_ERROR_ZERO_RETURN) {
@@ -367,46 +282,18 @@ static ssize_t t_recv(void *stream, void *buf, size_t len)
 				     "conn %" PRIu64 ": TLS read failed (%s): connection reset",
 				     s->id, e == SSL_ERROR_SYSCALL ? "connection lost" : ssl_reason());
 		}
-		fail(s, -ECONNRESET);
+		xpo_fail(xs, -ECONNRESET);
 		break;
 	}
 	if (total)
 		return (ssize_t)total;
-	return s->err ? s->err : 0;
+	return xs->err ? xs->err : 0;
 }
 
-static int t_shutdown(void *stream)
+static void t_close(struct xpo_stream *xs, int abort)
 {
-	struct tstream *s = stream;
-	int rc;
-
-	if (s->err)
-		return s->err;
-	s->shut_pending = true;
-	if (s->qlen) {
-		/* not before the queue is out: the io callback finishes it */
-		io_update(s);
-		return 0;
-	}
-	rc = do_shutdown(s, &s->send_need);
-	if (rc)
-		return fail(s, rc);
-	io_update(s);
-	return 0;
+	tstream_free((struct tstream *)xs, abort);
 }
-
-static void t_close(void *stream, int abort)
-{
-	tstream_free(stream, abort);
-}
-
-static const struct xp_stream_ops trojan_stream_ops = {
-	.size = sizeof(struct xp_stream_ops),
-	.send = t_send,
-	.recv = t_recv,
-	.shutdown = t_shutdown,
-	.close = t_close,
-};
 
 /* ------------------------------------------------------------------------------------------ */
 /* UDP over the TLS stream                                                                      */
@@ -487,19 +374,16 @@ static void setup_failed(struct tstream *s, int err, const char *why)
 	struct trojan *t = s->t;
 
 	t->host->counter_add(t->connect_failures, 1);
-	if (s->conn) {
-		xp_conn_t *conn = s->conn;
+	if (s->xs.conn) {
+		xp_conn_t *conn = s->xs.conn;
 
 		tstream_free(s, 1);
 		t->host->conn_fail(conn, err, why);
 		return;
 	}
-	if (s->timer) {
-		t->host->timer_free(s->timer);
-		s->timer = NULL;
-	}
-	s->state = T_READY; /* no more handshake steps */
-	s->err = err;
+	xpo_timer_stop(&s->xs);
+	s->xs.state = T_READY; /* no more handshake steps */
+	s->xs.err = err;
 	udp_failed(s, err, why);
 }
 
@@ -507,27 +391,25 @@ static void handshake_done(struct tstream *s)
 {
 	struct trojan *t = s->t;
 
-	if (s->timer) {
-		t->host->timer_free(s->timer);
-		s->timer = NULL;
-	}
-	s->state = T_READY;
-	s->hs_need = 0;
+	xpo_timer_stop(&s->xs);
+	s->xs.state = T_READY;
+	s->xs.hs_need = 0;
 	t->host->counter_add(t->connects, 1);
 	if (SSL_session_reused(s->ssl))
 		t->host->counter_add(t->resumed, 1);
-	if (s->conn) {
-		io_update(s);
-		t->host->conn_ready_stream(s->conn, &trojan_stream_ops, s);
+	if (s->xs.conn) {
+		xpo_io_update(&s->xs);
+		t->host->conn_ready_stream(s->xs.conn, &xpo_stream_ops, &s->xs);
 		return;
 	}
-	/* UDP: the header and whatever datagrams were queued meanwhile */
-	s->send_need = 0;
-	if (q_flush(s, &s->send_need)) {
+	/* UDP: datagrams are read as they come (no backpressure to respect); the header and
+	 * whatever datagrams were queued meanwhile go out now */
+	s->xs.keep_ev = XP_IO_READ;
+	if (xpo_flush(&s->xs)) {
 		udp_failed(s, -EPIPE, "the UDP tunnel failed (TLS write)");
 		return;
 	}
-	io_update(s);
+	xpo_io_update(&s->xs);
 }
 
 static void handshake_step(struct tstream *s)
@@ -543,8 +425,8 @@ static void handshake_step(struct tstream *s)
 	}
 	e = SSL_get_error(s->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		s->hs_need = e == SSL_ERROR_WANT_READ ? XP_IO_READ : XP_IO_WRITE;
-		io_update(s);
+		s->xs.hs_need = e == SSL_ERROR_WANT_READ ? XP_IO_READ : XP_IO_WRITE;
+		xpo_io_update(&s->xs);
 		return;
 	}
 	t->host->counter_add(t->tls_failures, 1);
@@ -595,7 +477,7 @@ static int tls_start(struct tstream *s)
 	SSL_SESSION *sess;
 
 	s->ssl = SSL_new(t->ctx);
-	if (!s->ssl || !SSL_set_fd(s->ssl, s->fd))
+	if (!s->ssl || !SSL_set_fd(s->ssl, s->xs.fd))
 		return -ENOMEM;
 	SSL_set_connect_state(s->ssl);
 	sess = session_take(t);
@@ -614,138 +496,105 @@ static int tls_start(struct tstream *s)
 			return -EINVAL;
 		}
 	}
-	s->state = T_HANDSHAKE;
+	s->xs.state = T_HANDSHAKE;
 	handshake_step(s);
 	return 0;
 }
 
-static void tstream_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
+static void tstream_connected(struct xpo_stream *xs, int err)
 {
-	struct tstream *s = arg;
-	unsigned wake = 0;
+	struct tstream *s = (struct tstream *)xs;
 
-	if (s->state == T_CONNECTING) {
-		socklen_t len = sizeof(int);
-		int soerr = 0;
-
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-			soerr = errno;
-		if (soerr) {
-			setup_failed(s, -soerr, "connecting to the trojan server failed");
-			return;
-		}
-		if (!(revents & XP_IO_WRITE))
-			return;
-		if (tls_start(s))
-			setup_failed(s, -ENOMEM, "TLS setup failed");
+	if (err) {
+		setup_failed(s, err, "connecting to the trojan server failed");
 		return;
 	}
-	if (s->state == T_HANDSHAKE) {
-		if (revents & s->hs_need)
-			handshake_step(s);
-		return;
-	}
-	if (s->failed || s->err)
-		return;
-	if (s->recv_need && (revents & s->recv_need)) {
-		s->recv_need = 0;
-		if (s->recv_blocked) {
-			s->recv_blocked = false;
-			wake |= XP_WAKE_RECV;
-		}
-	}
-	if (s->send_need && (revents & s->send_need)) {
-		int rc;
-
-		s->send_need = 0;
-		rc = q_flush(s, &s->send_need);
-		if (!rc && !s->send_need)
-			rc = do_shutdown(s, &s->send_need);
-		if (rc) {
-			fail(s, rc);
-			wake |= XP_WAKE_RECV | XP_WAKE_SEND;
-			if (s->udp) {
-				udp_failed(s, rc, "the UDP tunnel failed (TLS write)");
-				return;
-			}
-		} else if (!s->send_need && s->send_blocked) {
-			s->send_blocked = false;
-			wake |= XP_WAKE_SEND;
-		}
-	}
-	if (s->udp && (revents & XP_IO_READ)) {
-		udp_read(s);
-		return; /* `s` may be gone (udp_fail) */
-	}
-	io_update(s);
-	if (wake && s->conn)
-		s->t->host->stream_wake(s->conn, wake);
+	if (tls_start(s))
+		setup_failed(s, -ENOMEM, "TLS setup failed");
 }
 
-static void tstream_timer_cb(xp_timer_t *timer, void *arg)
+/* Before the shared handling of a connected stream's events: the handshake, a dead tunnel,
+ * and UDP's own reading. true: the event is taken (and `s` may be gone). */
+static bool tstream_io(struct xpo_stream *xs, unsigned revents)
 {
-	struct tstream *s = arg;
+	struct tstream *s = (struct tstream *)xs;
 
-	if (s->state != T_READY)
+	if (xs->state == T_HANDSHAKE) {
+		if (revents & xs->hs_need)
+			handshake_step(s);
+		return true;
+	}
+	if (s->failed || xs->err)
+		return true;
+	if (!s->udp)
+		return false;
+	xpo_events(xs, revents); /* the queued frames; nobody to wake */
+	if (xs->err) {
+		udp_failed(s, xs->err, "the UDP tunnel failed (TLS write)");
+		return true;
+	}
+	if (revents & XP_IO_READ) {
+		udp_read(s);
+		return true; /* `s` may be gone (udp_fail) */
+	}
+	xpo_io_update(xs);
+	return true;
+}
+
+static void tstream_timeout(struct xpo_stream *xs)
+{
+	struct tstream *s = (struct tstream *)xs;
+
+	if (xs->state != T_READY)
 		setup_failed(s, -ETIMEDOUT, "connecting to the trojan server timed out");
 }
+
+static const struct xpo_impl tstream_impl = {
+	.write = t_write,
+	.fin = t_fin,
+	.send = t_send,
+	.recv = t_recv,
+	.close = t_close,
+	.connected = tstream_connected,
+	.timeout = tstream_timeout,
+	.io = tstream_io,
+};
 
 /* A new connection to the server with the request queued. NULL with *err on failure. */
 static struct tstream *tstream_new(struct trojan *t, xp_loop_t *loop, int cmd,
 				   const struct xp_target *target, size_t qcap, int *err)
 {
-	const struct xp_host *host = t->host;
 	struct tstream *s;
 	ssize_t hl;
-	int one = 1;
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		*err = -ENOMEM;
 		return NULL;
 	}
+	xpo_init(&s->xs, &tstream_impl, t->host);
 	s->t = t;
-	s->fd = -1;
-	s->qcap = qcap;
-	s->q = malloc(qcap);
-	if (!s->q) {
+	s->xs.qcap = qcap;
+	s->xs.q_secret = true; /* the password hash */
+	s->xs.q = malloc(qcap);
+	if (!s->xs.q) {
 		*err = -ENOMEM;
 		goto err;
 	}
-	hl = trojan_request(t->hash, cmd, &target->addr, target->domain, s->q);
+	hl = trojan_request(t->hash, cmd, &target->addr, target->domain, s->xs.q);
 	if (hl < 0) {
 		*err = -EAFNOSUPPORT;
 		goto err;
 	}
-	s->qlen = (size_t)hl;
+	s->xs.qlen = (size_t)hl;
 	s->qfresh = cmd == TROJAN_CMD_CONNECT;
-	s->fd = host->upstream_socket(t->self, t->server.sa.sa_family, SOCK_STREAM, IPPROTO_TCP);
-	if (s->fd < 0) {
-		*err = s->fd;
-		s->fd = -1;
+	*err = xpo_socket(&s->xs, t->self, loop, t->server.sa.sa_family, t->cfg->tcp_nodelay,
+			  t->cfg->timeout_ms);
+	if (*err)
 		goto err;
-	}
-	if (t->cfg->tcp_nodelay)
-		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->io = host->io_new(loop, s->fd, tstream_io_cb, s);
-	if (!s->io) {
-		*err = -ENOMEM;
+	*err = xpo_connect(&s->xs, &t->server, t->server_len);
+	if (*err)
 		goto err;
-	}
-	if (t->cfg->timeout_ms) {
-		s->timer = host->timer_new(loop, tstream_timer_cb, s);
-		if (!s->timer) {
-			*err = -ENOMEM;
-			goto err;
-		}
-		host->timer_set(s->timer, t->cfg->timeout_ms, 0);
-	}
-	if (connect(s->fd, &t->server.sa, t->server_len) < 0 && errno != EINPROGRESS) {
-		*err = -errno;
-		goto err;
-	}
-	s->state = T_CONNECTING;
-	io_update(s);
 	return s;
 err:
 	tstream_free(s, 1);
@@ -770,7 +619,7 @@ static int trojan_tcp_connect(void *inst, xp_conn_t *conn, const struct xp_targe
 		t->host->conn_fail(conn, err, "connecting to the trojan server failed");
 		return 0;
 	}
-	s->conn = conn;
+	s->xs.conn = conn;
 	s->id = ci ? ci->id : 0;
 	*cctx = s;
 	return 0;
@@ -810,34 +659,32 @@ static int trojan_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst,
 	ssize_t hl;
 	int rc;
 
-	if (s->failed || s->err)
+	struct xpo_stream *xs = &s->xs;
+
+	if (s->failed || xs->err)
 		return -ENOTCONN;
 	if (len > TROJAN_UDP_MAX)
 		return -EMSGSIZE;
-	if (s->qoff) {
-		/* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a pending retry may see the bytes moved */
-		memmove(s->q, s->q + s->qoff, s->qlen - s->qoff);
-		s->qlen -= s->qoff;
-		s->qoff = 0;
-	}
-	if (s->qcap - s->qlen < TROJAN_UDP_HDR_MAX + len) {
+	/* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a pending retry may see the bytes moved */
+	xpo_compact(xs);
+	if (xs->qcap - xs->qlen < TROJAN_UDP_HDR_MAX + len) {
 		t->host->counter_add(t->udp_dropped, 1);
 		return -ENOBUFS; /* the tunnel is slower than the client: drop, as a router would */
 	}
-	hl = trojan_udp_header(dst, domain, len, s->q + s->qlen);
+	hl = trojan_udp_header(dst, domain, len, xs->q + xs->qlen);
 	if (hl < 0)
 		return (int)hl;
-	memcpy(s->q + s->qlen + hl, buf, len);
-	s->qlen += (size_t)hl + len;
+	memcpy(xs->q + xs->qlen + hl, buf, len);
+	xs->qlen += (size_t)hl + len;
 	t->host->counter_add(t->udp_sent, 1);
-	if (s->state != T_READY || s->send_need)
+	if (xs->state != T_READY || xs->send_need)
 		return 0; /* goes out when the tunnel is up or writable again */
-	rc = q_flush(s, &s->send_need);
+	rc = xpo_flush(xs);
 	if (rc) {
-		fail(s, rc);
+		xpo_fail(xs, rc);
 		return -ENOTCONN;
 	}
-	io_update(s);
+	xpo_io_update(xs);
 	return 0;
 }
 
@@ -872,11 +719,9 @@ static int trojan_instance_new(void *state, const struct xp_host *host, xp_handl
 			       const void *config, void **inst)
 {
 	const struct trojan_cfg *cfg = config;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
 	struct in6_addr ip;
 	struct trojan *t;
 	char hostname[256];
-	const char *port;
 	uint8_t alpn[256];
 	int rc, n;
 
@@ -892,18 +737,16 @@ static int trojan_instance_new(void *state, const struct xp_host *host, xp_handl
 		host->log(self, XP_LOG_ERROR, "password: must not be empty");
 		goto err;
 	}
-	if (split_hostport(cfg->server, hostname, sizeof(hostname), &port)) {
+	n = xpo_resolve(cfg->server, &t->server, &t->server_len, hostname, sizeof(hostname));
+	if (n == -EINVAL) {
 		host->log(self, XP_LOG_ERROR, "server \"%s\": not host:port", cfg->server);
 		goto err;
 	}
-	if (getaddrinfo(hostname, port, &hints, &res) || res->ai_addrlen > sizeof(t->server)) {
+	if (n) {
 		host->log(self, XP_LOG_ERROR, "server \"%s\": cannot resolve it", cfg->server);
 		rc = -EHOSTUNREACH;
 		goto err;
 	}
-	memcpy(&t->server, res->ai_addr, res->ai_addrlen);
-	t->server_len = res->ai_addrlen;
-	freeaddrinfo(res);
 	snprintf(t->sni, sizeof(t->sni), "%s", cfg->sni && *cfg->sni ? cfg->sni : hostname);
 	t->sni_is_ip = inet_pton(AF_INET, t->sni, &ip) == 1 || inet_pton(AF_INET6, t->sni, &ip) == 1;
 	if (trojan_password_hash(cfg->password, t->hash)) {
