@@ -8,8 +8,9 @@
 # but only that trial, and with xproxyd from each of the given build directories in turn: every
 # round runs each build once, the order rotated every round (AB BA ...), so a change in the
 # machine's load lands on both sides. The figure is the process's CPU time (user + system, all
-# threads, /proc/PID/stat) per 1,000 connections; the rate is printed but is not the figure to
-# trust on a shared machine.
+# threads, /proc/PID/stat) per 1,000 connections, and the main thread's share of it (for
+# ss-redir, its only thread); the rate is printed but is not the figure to trust on a shared
+# machine. Each round also logs the TCP segments the client and the server namespace exchanged.
 #
 # Usage: sudo bench/outbound/ss_conn.sh [--rounds N] [--dur S] [--ss] [--strace] [--perf DIR]
 #             BUILD...
@@ -125,15 +126,29 @@ down() {
 name_of() { [ "$1" = ss ] && echo ss-redir || echo "${BUILDS[$1]}"; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
+main_ticks() { awk '{print $14 + $15}' "/proc/$1/task/$1/stat" 2>/dev/null; } # main thread
 TCK=$(getconf CLK_TCK)
 
-trial() { # case: one wrk run; prints "requests cpu_ticks rate"
-	local out t0 t1
+segs() { # namespace: TCP segments in and out so far
+	ip netns exec "$XPT-$1" awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) k[$i] = i; h = 1 }
+		else print $k["InSegs"], $k["OutSegs"] }' /proc/net/snmp
+}
+trial() { # case: one wrk run; prints "requests cpu_ticks rate main_thread_ticks"
+	local out t0 t1 m0 m1 c0 c1 s0 s1
+	read -r -a c0 < <(segs cli)
+	read -r -a s0 < <(segs srv)
 	t0=$(cpu_ticks "$PID")
+	m0=$(main_ticks "$PID")
 	out=$(nsc wrk -t 1 -c 16 -d "${DUR}s" -H 'Connection: close' "http://$P4/" 2>/dev/null)
 	t1=$(cpu_ticks "$PID")
+	m1=$(main_ticks "$PID")
+	read -r -a c1 < <(segs cli)
+	read -r -a s1 < <(segs srv)
+	SEGS="client in/out $((c1[0] - c0[0]))/$((c1[1] - c0[1])), server netns in/out \
+$((s1[0] - s0[0]))/$((s1[1] - s0[1]))"
+	echo "$SEGS" >"$XPT_TMP/segs"
 	echo "$(awk '/requests in/ {print $1}' <<<"$out") $((t1 - t0)) \
-$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+$(awk '/Requests\/sec/ {print $2}' <<<"$out") $((m1 - m0))"
 }
 
 CASES=("${!BUILDS[@]}")
@@ -153,10 +168,11 @@ for ((r = 0; r < ROUNDS; r++)); do
 		[ "$got" = "$P4" ] || xpt_fail "$(name_of "$c"): nginx saw '$got', want '$P4' (via ss-server)"
 		[ "$t" = 1 ] || xpt_log "$(name_of "$c"): the path went through ss-server at attempt $t"
 		reset_state
-		read -r req ticks rate < <(trial "$c")
-		printf '%s\t%s\t%s\t%s\t%s\n' "$(name_of "$c")" "$req" "$ticks" "$rate" \
-			"$(cut -d' ' -f1 /proc/loadavg)" >>"$RAW"
-		xpt_log "round $((r + 1))/$ROUNDS $(name_of "$c"): $req requests, $ticks ticks"
+		read -r req ticks rate mticks < <(trial "$c")
+		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(name_of "$c")" "$req" "$ticks" "$rate" \
+			"$(cut -d' ' -f1 /proc/loadavg)" "$mticks" >>"$RAW"
+		xpt_log "round $((r + 1))/$ROUNDS $(name_of "$c"): $req requests, $ticks ticks, \
+TCP segments $(cat "$XPT_TMP/segs")"
 		down "$c"
 		reset_state
 	done
@@ -213,21 +229,23 @@ import statistics as st, sys
 raw, rounds, dur, hz = sys.argv[1:]
 data = {}
 for line in open(raw):
-    c, req, ticks, rate, load = line.rstrip("\n").split("\t")
+    c, req, ticks, rate, load, mticks = line.rstrip("\n").split("\t")
     if not req or int(req) == 0:
         continue
-    d = data.setdefault(c, {"cpu": [], "rate": [], "load": []})
+    d = data.setdefault(c, {"cpu": [], "rate": [], "load": [], "main": []})
     d["cpu"].append(int(ticks) * 1000 / int(hz) / (int(req) / 1000))
+    d["main"].append(int(mticks or 0) * 1000 / int(hz) / (int(req) / 1000))
     d["rate"].append(float(rate))
     d["load"].append(float(load))
 print("bench/outbound/ss_conn.sh: %s rounds x %s s, wrk -t 1 -c 16, Connection: close"
       % (rounds, dur))
-print("%-24s %22s %22s %12s" % ("case", "CPU ms/1000 conns", "conns/s", "load"))
+print("%-24s %22s %9s %22s %12s" % ("case", "CPU ms/1000 conns", "main thr", "conns/s",
+                                      "load"))
 for c, d in data.items():
     cpu, rate = d["cpu"], d["rate"]
-    print("%-24s %8.1f (%5.1f..%5.1f) %8.0f (%5.0f..%5.0f) %5.1f..%4.1f"
-          % (c, st.median(cpu), min(cpu), max(cpu), st.median(rate), min(rate), max(rate),
-             min(d["load"]), max(d["load"])))
+    print("%-24s %8.1f (%5.1f..%5.1f) %9.1f %8.0f (%5.0f..%5.0f) %5.1f..%4.1f"
+          % (c, st.median(cpu), min(cpu), max(cpu), st.median(d["main"]), st.median(rate),
+             min(rate), max(rate), min(d["load"]), max(d["load"])))
 print("per round, CPU ms/1000 conns: " + "; ".join(
     "%s: %s" % (c, " ".join("%.0f" % v for v in d["cpu"])) for c, d in data.items()))
 PY
