@@ -10,16 +10,24 @@
 # machine's load lands on both sides. The figure is the process's CPU time (user + system, all
 # threads, /proc/PID/stat) per 1,000 connections, and the main thread's share of it (for
 # ss-redir, its only thread); the rate is printed but is not the figure to trust on a shared
-# machine. Each round also logs the TCP segments the client and the server namespace exchanged.
+# machine. Each round also logs the TCP segments the client and the server namespace exchanged
+# and the proxy's minor page faults.
 #
 # Usage: sudo bench/outbound/ss_conn.sh [--rounds N] [--dur S] [--ss] [--strace] [--perf DIR]
 #             BUILD...
-#   BUILD      a build directory (core/xproxyd and plugins/ in it), relative to the source tree
+#   BUILD      a build directory (core/xproxyd and plugins/ in it), relative to the source tree;
+#              BUILD:KEY=VALUE runs it with that [global] setting (e.g. build:redirect=plain),
+#              so one build can be compared with itself under two settings
 #   --ss       also run ss-redir as a case (the baseline of ss.sh)
 #   --strace   after the rounds, one extra trial per build under `strace -f -c`: system calls
 #              per connection (strace slows the process: its CPU figures are not comparable)
 #   --perf DIR after the rounds, one extra trial per build under `perf record -g`; the reports
-#              go to DIR/<build>.txt (perf report --no-children, and with children)
+#              go to DIR/<build>.txt (perf report --no-children, and with children, by thread)
+#              and a breakdown of the packet work run in the proxy's context is printed:
+#              the share of its samples under process_backlog (the softirq that delivers what
+#              veth devices queued), split into TCP receive, the tc programs by name, the
+#              redirect out of xp0 (skb_do_redirect: bpf_redirect_neigh to the LAN device, with
+#              its transmit) and the rest; plus veth_xmit (queueing onto a veth), anywhere
 # Needs: shadowsocks-libev wrk nginx-light python3 (strace, perf for the options).
 set -uo pipefail
 ROUNDS=5
@@ -43,10 +51,15 @@ while [ $# -gt 0 ]; do
 done
 [ ${#BUILDS[@]} -gt 0 ] || { echo "$0: name at least one build directory" >&2; exit 2; }
 cd "$(dirname "$0")/../.." || exit 1
+DIRS=() SETS=()
 for b in "${BUILDS[@]}"; do
+	DIRS+=("${b%%:*}")
+	[[ $b == *:* ]] && SETS+=("${b#*:}") || SETS+=("")
+done
+for b in "${DIRS[@]}"; do
 	[ -x "$b/core/xproxyd" ] || { echo "$0: no $b/core/xproxyd" >&2; exit 2; }
 done
-export XPT_BUILD=$PWD/${BUILDS[0]}
+export XPT_BUILD=$PWD/${DIRS[0]}
 source tests/netns/lib.sh
 xpt_require wrk ss-server ss-redir nft
 [ "$STRACE" = 0 ] || xpt_require strace
@@ -65,7 +78,7 @@ sleep 0.5
 for i in "${!BUILDS[@]}"; do
 	mkdir -p "$XPT_TMP/plugins$i"
 	for so in direct block shadowsocks; do
-		ln -s "$PWD/${BUILDS[$i]}/plugins/$so.so" "$XPT_TMP/plugins$i/"
+		ln -s "$PWD/${DIRS[$i]}/plugins/$so.so" "$XPT_TMP/plugins$i/"
 	done
 done
 {
@@ -74,6 +87,18 @@ done
 	printf '[route]\nrule = dst-cidr:10.1.2.0/24, ss\nfallback = DIRECT\n'
 } | xpt_config "$XPT_TMP/xp.ini" "log_level = info"
 sed -i 's/^workers = 2$/workers = 0/' "$XPT_TMP/xp.ini"
+for i in "${!BUILDS[@]}"; do
+	if [ -n "${SETS[$i]}" ]; then # into [global] (the file's first section), or replacing
+		k=${SETS[$i]%%=*} v=${SETS[$i]#*=}
+		if grep -q "^$k = " "$XPT_TMP/xp.ini"; then
+			sed "0,/^$k = .*/s//$k = $v/" "$XPT_TMP/xp.ini" >"$XPT_TMP/xp$i.ini"
+		else
+			sed "/^\[global\]$/a $k = $v" "$XPT_TMP/xp.ini" >"$XPT_TMP/xp$i.ini"
+		fi
+	else
+		cp "$XPT_TMP/xp.ini" "$XPT_TMP/xp$i.ini"
+	fi
+done
 nsr ip rule add fwmark 0x1 lookup 100
 nsr ip route add local 0.0.0.0/0 dev lo table 100
 RAW=$XPT_TMP/raw.tsv
@@ -109,8 +134,8 @@ table inet xpb_ss {
 NFT
 		return
 	fi
-	XPROXYD=$PWD/${BUILDS[$1]}/core/xproxyd XPT_PLUGINS=$XPT_TMP/plugins$1 \
-		xpt_start "$XPT_TMP/xp.ini" "$XPT_TMP/xp$1.log"
+	XPROXYD=$PWD/${DIRS[$1]}/core/xproxyd XPT_PLUGINS=$XPT_TMP/plugins$1 \
+		xpt_start "$XPT_TMP/xp$1.ini" "$XPT_TMP/xp$1.log"
 	PID=$XPT_DPID
 }
 down() {
@@ -126,6 +151,7 @@ down() {
 name_of() { [ "$1" = ss ] && echo ss-redir || echo "${BUILDS[$1]}"; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
+minflt() { awk '{print $10}' "/proc/$1/stat" 2>/dev/null; }
 main_ticks() { awk '{print $14 + $15}' "/proc/$1/task/$1/stat" 2>/dev/null; } # main thread
 TCK=$(getconf CLK_TCK)
 
@@ -134,19 +160,21 @@ segs() { # namespace: TCP segments in and out so far
 		else print $k["InSegs"], $k["OutSegs"] }' /proc/net/snmp
 }
 trial() { # case: one wrk run; prints "requests cpu_ticks rate main_thread_ticks"
-	local out t0 t1 m0 m1 c0 c1 s0 s1
+	local out t0 t1 m0 m1 f0 f1 c0 c1 s0 s1
 	read -r -a c0 < <(segs cli)
 	read -r -a s0 < <(segs srv)
 	t0=$(cpu_ticks "$PID")
 	m0=$(main_ticks "$PID")
+	f0=$(minflt "$PID")
 	out=$(nsc wrk -t 1 -c 16 -d "${DUR}s" -H 'Connection: close' "http://$P4/" 2>/dev/null)
 	t1=$(cpu_ticks "$PID")
 	m1=$(main_ticks "$PID")
+	f1=$(minflt "$PID")
 	read -r -a c1 < <(segs cli)
 	read -r -a s1 < <(segs srv)
 	SEGS="client in/out $((c1[0] - c0[0]))/$((c1[1] - c0[1])), server netns in/out \
 $((s1[0] - s0[0]))/$((s1[1] - s0[1]))"
-	echo "$SEGS" >"$XPT_TMP/segs"
+	echo "$SEGS, $((f1 - f0)) page faults" >"$XPT_TMP/segs"
 	echo "$(awk '/requests in/ {print $1}' <<<"$out") $((t1 - t0)) \
 $(awk '/Requests\/sec/ {print $2}' <<<"$out") $((m1 - m0))"
 }
@@ -218,6 +246,49 @@ if [ -n "$PERFDIR" ]; then
 				2>/dev/null | grep '%'
 		} >"$f"
 		cp "$XPT_TMP/perf.data" "${f%.txt}.data"
+		perf script -i "$XPT_TMP/perf.data" -F ip,sym 2>/dev/null | python3 -c '
+import collections, re, sys
+samples, cur = [], []
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        if cur:
+            samples.append(cur)
+        cur = []
+        continue
+    p = line.split(None, 1)
+    cur.append(p[1] if len(p) > 1 else p[0])
+if cur:
+    samples.append(cur)
+n = len(samples) or 1
+c = collections.Counter()
+for s in samples:  # frames leaf first
+    if any("veth_xmit" in x for x in s):
+        c["veth_xmit (queueing onto a veth), anywhere"] += 1
+    idx = [i for i, x in enumerate(s) if x.startswith("process_backlog")]
+    if not idx:
+        continue
+    c["process_backlog (all)"] += 1
+    below = s[:max(idx)]
+    progs = [re.sub("^bpf_prog_[0-9a-f]+_", "", x) for x in below if x.startswith("bpf_prog_")]
+    if any(x.startswith("tcp_v4_rcv") or x.startswith("tcp_v6_rcv") for x in below):
+        k = "  TCP receive"
+    elif any(x.startswith("skb_do_redirect") for x in below):
+        k = "  skb_do_redirect (out of xp0 to the LAN device)"
+    elif progs:
+        k = "  tc program " + progs[-1]
+    elif any(x.startswith("tc_run") for x in below):
+        k = "  tc (no program frame)"
+    elif any(x.startswith("ip_") or x.startswith("ip6_") for x in below):
+        k = "  IP, not TCP"
+    else:
+        k = "  device receive (rest)"
+    c[k] += 1
+for k, v in sorted(c.items(), key=lambda kv: (not kv[0].startswith("process"), -kv[1])):
+    print("  %5.2f %%  %s" % (100.0 * v / n, k))
+' >"${f%.txt}.softirq"
+		echo "== $(name_of "$c"): $req connections, share of the proxy's samples:"
+		cat "${f%.txt}.softirq"
 		echo "== $(name_of "$c"): perf report in $f"
 		down "$c"
 		reset_state
