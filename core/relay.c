@@ -27,6 +27,9 @@
  * 1 MiB default buffer_size is sized for splice pipes; as malloc'd memory it only showed up in
  * the RSS (glibc keeps the pages once touched). */
 #define STREAM_BUF_MAX 65536
+/* Room a read ahead needs (read_ahead): a whole 16 KiB record and its framing, so a plugin
+ * never has to split one into a side buffer because our buffer is nearly full. */
+#define READ_AHEAD_ROOM (16384 + 1024)
 
 /* Empty pipes kept for the next connection: saves pipe2 + F_SETPIPE_SZ + two closes per
  * direction on short connections. Per thread, so no locking; one thread = one worker. */
@@ -283,9 +286,12 @@ static int pump_up_stream(struct relay *r)
  * Connection: close), and knowing the end before sending lets the data and the FIN leave in
  * one segment (MSG_MORE, then shutdown): one packet fewer through the namespace hop and the
  * client's stack per connection. It costs no extra call: the loop would make this recv()
- * right after the send anyway. An error found here waits until the bytes before it are
- * delivered, as it would have without the read ahead. 1 when the stream said -EAGAIN (the
- * caller sends and then waits instead of asking again), 0, or -EPROTO from a broken plugin.
+ * right after the send anyway. Only while a whole record still fits (READ_AHEAD_ROOM): a
+ * plugin given less room than its next record keeps the rest in a side buffer (a copy more),
+ * and a bulk transfer, whose reads fill the buffer, gains nothing here. An error found here
+ * waits until the bytes before it are delivered, as it would have without the read ahead. 1
+ * when the stream said -EAGAIN (the caller sends and then waits instead of asking again), 0,
+ * or -EPROTO from a broken plugin.
  */
 static int read_ahead(struct relay *r, struct relay_dir *d)
 {
@@ -361,7 +367,7 @@ static int pump_down_stream(struct relay *r)
 				return -EPROTO;
 			d->len = (uint32_t)n;
 			moved = RELAY_MOVED;
-			if (d->len < d->cap && reads < ROUND_READS) {
+			if (d->cap - d->len >= READ_AHEAD_ROOM && reads < ROUND_READS) {
 				reads++;
 				dry = read_ahead(r, d);
 				if (dry < 0)
