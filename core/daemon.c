@@ -507,6 +507,23 @@ static void dispatch_event(const struct xp_event *ev)
 	}
 }
 
+/* FLOW_NEW / FLOW_END: the datapath writes them only while someone reads them, a plugin or the
+ * debug log (on_datapath_event). Each record costs the datapath a ring buffer reserve and the
+ * main thread a wake-up; a router without such a plugin pays that for nothing on every flow. */
+static void update_flow_events(void)
+{
+	bool on = log_enabled(XP_LOG_DEBUG);
+
+	for (size_t i = 0; i < D.plugins.n && !on; i++) {
+		struct plugin *p = D.plugins.v[i];
+
+		on = p->initialized && p->desc.on_event &&
+		     (p->desc.event_mask &
+		      (XP_EVENT_MASK(XP_EVENT_FLOW_NEW) | XP_EVENT_MASK(XP_EVENT_FLOW_END)));
+	}
+	dp_set_flow_events(D.dp, on);
+}
+
 /* XP_EVENT_FLOW_NAMED comes from the workers (flowev.c), only when a plugin wants it. */
 static void update_named_wanted(void)
 {
@@ -881,6 +898,7 @@ static void reload(void)
 	dp_set_fail_closed(D.dp, ncfg->global.fail == CFG_FAIL_CLOSED);
 	if (D.opts.log_level < 0)
 		log_set_level(ncfg->global.log_level);
+	update_flow_events();
 	conn_opts_from(&D.copts, &ncfg->global);
 	for (unsigned i = 0; i < D.n_started; i++)
 		worker_set_opts(&D.workers[i], &D.copts);
@@ -1263,6 +1281,7 @@ int daemon_run(const struct daemon_opts *o)
 	}
 	dp_set_fail_closed(D.dp, D.cfg->global.fail == CFG_FAIL_CLOSED);
 	dp_set_event_handler(D.dp, on_datapath_event, NULL);
+	update_flow_events();
 
 	dns_opts_apply(D.cfg);
 	rc = names_init(&(struct names_env){ .dst_set = names_dst_set, .dst_del = names_dst_del,

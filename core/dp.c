@@ -1190,6 +1190,14 @@ void dp_heartbeat(struct dp *dp)
 	__atomic_store_n(&dp->ctl->heartbeat_ns, dp_now_ns(), __ATOMIC_RELEASE);
 }
 
+void dp_set_flow_events(struct dp *dp, bool on)
+{
+	uint32_t flags = __atomic_load_n(&dp->ctl->flags, __ATOMIC_RELAXED);
+
+	flags = on ? flags & ~XP_CTL_NO_FLOW_EVENTS : flags | XP_CTL_NO_FLOW_EVENTS;
+	__atomic_store_n(&dp->ctl->flags, flags, __ATOMIC_RELEASE);
+}
+
 void dp_set_fail_closed(struct dp *dp, bool closed)
 {
 	uint32_t flags = __atomic_load_n(&dp->ctl->flags, __ATOMIC_RELAXED);

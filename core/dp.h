@@ -84,6 +84,9 @@ uint32_t dp_rules_next_gen(const struct dp *dp);
 
 void dp_heartbeat(struct dp *dp);
 void dp_set_fail_closed(struct dp *dp, bool closed);
+/* FLOW_NEW / FLOW_END records in the ring buffer (on after dp_create): off when nobody reads
+ * them. The main thread is the only writer of the control block's flags. */
+void dp_set_flow_events(struct dp *dp, bool on);
 
 /* Ring buffer. The handler gets each record (it starts with struct xp_ev_hdr). */
 typedef void (*dp_event_fn)(void *ctx, const void *data, size_t len);

@@ -32,6 +32,7 @@ struct relay_dir {
 	bool eof;	/* the source ended */
 	bool done;	/* the EOF was forwarded */
 	bool blocked;	/* the destination could not take everything held */
+	int err;	/* stream mode, down: the stream's error, due once len is delivered */
 };
 
 struct relay {

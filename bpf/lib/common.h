@@ -34,6 +34,8 @@
 #endif
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+/* One load the compiler may not merge or repeat: xp_ctl fields the daemon writes any time. */
+#define XP_READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 
 /* Internal: "not finished, go on". Far from every TC_ACT_* and from the drop codes. */
 #define XP_NEXT 0x1000

@@ -4,7 +4,8 @@
  *
  * API:
  *   ev_flow(type, hook, tuple, flow, tcp_state, tag)   FLOW_NEW / FLOW_END (struct xp_ev_flow);
- *                                           the other fields come from the flow entry
+ *                                           the other fields come from the flow entry; none
+ *                                           while xp_ctl.flags has XP_CTL_NO_FLOW_EVENTS
  *   ev_drop(hook, pkt, ifindex, reason)     DROP (struct xp_ev_drop), only when
  *                                           xp_cfg.flags & XP_CFG_DROP_EVENTS
  *   ev_map_full(hook, map, err)             MAP_FULL (struct xp_ev_map_full)
@@ -42,6 +43,8 @@ static __always_inline void ev_flow(__u16 type, __u8 hook, const struct xp_tuple
 {
 	struct xp_ev_flow *e;
 
+	if (XP_READ_ONCE(xp_ctl.flags) & XP_CTL_NO_FLOW_EVENTS)
+		return;
 	e = bpf_ringbuf_reserve(&xp_events, sizeof(*e), 0);
 	if (!e) {
 		ev_lost();

@@ -39,8 +39,6 @@ _Static_assert((1u << (XP_PRANGE_STEPS - 1)) <= XP_MAX_PRANGES + 1 &&
 		       (1u << XP_PRANGE_STEPS) > XP_MAX_PRANGES,
 	       "XP_PRANGE_STEPS");
 
-#define XP_READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
-
 struct rule_ctx {
 	__u8 daddr[16];
 	__u8 saddr[16];

@@ -256,6 +256,9 @@ _Static_assert(sizeof(struct xp_ruleset) == 16, "xp_ruleset");
 /* mmap. Each field is written with one aligned store, so readers never see a torn value.    */
 
 #define XP_CTL_FAIL_CLOSED 0x1 /* heartbeat stale: BLOCK proxied flows instead of DIRECT */
+/* Nobody reads FLOW_NEW / FLOW_END (no plugin subscribes, no debug log): skip the records and
+ * the wake-up of the daemon's main thread each costs. The stats count flows regardless. */
+#define XP_CTL_NO_FLOW_EVENTS 0x2
 
 struct xp_ctl {
 	__u64 heartbeat_ns; /* bpf_ktime_get_ns() clock of the daemon's last tick; 0 = none */

@@ -1999,6 +1999,32 @@ static void test_flow_end(void **state)
 	assert_int_equal(ev_count(XP_EV_FLOW_END), 1);
 	assert_int_equal(((const struct xp_ev_flow *)ev_find(XP_EV_FLOW_END, 0))->tcp_state,
 			 XP_TCP_RST);
+
+	/* XP_CTL_NO_FLOW_EVENTS (nobody reads them): the same flow's life writes no record,
+	 * the flow entry and the stats are kept as before */
+	in->skel->bss->xp_ctl.flags = XP_CTL_NO_FLOW_EVENTS;
+	syn.sport = fin.sport = 47002;
+	stats_zero(in);
+	assert_int_equal(send_spec(in, P_LAN, &syn, if_lan, &r), TC_ACT_OK); /* DIRECT rules */
+	ruleset(in, 0, 0, XP_V_PROXY, 2, 6);
+	syn.sport = fin.sport = 47003;
+	assert_int_equal(send_spec(in, P_LAN, &syn, if_lan, &r), TC_ACT_REDIRECT);
+	assert_int_equal(send_spec(in, P_LAN, &fin, if_lan, &r), TC_ACT_REDIRECT);
+	assert_int_equal(flow_get(in, &syn, &f), 0);
+	assert_int_equal(f.tcp_state, XP_TCP_SYN_SEEN | XP_TCP_FIN_CLIENT | XP_TCP_END_SENT);
+	stats_get(in, &st);
+	assert_int_equal(st.flows[XP_V_PROXY], 1);
+	assert_int_equal(st.flow_end, 1);
+	ev_collect(in);
+	assert_int_equal(n_evs, 0);
+	/* and back on: records again */
+	in->skel->bss->xp_ctl.flags = 0;
+	syn.sport = fin.sport = 47004;
+	assert_int_equal(send_spec(in, P_LAN, &syn, if_lan, &r), TC_ACT_REDIRECT);
+	assert_int_equal(send_spec(in, P_LAN, &fin, if_lan, &r), TC_ACT_REDIRECT);
+	ev_collect(in);
+	assert_int_equal(ev_count(XP_EV_FLOW_NEW), 1);
+	assert_int_equal(ev_count(XP_EV_FLOW_END), 1);
 }
 
 /* WAN ingress: bookkeeping of host flows from the server side; never changes a packet. */

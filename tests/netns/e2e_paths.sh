@@ -8,7 +8,7 @@
 #   BLOCK rule  -> the connection fails fast (the datapath answers the SYN with a RST)
 source "$(dirname "$0")/lib.sh"
 MODE=${1:?usage: e2e_paths.sh peer|plain}
-xpt_require
+xpt_require bpftool
 xpt_init "p$MODE"
 xpt_topology
 xpt_nginx
@@ -71,3 +71,58 @@ left=$(xpt_leftovers)
 [ -z "$left" ] || xpt_fail "left behind after SIGTERM: $left"
 expect_peer "http://$P4/" "$C4" "after stop the proxy network is plainly forwarded"
 xpt_ok "SIGTERM left nothing behind"
+
+# Flow events only while someone reads them (docs/datapath.md "Events and counters"): the
+# datapath skips FLOW_NEW / FLOW_END while the control block has XP_CTL_NO_FLOW_EVENTS (2).
+ctl_flags() { # xp_ctl.flags of the running daemon, from its .bss map
+	local fd id
+	for fd in /proc/"$XPT_DPID"/fdinfo/*; do
+		id=$(awk '/^map_id:/ {print $2}' "$fd" 2>/dev/null)
+		[ -n "$id" ] || continue
+		bpftool -j map show id "$id" 2>/dev/null | grep -q '"name":"[^"]*\.bss"' || continue
+		bpftool -j map dump id "$id" | python3 -c '
+import json, sys
+print(json.load(sys.stdin)[0]["formatted"]["value"][".bss"][0]["xp_ctl"]["flags"])'
+		return
+	done
+}
+{
+	printf '[outbound.events]\nplugin = eventlog\n\n'
+	xpt_default_route
+} | xpt_config "$XPT_TMP/info.ini" "redirect = $MODE
+log_level = info"
+: >"$XPT_DLOG"
+xpt_start "$XPT_TMP/info.ini"
+flags=$(ctl_flags)
+[ -n "$flags" ] && [ $((flags & 2)) = 0 ] ||
+	xpt_fail "log level info with a subscribed plugin: xp_ctl.flags '$flags', want bit 2 clear"
+expect_peer "http://$P4/" "$PR4" "proxied at log level info"
+sleep 0.3
+grep -q "eventlog: flow-new $C4:[0-9]* -> $P4:80" "$XPT_DLOG" ||
+	xpt_fail "log level info: the subscribed plugin did not get the proxied flow's FLOW_NEW"
+xpt_ok "log level info, a plugin subscribes: flow events on and delivered"
+xpt_stop TERM
+rm "$XPT_TMP/plugins/$(basename "$EVENTLOG")"
+xpt_default_route | xpt_config "$XPT_TMP/quiet.ini" "redirect = $MODE
+log_level = info"
+: >"$XPT_DLOG"
+xpt_start "$XPT_TMP/quiet.ini"
+flags=$(ctl_flags)
+[ -n "$flags" ] && [ $((flags & 2)) = 2 ] ||
+	xpt_fail "log level info, no subscriber: xp_ctl.flags '$flags', want bit 2 set"
+expect_peer "http://$P4/" "$PR4" "proxied with flow events off"
+expect_peer "http://$D4/" "$C4" "DIRECT with flow events off"
+sed -i 's/^log_level = info$/log_level = debug/' "$XPT_TMP/quiet.ini"
+kill -HUP "$XPT_DPID"
+for _ in $(seq 1 50); do
+	flags=$(ctl_flags)
+	[ $((flags & 2)) = 0 ] && break
+	sleep 0.1
+done
+[ $((flags & 2)) = 0 ] || xpt_fail "reload to log level debug: xp_ctl.flags '$flags', want bit 2 clear"
+expect_peer "http://$D4/" "$C4" "DIRECT after the reload"
+sleep 0.3
+grep -q "flow new proto 6 .*10.1.3.2:80: DIRECT" "$XPT_DLOG" ||
+	xpt_fail "reload to log level debug: no FLOW_NEW in the debug log"
+xpt_ok "no subscriber at log level info: flow events off; a reload to debug turns them on"
+xpt_stop TERM

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_segs_in */
 
 #include "conn_harness.h"
 
@@ -370,6 +371,71 @@ static void test_halfclose_timeout(void **state)
 	h_stop(&h);
 }
 
+static uint32_t segs_in(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
+	return ti.tcpi_segs_in;
+}
+
+/* The server's short answer and its FIN arrive in one segment (TCP_CORK on the server): the
+ * stream relay reads the end before sending, so the client gets them in one segment too
+ * (MSG_MORE + shutdown), not the data and then a bare FIN (relay.c, read_ahead). */
+static void server_answer_then(bool reset, uint32_t want_segs)
+{
+	struct harness h = {0};
+	uint8_t buf[64];
+	uint32_t before;
+	int cfd, sfd, one = 1, zero = 0, end;
+	size_t n;
+
+	h_start(&h, FAKE_STREAM_SYNC, &base_opts, 0);
+	cfd = h_client(&h);
+	sfd = h_accept(&h, 2000);
+	assert_true(sfd >= 0);
+	/* The handshake is over on both ends and the client sent nothing: nothing else is on
+	 * its way to the client. */
+	usleep(20 * 1000);
+	before = segs_in(cfd);
+	assert_int_equal(setsockopt(sfd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)), 0);
+	assert_int_equal(send(sfd, "hello", 5, 0), 5);
+	if (reset) {
+		/* The bytes go out first (uncorked), then the RST: the client must still get
+		 * the bytes before the reset. */
+		assert_int_equal(setsockopt(sfd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero)), 0);
+		h_reset_close(sfd);
+	} else {
+		assert_int_equal(shutdown(sfd, SHUT_WR), 0);
+	}
+	n = h_read_until_end(cfd, buf, sizeof(buf), 3000, &end);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++)
+		buf[i] ^= XOR_KEY;
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(end, reset ? -ECONNRESET : 0);
+	if (want_segs)
+		assert_int_equal(segs_in(cfd) - before, want_segs);
+	close(cfd);
+	if (!reset)
+		close(sfd);
+	assert_true(h_wait(h_idle, &h, 2000));
+	assert_int_equal(H_STAT(&h, resets), reset ? 1 : 0);
+	h_stop(&h);
+}
+
+static void test_stream_data_and_fin_one_segment(void **state)
+{
+	server_answer_then(false, 1);
+}
+
+static void test_stream_data_then_reset(void **state)
+{
+	server_answer_then(true, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +456,8 @@ int main(void)
 		cmocka_unit_test(test_idle_timeout_fd),
 		cmocka_unit_test(test_idle_timeout_stream),
 		cmocka_unit_test(test_halfclose_timeout),
+		cmocka_unit_test(test_stream_data_and_fin_one_segment),
+		cmocka_unit_test(test_stream_data_then_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
