@@ -18,7 +18,10 @@
 #          the rest is mostly shared library pages, libcrypto's for xproxyd)
 #   cpu    the proxy process's own CPU time (user + system, all threads) per 100 MiB moved and
 #          per 1,000 connections: unlike the rates, it barely moves when other processes load
-#          the machine, so it is the figure to trust on a busy host
+#          the machine, so it is the figure to trust on a busy host; and the whole machine's
+#          busy CPU per 1,000 connections, whose ratio to the baseline's own says how far a
+#          cheaper proxy can move the rate at all (printed at the end; exact only on an
+#          otherwise idle machine: other processes' CPU counts as the machine's)
 # Cases are interleaved and their order rotated every round; medians are printed.
 #
 # What made the connection rate swing 2-5x between rounds, and what this script does about it:
@@ -164,6 +167,8 @@ check_path() { # both cases: nginx must see ss-server's connection (its own addr
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
+# the whole machine's busy ticks (user, nice, system, irq, softirq; not idle, iowait, steal)
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
 syn_retrans() { nsc awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) k[i] = $i; h = 1 }
 	else for (i = 1; i <= NF; i++) if (k[i] == "TCPSynRetrans") print $i }' /proc/net/netstat; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
@@ -187,19 +192,23 @@ PY
 }
 
 conn_rate() { # case: rate, and CPU ms per 1,000 connections
-	local out t0 t1 req s0 s1
+	local out t0 t1 req s0 s1 m0 m1
 	printf '%s\tconn_load\t%s\n' "$1" "$(load1)" >>"$RAW"
 	s0=$(syn_retrans)
 	t0=$(cpu_ticks "$PPID_CASE")
+	m0=$(busy_ticks)
 	out=$(nsc wrk -t 1 -c 16 -d "${DUR}s" -H 'Connection: close' "http://$P4/" 2>/dev/null)
+	m1=$(busy_ticks)
 	t1=$(cpu_ticks "$PPID_CASE")
 	s1=$(syn_retrans)
 	printf '%s\tconn_synrtx\t%s\n' "$1" $((s1 - s0)) >>"$RAW"
 	printf '%s\tconn\t%s\n' "$1" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" >>"$RAW"
 	req=$(awk '/requests in/ {print $1}' <<<"$out")
 	[ -n "$req" ] && [ "$req" -gt 0 ] &&
-		printf '%s\tconn_cpu\t%s\n' "$1" \
+		printf '%s\tconn_cpu\t%s\n%s\tconn_mcpu\t%s\n' "$1" \
 			"$(awk -v a="$t0" -v b="$t1" -v q="$req" -v hz="$TCK" \
+				'BEGIN {print (b - a) * 1000 / hz / (q / 1000)}')" "$1" \
+			"$(awk -v a="$m0" -v b="$m1" -v q="$req" -v hz="$TCK" \
 				'BEGIN {print (b - a) * 1000 / hz / (q / 1000)}')" >>"$RAW"
 }
 
@@ -250,7 +259,8 @@ rows = (("up1", "TCP 1 stream up Gbit/s", "%.2f", max), ("down1", "TCP 1 stream 
         ("rss_anon", "anonymous RSS MiB after trials", "%.1f", max),
         ("up1_cpu", "proxy CPU ms / 100 MiB up", "%.0f", min),
         ("down1_cpu", "proxy CPU ms / 100 MiB down", "%.0f", min),
-        ("conn_cpu", "proxy CPU ms / 1000 conns", "%.0f", min))
+        ("conn_cpu", "proxy CPU ms / 1000 conns", "%.0f", min),
+        ("conn_mcpu", "machine CPU ms / 1000 conns", "%.0f", min))
 for m, label, fmt, _ in rows:
     row = "%-34s" % label
     for c in cases:
@@ -292,6 +302,14 @@ for c in cases:
     v = data.get((c, "conn_synrtx"))
     row += "%18s" % (("%d" % sum(v)) if v else "-")
 print(row)
+# What any proxy could reach: with the machine's CPU the bottleneck, the rate is inversely
+# proportional to the machine's CPU per connection, so a proxy that cost nothing would reach
+# 1 / (1 - s) times the baseline's rate, s being the baseline's share of that CPU.
+p, mc = med("ss-redir", "conn_cpu"), med("ss-redir", "conn_mcpu")
+if p and mc:
+    s = p / mc
+    print("ss-redir's share of the machine's CPU per connection: %.0f %%; a proxy costing"
+          " nothing would reach %.2fx its rate" % (100 * s, 1 / (1 - s) if s < 1 else float("inf")))
 print("targets (issue 6): throughput >= 1.2x, connection rate >= 1.5x, lower RSS")
 print("CPU rows: lower is better; xproxyd's include its tc datapath work only where it runs in")
 print("the daemon's context (softirq time lands on whoever the kernel charges)")
