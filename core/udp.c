@@ -129,6 +129,10 @@ struct udp_worker {
 	size_t tab_size; /* power of two */
 	unsigned n_sess;
 	struct udp_sess *sessions;
+	/* The last lookup, for the next datagram of the same flow (they come in bursts): the
+	 * key looked up and the session it found. Cleared whenever the table changes. */
+	struct sess_key hot_key;
+	struct udp_sess *hot;
 	struct reply_sock **rtab;
 	size_t rtab_size;
 	struct reply_sock *rlru_head, *rlru_tail;
@@ -248,6 +252,7 @@ static int tab_insert(struct udp_worker *uw, struct udp_sess *s)
 
 	if (uw->n_sess + 1 > uw->tab_size && tab_grow(uw) && !uw->tab_size)
 		return -ENOMEM;
+	uw->hot = NULL; /* a new exact key may shadow the independent session found for it */
 	b = hash_bytes(&s->key, sizeof(s->key)) & (uw->tab_size - 1);
 	s->hnext = uw->tab[b];
 	uw->tab[b] = s;
@@ -264,6 +269,7 @@ static void tab_remove(struct udp_worker *uw, struct udp_sess *s)
 {
 	struct udp_sess **pp = &uw->tab[hash_bytes(&s->key, sizeof(s->key)) & (uw->tab_size - 1)];
 
+	uw->hot = NULL;
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == s) {
 			*pp = s->hnext;
@@ -850,12 +856,22 @@ static void dgram_in(struct udp_worker *uw, const union xp_sockaddr *client_in,
 		atomic_fetch_add(&udp_stats.recv_errors, 1);
 		return;
 	}
-	s = tab_find(uw, &k);
-	if (!s) {
-		k.any = 1;
-		memset(k.daddr, 0, sizeof(k.daddr));
-		k.dport = 0;
+	if (uw->hot && !memcmp(&uw->hot_key, &k, sizeof(k))) {
+		s = uw->hot;
+	} else {
+		struct sess_key exact = k;
+
 		s = tab_find(uw, &k);
+		if (!s) {
+			k.any = 1;
+			memset(k.daddr, 0, sizeof(k.daddr));
+			k.dport = 0;
+			s = tab_find(uw, &k);
+		}
+		if (s) {
+			uw->hot_key = exact;
+			uw->hot = s;
+		}
 	}
 	if (!s)
 		s = sess_new(uw, client, dst);

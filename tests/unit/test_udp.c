@@ -465,6 +465,38 @@ static void t_fail_is_deferred(void **state)
 	assert_int_equal(atomic_load(&udp_stats.failed), 1);
 }
 
+/* The worker remembers its last lookup (a flow's datagrams come in bursts): a closed session is
+ * never found through it, and flows that alternate each reach their own session. */
+static void t_lookup_cache(void **state)
+{
+	union xp_sockaddr c = v4("10.0.0.2", 4000), d1 = v4("1.1.1.1", 53), d2 = v4("1.1.1.2", 53);
+
+	feed(&c, &d2, "a");
+	feed(&c, &d1, "b"); /* opened last: the one udp_fail below ends (F.last) */
+	feed(&c, &d1, "c"); /* found through the cache */
+	feed(&c, &d2, "d");
+	assert_int_equal(F.opens, 2);
+	assert_int_equal(F.sends, 4);
+	assert_int_equal(F.rec[3].dst.in.sin_addr.s_addr, d2.in.sin_addr.s_addr);
+	feed(&c, &d1, "d");
+	/* d1's session fails and closes while it is the cached one ... */
+	F.fail_in_send = true;
+	feed(&c, &d1, "e");
+	F.fail_in_send = false;
+	for (int i = 0; i < 50 && udp_worker_sessions(W) > 1; i++) {
+		ev_run(L.ev, EVRUN_NOWAIT);
+		usleep(2000);
+	}
+	assert_int_equal(udp_worker_sessions(W), 1);
+	assert_int_equal(F.closes, 1);
+	/* ... so the next datagram opens a new one instead of using the freed one */
+	feed(&c, &d1, "f");
+	assert_int_equal(F.opens, 3);
+	assert_int_equal(udp_worker_sessions(W), 2);
+	assert_int_equal(F.sends, 7);
+	assert_memory_equal(F.rec[6].data, "f", 1);
+}
+
 /* The receive queue and drop count of the IPv4 UDP socket bound to `a` (/proc/net/udp).
  * false when no socket is bound there. */
 static bool udp4_socket_counters(const union xp_sockaddr *a, unsigned long *rxq,
@@ -956,6 +988,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(t_refused_routes, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_fail_is_deferred, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_lookup_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_reply_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_reply_source_independent, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_reply_batch, setup, teardown),
