@@ -10,6 +10,7 @@
 # send rate (-b 0), so the figure is what arrives:
 #   udp1400  1400-byte datagrams, Mbit/s received
 #   udp64    64-byte datagrams, thousands of datagrams/s received
+#   udp64r   the same, server to client (iperf3 -R): the reply path, a download
 #   rr       request/response: one datagram out, the echo back, one at a time, exchanges/s
 # Cases are interleaved and their order rotated every round; medians are printed. For the
 # proxy cases the CPU time xproxyd used (all threads, /proc/PID/stat utime + stime) is divided
@@ -87,9 +88,9 @@ check_path() { # the echo server sees the client (forward) or the router (proxy)
 	[ "$seen" = "$want" ] || { xpt_log "$1: the server saw '$seen', want '$want'"; return 1; }
 }
 
-iperf_udp() { # LEN: received Mbit/s and kdatagrams/s
+iperf_udp() { # LEN [-R]: received Mbit/s and kdatagrams/s
 	local out
-	out=$(nsc iperf3 -c $P4 -p 5201 -u -b 0 -l "$1" -t "$DUR" -J 2>/dev/null) || return
+	out=$(nsc iperf3 -c $P4 -p 5201 -u -b 0 -l "$1" -t "$DUR" ${2:-} -J 2>/dev/null) || return
 	python3 -c '
 import json, sys
 s = json.load(sys.stdin)["end"]["sum"]
@@ -136,6 +137,12 @@ for ((r = 0; r < ROUNDS; r++)); do
 			printf '%s\tudp64\t%s\n' "$c" "$kpps" >>"$RAW"
 			[ -n "$XPT_DPID" ] && printf '%s\tcpu64\t%s\n' "$c" \
 				"$(per_unit $((t2 - t1)) "$(python3 -c "print(${kpps:-0} * 1e3 * $DUR)")")" >>"$RAW"
+			read -r _ kpps <<<"$(iperf_udp 64 -R)"
+			t3=$(cpu_ticks)
+			printf '%s\tudp64r\t%s\n' "$c" "$kpps" >>"$RAW"
+			[ -n "$XPT_DPID" ] && printf '%s\tcpu64r\t%s\n' "$c" \
+				"$(per_unit $((t3 - t2)) "$(python3 -c "print(${kpps:-0} * 1e3 * $DUR)")")" >>"$RAW"
+			t2=$t3
 			rate=$(rr_rate)
 			t3=$(cpu_ticks)
 			printf '%s\trr\t%s\n' "$c" "$rate" >>"$RAW"
@@ -162,8 +169,9 @@ for line in open(raw):
         pass
 cases = ["forward", "proxy"] + (["proxy-b"] if ab else [])
 rows = (("udp1400", "UDP 1400 B Mbit/s rcvd"), ("udp64", "UDP 64 B kdgram/s rcvd"),
-        ("rr", "UDP request/response /s"), ("cpu1400", "xproxyd us CPU/dgram 1400"),
-        ("cpu64", "xproxyd us CPU/dgram 64"), ("cpurr", "xproxyd us CPU/exchange rr"))
+        ("udp64r", "UDP 64 B -R kdgram/s rcvd"), ("rr", "UDP request/response /s"),
+        ("cpu1400", "xproxyd us CPU/dgram 1400"), ("cpu64", "xproxyd us CPU/dgram 64"),
+        ("cpu64r", "xproxyd us CPU/dgram 64 -R"), ("cpurr", "xproxyd us CPU/exchange rr"))
 print("bench/e2e/udp: medians of %s rounds x %s s; (x) = ratio to kernel forwarding" % (rounds, dur))
 print("%-26s" % "metric" + "".join("%18s" % c for c in cases))
 for m, label in rows:
