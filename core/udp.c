@@ -4,7 +4,8 @@
  *
  * Re-entrancy: an outbound may call udp_deliver() or udp_fail() from inside udp_open() or
  * udp_send(), and a hook may call udp_sess_decide() or udp_sess_reply() from inside offer().
- * Deliveries are sent at once (they change nothing but counters and the idle clock); a failure
+ * Deliveries are copied into the worker's reply queue (they change nothing but counters and the
+ * idle clock; the queue is sent at the end of the loop iteration, see struct reply_q); a failure
  * only marks the session and arms its timer to fire in the next loop iteration, so a session is
  * never freed while a plugin or hook is on the stack.
  */
