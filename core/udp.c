@@ -4,7 +4,8 @@
  *
  * Re-entrancy: an outbound may call udp_deliver() or udp_fail() from inside udp_open() or
  * udp_send(), and a hook may call udp_sess_decide() or udp_sess_reply() from inside offer().
- * Deliveries are sent at once (they change nothing but counters and the idle clock); a failure
+ * Deliveries are copied into the worker's reply queue (they change nothing but counters and the
+ * idle clock; the queue is sent at the end of the loop iteration, see struct reply_q); a failure
  * only marks the session and arms its timer to fire in the next loop iteration, so a session is
  * never freed while a plugin or hook is on the stack.
  */
@@ -40,6 +41,8 @@
 #define DEF_MAX_SESSIONS   16384
 #define DEF_REPLY_SOCKETS  1024
 #define LOG_EVERY_S	   10.0
+#define REPLY_BATCH	   32		/* replies queued per worker before a sendmmsg() ... */
+#define REPLY_BYTES	   (256 << 10)	/* ... or this many bytes of them */
 
 struct udp_stats udp_stats;
 static atomic_uint_fast64_t udp_next_id;
@@ -101,6 +104,22 @@ struct reply_sock {
 	int fd;
 };
 
+/* Replies an outbound delivered (udp_deliver), copied, sent with one sendmmsg() per run of
+ * the same reply socket: when the queue is full, before a reply socket closes, before a reply
+ * that does not queue (udp_sess_reply), and at the end of the loop iteration (an ev_prepare
+ * watcher, started while the queue holds something). Sent in queue order: a session's replies
+ * stay in order. */
+struct reply_q {
+	unsigned n;
+	size_t used; /* bytes of buf */
+	int fd[REPLY_BATCH];
+	union xp_sockaddr to[REPLY_BATCH];
+	struct mmsghdr msgs[REPLY_BATCH];
+	struct iovec iov[REPLY_BATCH];
+	uint8_t *buf; /* REPLY_BYTES */
+	ev_prepare flush;
+};
+
 struct udp_worker {
 	struct xp_loop *loop;
 	int fd;
@@ -111,10 +130,15 @@ struct udp_worker {
 	size_t tab_size; /* power of two */
 	unsigned n_sess;
 	struct udp_sess *sessions;
+	/* The last lookup, for the next datagram of the same flow (they come in bursts): the
+	 * key looked up and the session it found. Cleared whenever the table changes. */
+	struct sess_key hot_key;
+	struct udp_sess *hot;
 	struct reply_sock **rtab;
 	size_t rtab_size;
 	struct reply_sock *rlru_head, *rlru_tail;
 	unsigned n_reply;
+	struct reply_q rq;
 	bool stopping;
 	ev_tstamp limit_logged;
 	/* recvmmsg buffers */
@@ -229,6 +253,7 @@ static int tab_insert(struct udp_worker *uw, struct udp_sess *s)
 
 	if (uw->n_sess + 1 > uw->tab_size && tab_grow(uw) && !uw->tab_size)
 		return -ENOMEM;
+	uw->hot = NULL; /* a new exact key may shadow the independent session found for it */
 	b = hash_bytes(&s->key, sizeof(s->key)) & (uw->tab_size - 1);
 	s->hnext = uw->tab[b];
 	uw->tab[b] = s;
@@ -245,6 +270,7 @@ static void tab_remove(struct udp_worker *uw, struct udp_sess *s)
 {
 	struct udp_sess **pp = &uw->tab[hash_bytes(&s->key, sizeof(s->key)) & (uw->tab_size - 1)];
 
+	uw->hot = NULL;
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == s) {
 			*pp = s->hnext;
@@ -296,9 +322,85 @@ static size_t rhash(const struct udp_worker *uw, const union xp_sockaddr *a)
 	return hash_bytes(k, sizeof(k)) & (uw->rtab_size - 1);
 }
 
+/* Send what the queue holds. A datagram the kernel refuses (EAGAIN: the socket's send buffer is
+ * full) is dropped and counted, as an unbatched sendto's would be. */
+static void rq_flush(struct udp_worker *uw)
+{
+	struct reply_q *q = &uw->rq;
+	uint64_t sent = 0, bytes = 0, errs = 0;
+	unsigned i = 0;
+
+	while (i < q->n) {
+		unsigned end = i + 1;
+		int n;
+
+		while (end < q->n && q->fd[end] == q->fd[i])
+			end++;
+		n = sendmmsg(q->fd[i], &q->msgs[i], end - i, MSG_DONTWAIT);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			errs++; /* this one failed: go on with the next */
+			n = 1;
+		} else {
+			for (int k = 0; k < n; k++)
+				bytes += q->msgs[i + k].msg_len;
+			sent += n;
+		}
+		i += n;
+	}
+	if (sent) {
+		atomic_fetch_add(&udp_stats.dgrams_down, sent);
+		atomic_fetch_add(&udp_stats.bytes_down, bytes);
+	}
+	if (errs)
+		atomic_fetch_add(&udp_stats.reply_errors, errs);
+	q->n = 0;
+	q->used = 0;
+	ev_prepare_stop(uw->loop->ev, &q->flush);
+}
+
+static void rq_flush_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+	rq_flush(container_of(w, struct udp_worker, rq.flush));
+}
+
+/* Queue one reply (the socket stays open until the queue is sent: reply_free flushes). */
+static int rq_add(struct udp_worker *uw, int fd, const union xp_sockaddr *to, const void *buf,
+		  size_t len)
+{
+	struct reply_q *q = &uw->rq;
+	struct msghdr *m;
+
+	if (len > REPLY_BYTES)
+		return -EMSGSIZE;
+	if (q->n == REPLY_BATCH || q->used + len > REPLY_BYTES)
+		rq_flush(uw);
+	if (!q->n)
+		ev_prepare_start(uw->loop->ev, &q->flush);
+	memcpy(q->buf + q->used, buf, len);
+	q->fd[q->n] = fd;
+	q->to[q->n] = *to;
+	q->iov[q->n] = (struct iovec){ .iov_base = q->buf + q->used, .iov_len = len };
+	m = &q->msgs[q->n].msg_hdr;
+	*m = (struct msghdr){
+		.msg_name = &q->to[q->n],
+		.msg_namelen = addr_len(to),
+		.msg_iov = &q->iov[q->n],
+		.msg_iovlen = 1,
+	};
+	q->msgs[q->n].msg_len = 0;
+	q->used += len;
+	q->n++;
+	return 0;
+}
+
 static void reply_free(struct udp_worker *uw, struct reply_sock *r)
 {
 	struct reply_sock **pp = &uw->rtab[rhash(uw, &r->addr)];
+
+	if (uw->rq.n)
+		rq_flush(uw); /* it may hold datagrams for r->fd */
 
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == r) {
@@ -392,6 +494,8 @@ static int reply_get(struct udp_worker *uw, const union xp_sockaddr *from)
 
 static void reply_flush(struct udp_worker *uw)
 {
+	if (uw->rq.n)
+		rq_flush(uw);
 	while (uw->rlru_head)
 		reply_free(uw, uw->rlru_head);
 	free(uw->rtab);
@@ -753,12 +857,22 @@ static void dgram_in(struct udp_worker *uw, const union xp_sockaddr *client_in,
 		atomic_fetch_add(&udp_stats.recv_errors, 1);
 		return;
 	}
-	s = tab_find(uw, &k);
-	if (!s) {
-		k.any = 1;
-		memset(k.daddr, 0, sizeof(k.daddr));
-		k.dport = 0;
+	if (uw->hot && !memcmp(&uw->hot_key, &k, sizeof(k))) {
+		s = uw->hot;
+	} else {
+		struct sess_key exact = k;
+
 		s = tab_find(uw, &k);
+		if (!s) {
+			k.any = 1;
+			memset(k.daddr, 0, sizeof(k.daddr));
+			k.dport = 0;
+			s = tab_find(uw, &k);
+		}
+		if (s) {
+			uw->hot_key = exact;
+			uw->hot = s;
+		}
 	}
 	if (!s)
 		s = sess_new(uw, client, dst);
@@ -991,8 +1105,10 @@ struct udp_worker *udp_worker_new(struct xp_loop *loop, int fd, const struct udp
 	if (!uw)
 		goto err_fd;
 	uw->bufs = malloc((size_t)RECV_BATCH * DGRAM_MAX);
-	if (!uw->bufs)
+	uw->rq.buf = malloc(REPLY_BYTES);
+	if (!uw->bufs || !uw->rq.buf)
 		goto err_uw;
+	ev_prepare_init(&uw->rq.flush, rq_flush_cb);
 	uw->loop = loop;
 	uw->fd = fd;
 	uw->opts = *opts;
@@ -1006,6 +1122,8 @@ struct udp_worker *udp_worker_new(struct xp_loop *loop, int fd, const struct udp
 	return uw;
 
 err_uw:
+	free(uw->bufs);
+	free(uw->rq.buf);
 	free(uw);
 err_fd:
 	if (fd >= 0)
@@ -1110,6 +1228,7 @@ void udp_worker_free(struct udp_worker *uw)
 		close(uw->fd);
 	free(uw->tab);
 	free(uw->bufs);
+	free(uw->rq.buf);
 	free(uw);
 }
 
@@ -1136,12 +1255,14 @@ void udp_set_sniff_hook(const struct udp_sniff_hook *h)
 		memset(&sniff_hook, 0, sizeof(sniff_hook));
 }
 
-int udp_sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void *buf,
-		   size_t len)
+/* queue: an outbound's delivery, sent with the others of this loop iteration (rq_add); else at
+ * once, after what is queued, so that the error can be returned. */
+static int sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void *buf,
+		      size_t len, bool queue)
 {
 	struct udp_worker *uw = s->uw;
 	union xp_sockaddr src = *from, to = s->info.client;
-	int fd;
+	int fd, err;
 
 	if (s->closing)
 		return -ESHUTDOWN;
@@ -1155,6 +1276,17 @@ int udp_sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void
 		atomic_fetch_add(&udp_stats.reply_errors, 1);
 		return fd;
 	}
+	if (queue) {
+		err = rq_add(uw, fd, &to, buf, len);
+		if (err) {
+			atomic_fetch_add(&udp_stats.reply_errors, 1);
+			return err;
+		}
+		touch(s);
+		return 0;
+	}
+	if (uw->rq.n)
+		rq_flush(uw);
 	if (sendto(fd, buf, len, 0, &to.sa, addr_len(&to)) < 0) {
 		atomic_fetch_add(&udp_stats.reply_errors, 1);
 		return -errno;
@@ -1163,6 +1295,12 @@ int udp_sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void
 	atomic_fetch_add(&udp_stats.dgrams_down, 1);
 	atomic_fetch_add(&udp_stats.bytes_down, len);
 	return 0;
+}
+
+int udp_sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void *buf,
+		   size_t len)
+{
+	return sess_reply(s, from, buf, len, false);
 }
 
 /* XP_EVENT_FLOW_NAMED (flowev.h): the decision for the session and the name behind it. */
@@ -1321,7 +1459,7 @@ void udp_deliver(xp_udp_t *us, const union xp_sockaddr *from, const void *buf, s
 	src = s->key.any && from ? *from : s->info.dst;
 	addr_unmap_v4(&src);
 	peer_learn(s, &src);
-	if (udp_sess_reply(s, &src, buf, len) == 0 && s->ob)
+	if (sess_reply(s, &src, buf, len, true) == 0 && s->ob)
 		atomic_fetch_add(&s->ob->bytes_down, len);
 }
 

@@ -180,7 +180,9 @@ void udp_set_dns_hook(const struct udp_dns_hook *h);
 void udp_set_sniff_hook(const struct udp_sniff_hook *h);
 
 /* Send a datagram to the session's client from `from` (for DNS: the original destination).
- * Same loop. 0 or -errno (counted in reply_errors). Also refreshes the idle timer. */
+ * Same loop. Sent at once, after the replies outbounds delivered that still wait in the queue
+ * (udp.c, struct reply_q). 0 or -errno (counted in reply_errors). Also refreshes the idle
+ * timer. */
 int udp_sess_reply(struct udp_sess *s, const union xp_sockaddr *from, const void *buf,
 		   size_t len);
 

@@ -40,6 +40,7 @@ static struct fake {
 	int send_err;		/* udp_send returns this */
 	bool fail_in_send;	/* udp_fail from inside udp_send */
 	bool deliver_in_send;	/* udp_deliver(peer) from inside udp_send */
+	int deliver_n;		/* ... this many, "a0".."aN" (0: one "answer") */
 	union xp_sockaddr peer; /* ... from this address */
 	xp_udp_t *last;
 	struct xp_target target;
@@ -73,8 +74,13 @@ static int fake_udp_send(void *inst, void *uctx, const union xp_sockaddr *dst, c
 	F.sends++;
 	if (F.fail_in_send)
 		udp_fail(F.last, -ECONNRESET, "tunnel closed");
-	if (F.deliver_in_send)
+	if (F.deliver_in_send && !F.deliver_n)
 		udp_deliver(F.last, &F.peer, "answer", 6);
+	for (int i = 0; F.deliver_in_send && i < F.deliver_n; i++) {
+		char a[16];
+
+		udp_deliver(F.last, &F.peer, a, (size_t)snprintf(a, sizeof(a), "a%d", i));
+	}
 	return 0;
 }
 
@@ -459,6 +465,38 @@ static void t_fail_is_deferred(void **state)
 	assert_int_equal(atomic_load(&udp_stats.failed), 1);
 }
 
+/* The worker remembers its last lookup (a flow's datagrams come in bursts): a closed session is
+ * never found through it, and flows that alternate each reach their own session. */
+static void t_lookup_cache(void **state)
+{
+	union xp_sockaddr c = v4("10.0.0.2", 4000), d1 = v4("1.1.1.1", 53), d2 = v4("1.1.1.2", 53);
+
+	feed(&c, &d2, "a");
+	feed(&c, &d1, "b"); /* opened last: the one udp_fail below ends (F.last) */
+	feed(&c, &d1, "c"); /* found through the cache */
+	feed(&c, &d2, "d");
+	assert_int_equal(F.opens, 2);
+	assert_int_equal(F.sends, 4);
+	assert_int_equal(F.rec[3].dst.in.sin_addr.s_addr, d2.in.sin_addr.s_addr);
+	feed(&c, &d1, "d");
+	/* d1's session fails and closes while it is the cached one ... */
+	F.fail_in_send = true;
+	feed(&c, &d1, "e");
+	F.fail_in_send = false;
+	for (int i = 0; i < 50 && udp_worker_sessions(W) > 1; i++) {
+		ev_run(L.ev, EVRUN_NOWAIT);
+		usleep(2000);
+	}
+	assert_int_equal(udp_worker_sessions(W), 1);
+	assert_int_equal(F.closes, 1);
+	/* ... so the next datagram opens a new one instead of using the freed one */
+	feed(&c, &d1, "f");
+	assert_int_equal(F.opens, 3);
+	assert_int_equal(udp_worker_sessions(W), 2);
+	assert_int_equal(F.sends, 7);
+	assert_memory_equal(F.rec[6].data, "f", 1);
+}
+
 /* The receive queue and drop count of the IPv4 UDP socket bound to `a` (/proc/net/udp).
  * false when no socket is bound there. */
 static bool udp4_socket_counters(const union xp_sockaddr *a, unsigned long *rxq,
@@ -500,6 +538,11 @@ static void t_reply_source(void **state)
 	F.peer = other;
 	F.deliver_in_send = true;
 	feed(&c, &d, "q");
+	/* A delivery goes out at the end of the loop iteration, with the others of that
+	 * iteration (one sendmmsg): nothing before. */
+	assert_true(recv(cfd, (char[8]){ 0 }, 8, MSG_DONTWAIT) < 0 && errno == EAGAIN);
+	assert_int_equal(atomic_load(&udp_stats.dgrams_down), 0);
+	ev_run(L.ev, EVRUN_NOWAIT);
 	/* Endpoint-dependent: whoever answered, the client sees the original destination. */
 	expect_reply(cfd, &d, "answer");
 	assert_int_equal(n_learned, 0);
@@ -536,12 +579,79 @@ static void t_reply_source_independent(void **state)
 	F.peer = other;
 	F.deliver_in_send = true;
 	feed(&c, &d, "q");
+	ev_run(L.ev, EVRUN_NOWAIT);
 	/* Full cone: the client sees the peer that answered, and the datapath learns it once. */
 	expect_reply(cfd, &other, "answer");
 	feed(&c, &d, "q");
+	ev_run(L.ev, EVRUN_NOWAIT);
 	expect_reply(cfd, &other, "answer");
 	assert_int_equal(n_learned, 1);
 	assert_int_equal(learned.in6.sin6_port, other.in6.sin6_port);
+	close(cfd);
+}
+
+/* Deliveries queue up to 32 (REPLY_BATCH): a burst past that is sent in full batches at once, the
+ * rest at the end of the loop iteration, all in order; a reply that does not queue
+ * (udp_sess_reply) goes after what is queued, never before it. */
+static void t_reply_batch(void **state)
+{
+	union xp_sockaddr c, d = v4("127.0.0.1", 0);
+	int cfd = client_socket(AF_INET, &c);
+	char want[16];
+
+	if (!can_transparent) {
+		close(cfd);
+		skip();
+	}
+	d.in.sin_port = htons(43000 + getpid() % 10000);
+	F.peer = d;
+	F.deliver_in_send = true;
+	F.deliver_n = 40;
+	feed(&c, &d, "q");
+	/* the queue is bounded: the first 32 are out before the loop runs, the 8 others wait */
+	assert_int_equal(atomic_load(&udp_stats.dgrams_down), 32);
+	assert_int_equal(udp_sess_reply((struct udp_sess *)F.last, &d, "sync", 4), 0);
+	assert_int_equal(atomic_load(&udp_stats.dgrams_down), 41);
+	ev_run(L.ev, EVRUN_NOWAIT);
+	for (int i = 0; i < 40; i++) {
+		snprintf(want, sizeof(want), "a%d", i);
+		expect_reply(cfd, &d, want);
+	}
+	expect_reply(cfd, &d, "sync");
+	assert_int_equal(atomic_load(&udp_stats.dgrams_down), 41);
+	assert_int_equal(atomic_load(&udp_stats.reply_errors), 0);
+	close(cfd);
+}
+
+/* A reply socket the cache closes (max_reply_sockets 4) may hold queued replies: they go out
+ * before it closes, none is lost. */
+static void t_reply_batch_eviction(void **state)
+{
+	union xp_sockaddr c, d = v4("127.0.0.1", 0), peer[5];
+	int cfd = client_socket(AF_INET, &c);
+	char text[16];
+
+	if (!can_transparent) {
+		close(cfd);
+		skip();
+	}
+	OB.udp_independent = true;
+	d.in.sin_port = htons(44000 + getpid() % 10000);
+	feed(&c, &d, "q");
+	for (int i = 0; i < 5; i++) {
+		peer[i] = d;
+		peer[i].in.sin_port = htons(ntohs(d.in.sin_port) + 1 + i);
+		udp_deliver(F.last, &peer[i], text, (size_t)snprintf(text, sizeof(text), "p%d", i));
+	}
+	/* the fifth source closed the least recently used socket, sending the four queued */
+	assert_int_equal(atomic_load(&udp_stats.dgrams_down), 4);
+	ev_run(L.ev, EVRUN_NOWAIT);
+	assert_int_equal(atomic_load(&udp_stats.dgrams_down), 5);
+	for (int i = 0; i < 5; i++) {
+		snprintf(text, sizeof(text), "p%d", i);
+		expect_reply(cfd, &peer[i], text);
+	}
+	assert_int_equal(atomic_load(&udp_stats.reply_errors), 0);
 	close(cfd);
 }
 
@@ -878,8 +988,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(t_refused_routes, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_fail_is_deferred, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_lookup_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_reply_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_reply_source_independent, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_reply_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_reply_batch_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_reply_cache_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_dns_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_inspect_decide_replays, setup, teardown),

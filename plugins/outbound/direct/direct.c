@@ -216,7 +216,23 @@ static void direct_tcp_abort(void *inst, void *cctx)
 /* ------------------------------------------------------------------------------------------ */
 /* UDP                                                                                          */
 
-#define UDP_RECV_BATCH 64 /* datagrams per wakeup: one busy session cannot starve the loop */
+/* Replies are drained with recvmmsg(): one call per UDP_RECV_BATCH datagrams instead of one
+ * each, and a lone reply (request/response traffic) costs one call, not a second one that only
+ * says EAGAIN. At most UDP_RECV_ROUNDS batches per wakeup: one busy session cannot starve the
+ * loop. */
+#define UDP_RECV_BATCH	16
+#define UDP_RECV_ROUNDS 4
+#define UDP_DGRAM_MAX	65536 /* a whole UDP payload: never truncate */
+
+/* Per worker thread (the plugin's instances are shared by every worker): 1 MiB of buffers,
+ * thread-local storage that the C library allocates when a thread first receives on a
+ * session's socket and frees when the thread ends (or the plugin is unloaded). */
+struct dudp_rx {
+	struct mmsghdr msgs[UDP_RECV_BATCH];
+	struct iovec iov[UDP_RECV_BATCH];
+	union xp_sockaddr from[UDP_RECV_BATCH];
+	uint8_t buf[UDP_RECV_BATCH][UDP_DGRAM_MAX];
+};
 
 struct dudp {
 	struct direct *d;
@@ -241,26 +257,40 @@ static bool icmp_error(int err)
 
 static void dudp_io_cb(xp_io_t *io, int fd, unsigned revents, void *arg)
 {
-	static __thread uint8_t buf[65536];
+	static __thread struct dudp_rx rxs;
+	struct dudp_rx *rx = &rxs;
 	struct dudp *u = arg;
 	const struct xp_host *host = u->d->host;
 
-	for (int i = 0; i < UDP_RECV_BATCH; i++) {
-		union xp_sockaddr from;
-		socklen_t alen = sizeof(from);
-		ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, &from.sa, &alen);
+	for (int round = 0, errs = 0; round < UDP_RECV_ROUNDS;) {
+		int n;
 
+		for (int i = 0; i < UDP_RECV_BATCH; i++) {
+			rx->iov[i] = (struct iovec){ .iov_base = rx->buf[i], .iov_len = UDP_DGRAM_MAX };
+			rx->msgs[i].msg_hdr = (struct msghdr){
+				.msg_name = &rx->from[i],
+				.msg_namelen = sizeof(rx->from[i]),
+				.msg_iov = &rx->iov[i],
+				.msg_iovlen = 1,
+			};
+		}
+		n = recvmmsg(fd, rx->msgs, UDP_RECV_BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (icmp_error(errno)) {
-				host->counter_add(u->d->udp_icmp, 1);
+			/* An ICMP error is reported once, by itself, before the datagrams behind
+			 * it: count it and read on (a bounded number of times). */
+			if ((errno == EINTR || icmp_error(errno)) && errs++ < UDP_RECV_BATCH) {
+				if (errno != EINTR)
+					host->counter_add(u->d->udp_icmp, 1);
 				continue;
 			}
 			return; /* EAGAIN, or nothing we can do about it here */
 		}
 		/* udp_deliver may not end the session under us: the core defers that. */
-		host->udp_deliver(u->s, &from, buf, (size_t)n);
+		for (int i = 0; i < n; i++)
+			host->udp_deliver(u->s, &rx->from[i], rx->buf[i], rx->msgs[i].msg_len);
+		if (n < UDP_RECV_BATCH)
+			return;
+		round++;
 	}
 }
 
