@@ -80,62 +80,21 @@ xpt_topology
 xpt_nginx
 nss iperf3 -s -B $P4 -p 5201 >/dev/null 2>&1 &
 XPT_PIDS="$XPT_PIDS $!"
-SS=10.1.5.2
-PW=bench-ss-password
-ip netns exec "$XPT-srv" ss-server -s $SS -p 8388 -k $PW -m "$METHOD" --no-delay \
-	>"$XPT_TMP/ss-server.log" 2>&1 &
-XPT_PIDS="$XPT_PIDS $!"
-sleep 0.5
-
-# xproxyd loads every plugin in its plugin_dir: give it the ones this config uses, as an
-# install with only the shadowsocks outbound would
-mkdir -p "$XPT_TMP/plugins"
-for so in direct block shadowsocks; do ln -s "$XPT_PLUGINS/$so.so" "$XPT_TMP/plugins/"; done
+source bench/outbound/ss_lib.sh
+ssb_server
+ssb_plugins "$XPT_TMP/plugins" "$XPT_PLUGINS"
 XPT_PLUGINS=$XPT_TMP/plugins
-{
-	printf '[outbound.ss]\nplugin = shadowsocks\nserver = %s:8388\nmethod = %s\n' $SS "$METHOD"
-	printf 'password = %s\n\n' $PW
-	printf '[route]\nrule = dst-cidr:10.1.2.0/24, ss\nfallback = DIRECT\n'
-} | xpt_config "$XPT_TMP/xp.ini" "log_level = info"
-# one worker per CPU, like a default install
-sed -i 's/^workers = 2$/workers = 0/' "$XPT_TMP/xp.ini"
+ssb_config "$XPT_TMP/xp.ini"
 RAW=$XPT_TMP/raw.tsv
 : >"$RAW"
-
-# TPROXY plumbing for ss-redir as shared/bench/peers.sh sets it up, except that SYNs always
-# go to tproxy (see the top of this file)
-nsr ip rule add fwmark 0x1 lookup 100
-nsr ip route add local 0.0.0.0/0 dev lo table 100
-
-reset_state() { # sockets of the previous trial must not shape the next (TIME-WAIT reuse)
-	local ns
-	for ns in cli rtr srv; do
-		ip netns exec "$XPT-$ns" ss -K -t state time-wait >/dev/null 2>&1
-	done
-	sleep 0.3
-}
+ssb_tproxy_routes
 
 PPID_CASE=""
 up() {
 	case $1 in
 	ss-redir)
-		ip netns exec "$XPT-rtr" ss-redir -s $SS -p 8388 -b 0.0.0.0 -l 12345 -k $PW \
-			-m "$METHOD" -T --no-delay >"$XPT_TMP/ss-redir.log" 2>&1 &
-		PPID_CASE=$!
-		XPT_PIDS="$XPT_PIDS $PPID_CASE"
-		for _ in $(seq 1 50); do
-			nsr ss -Htln 'sport = :12345' | grep -q . && break
-			sleep 0.1
-		done
-		nsr nft -f - <<NFT
-table inet xpb_ss {
-  chain pre {
-    type filter hook prerouting priority mangle; policy accept;
-    iifname "lan0" ip daddr 10.1.2.0/24 tcp flags & (fin|syn|rst|ack) != syn socket transparent 1 meta mark set 0x1 accept
-    iifname "lan0" ip daddr 10.1.2.0/24 meta l4proto tcp tproxy ip to :12345 meta mark set 0x1 accept
-  }
-}
-NFT
+		ssb_redir_up
+		PPID_CASE=$SSB_REDIR_PID
 		;;
 	xproxyd)
 		: >"$XPT_TMP/$1.log"
@@ -150,11 +109,7 @@ down() { # case
 	printf '%s\trss_anon\t%s\n' "$1" \
 		"$(awk '/^RssAnon/ {print $2}' "/proc/$PPID_CASE/status" 2>/dev/null)" >>"$RAW"
 	case $1 in
-	ss-redir)
-		nsr nft delete table inet xpb_ss 2>/dev/null
-		kill "$PPID_CASE" 2>/dev/null
-		wait "$PPID_CASE" 2>/dev/null
-		;;
+	ss-redir) ssb_redir_down ;;
 	xproxyd) xpt_stop TERM ;;
 	esac
 	PPID_CASE=""
@@ -222,15 +177,15 @@ for ((r = 0; r < ROUNDS; r++)); do
 		printf '%s\trss_idle\t%s\n' "$c" "$(awk '/^VmRSS/ {print $2}' "/proc/$PPID_CASE/status")" \
 			>>"$RAW"
 		if check_path "$c"; then
-			reset_state
+			ssb_reset_state
 			iperf "$c" up1
-			reset_state
+			ssb_reset_state
 			iperf "$c" down1 -R
-			reset_state
+			ssb_reset_state
 			conn_rate "$c"
 		fi
 		down "$c"
-		reset_state
+		ssb_reset_state
 	done
 done
 read -r _ U1 N1 S1 I1 W1 Q1 SQ1 ST1 _ </proc/stat

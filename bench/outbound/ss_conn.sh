@@ -67,26 +67,14 @@ xpt_require wrk ss-server ss-redir nft
 xpt_init bsc
 xpt_topology
 xpt_nginx
-SS=10.1.5.2
-PW=bench-ss-password
-ip netns exec "$XPT-srv" ss-server -s $SS -p 8388 -k $PW -m "$METHOD" --no-delay \
-	>"$XPT_TMP/ss-server.log" 2>&1 &
-XPT_PIDS="$XPT_PIDS $!"
-sleep 0.5
+source bench/outbound/ss_lib.sh
+ssb_server
 
 # per build: only the plugins the config names, as ss.sh does
 for i in "${!BUILDS[@]}"; do
-	mkdir -p "$XPT_TMP/plugins$i"
-	for so in direct block shadowsocks; do
-		ln -s "$PWD/${DIRS[$i]}/plugins/$so.so" "$XPT_TMP/plugins$i/"
-	done
+	ssb_plugins "$XPT_TMP/plugins$i" "$PWD/${DIRS[$i]}/plugins"
 done
-{
-	printf '[outbound.ss]\nplugin = shadowsocks\nserver = %s:8388\nmethod = %s\n' $SS "$METHOD"
-	printf 'password = %s\n\n' $PW
-	printf '[route]\nrule = dst-cidr:10.1.2.0/24, ss\nfallback = DIRECT\n'
-} | xpt_config "$XPT_TMP/xp.ini" "log_level = info"
-sed -i 's/^workers = 2$/workers = 0/' "$XPT_TMP/xp.ini"
+ssb_config "$XPT_TMP/xp.ini"
 for i in "${!BUILDS[@]}"; do
 	if [ -n "${SETS[$i]}" ]; then # into [global] (the file's first section), or replacing
 		k=${SETS[$i]%%=*} v=${SETS[$i]#*=}
@@ -99,39 +87,15 @@ for i in "${!BUILDS[@]}"; do
 		cp "$XPT_TMP/xp.ini" "$XPT_TMP/xp$i.ini"
 	fi
 done
-nsr ip rule add fwmark 0x1 lookup 100
-nsr ip route add local 0.0.0.0/0 dev lo table 100
+ssb_tproxy_routes
 RAW=$XPT_TMP/raw.tsv
 : >"$RAW"
-
-reset_state() {
-	local ns
-	for ns in cli rtr srv; do
-		ip netns exec "$XPT-$ns" ss -K -t state time-wait >/dev/null 2>&1
-	done
-	sleep 0.3
-}
 
 PID=""
 up() { # case index ("ss" or a build index)
 	if [ "$1" = ss ]; then
-		ip netns exec "$XPT-rtr" ss-redir -s $SS -p 8388 -b 0.0.0.0 -l 12345 -k $PW \
-			-m "$METHOD" -T --no-delay >"$XPT_TMP/ss-redir.log" 2>&1 &
-		PID=$!
-		XPT_PIDS="$XPT_PIDS $PID"
-		for _ in $(seq 1 50); do
-			nsr ss -Htln 'sport = :12345' | grep -q . && break
-			sleep 0.1
-		done
-		nsr nft -f - <<NFT
-table inet xpb_ss {
-  chain pre {
-    type filter hook prerouting priority mangle; policy accept;
-    iifname "lan0" ip daddr 10.1.2.0/24 tcp flags & (fin|syn|rst|ack) != syn socket transparent 1 meta mark set 0x1 accept
-    iifname "lan0" ip daddr 10.1.2.0/24 meta l4proto tcp tproxy ip to :12345 meta mark set 0x1 accept
-  }
-}
-NFT
+		ssb_redir_up
+		PID=$SSB_REDIR_PID
 		return
 	fi
 	: >"$XPT_TMP/xp$1.log" # xpt_start waits for "ready:" in it: not the previous run's
@@ -141,9 +105,7 @@ NFT
 }
 down() {
 	if [ "$1" = ss ]; then
-		nsr nft delete table inet xpb_ss 2>/dev/null
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
+		ssb_redir_down
 	else
 		xpt_stop TERM
 	fi
@@ -189,21 +151,21 @@ for ((r = 0; r < ROUNDS; r++)); do
 		up "$c"
 		got=$(peer_of "http://$P4/")
 		[ "$got" = "$P4" ] || xpt_fail "$(name_of "$c"): nginx saw '$got', want '$P4' (via ss-server)"
-		reset_state
+		ssb_reset_state
 		read -r req ticks rate mticks < <(trial "$c")
 		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(name_of "$c")" "$req" "$ticks" "$rate" \
 			"$(cut -d' ' -f1 /proc/loadavg)" "$mticks" >>"$RAW"
 		xpt_log "round $((r + 1))/$ROUNDS $(name_of "$c"): $req requests, $ticks ticks, \
 TCP segments $(cat "$XPT_TMP/segs")"
 		down "$c"
-		reset_state
+		ssb_reset_state
 	done
 done
 
 for c in "${CASES[@]}"; do
 	[ "$STRACE" = 1 ] || break
 	up "$c"
-	reset_state
+	ssb_reset_state
 	strace -f -c -o "$XPT_TMP/strace.txt" -p "$PID" 2>/dev/null &
 	sp=$!
 	sleep 1
@@ -215,14 +177,14 @@ for c in "${CASES[@]}"; do
 		calls = $4; name = $NF; if (name ~ /^total$/) name = "TOTAL"
 		printf "  %-18s %7.2f\n", name, calls / n }' "$XPT_TMP/strace.txt"
 	down "$c"
-	reset_state
+	ssb_reset_state
 done
 
 if [ -n "$PERFDIR" ]; then
 	mkdir -p "$PERFDIR"
 	for c in "${CASES[@]}"; do
 		up "$c"
-		reset_state
+		ssb_reset_state
 		perf record -q -g -o "$XPT_TMP/perf.data" -p "$PID" >/dev/null 2>&1 &
 		pp=$!
 		sleep 1
@@ -285,7 +247,7 @@ for k, v in sorted(c.items(), key=lambda kv: (not kv[0].startswith("process"), -
 		cat "${f%.txt}.softirq"
 		echo "== $(name_of "$c"): perf report in $f"
 		down "$c"
-		reset_state
+		ssb_reset_state
 	done
 fi
 
