@@ -18,47 +18,21 @@
 #include <string.h>
 
 #include "../../plugins/outbound/shadowsocks/ss_aead.h"
+#include "ss_drain.h"
 
 static uint8_t key[SS_METHOD_COUNT][SS_KEY_MAX];
 static int ready;
 
-/* Feed `len` bytes in steps of `step`, output buffers of `cap`; returns plaintext length
- * or the error; *err gets the error (0 when it ended cleanly for lack of input). */
-static size_t drain(struct ss_reader *r, const uint8_t *in, size_t len, size_t step, size_t cap,
-		    uint8_t *out, size_t out_cap, int *err)
+/* the errors a server stream may end with */
+static int allowed(ssize_t n)
 {
-	size_t off = 0, avail = 0, got = 0;
+	return n == -EBADMSG || n == -EMSGSIZE;
+}
 
-	*err = 0;
-	for (;;) {
-		size_t used = 0, room = out_cap - got < cap ? out_cap - got : cap;
-		ssize_t n = ss_reader_feed(r, in + off, avail - off, &used, out + got, room);
-
-		if (n == -ENOBUFS) {
-			if (room >= ss_reader_want(r))
-				abort(); /* asked for more room than the chunk needs */
-			cap = SS_MAX_PAYLOAD;
-			continue;
-		}
-		if (n == -EAGAIN) {
-			if (used)
-				abort();
-			if (avail == len)
-				return got;
-			avail = avail + step > len ? len : avail + step;
-			continue;
-		}
-		if (n < 0) {
-			if (n != -EBADMSG && n != -EMSGSIZE)
-				abort();
-			*err = (int)n;
-			return got;
-		}
-		if ((size_t)n > room || used > avail - off)
-			abort();
-		off += used;
-		got += (size_t)n;
-	}
+static size_t drain(struct ss_reader *r, const uint8_t *in, size_t len, size_t step, size_t cap,
+		    uint8_t *out, size_t out_cap, ssize_t *err)
+{
+	return ss_drain(r, in, len, step, cap, SS_MAX_PAYLOAD, out, out_cap, err, allowed);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -69,7 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct ss_aead a;
 	size_t step, csz, nflip, off, plen, wlen, got;
 	const uint8_t *plain;
-	int method, err;
+	int method;
+	ssize_t err;
 
 	if (!ready) {
 		for (int m = 0; m < SS_METHOD_COUNT; m++)

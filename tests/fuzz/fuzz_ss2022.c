@@ -22,6 +22,7 @@
 
 #include "../../plugins/outbound/shadowsocks/ss2022.h"
 #include "../../plugins/outbound/shadowsocks/ss_aead.h"
+#include "ss_drain.h"
 
 #define NOW 1700000000ull
 
@@ -30,41 +31,17 @@ static const int M2022[] = { SS_2022_AES_128_GCM, SS_2022_AES_256_GCM,
 static uint8_t psk[32];
 static const uint8_t req_salt[32] = { 0x13, 0x13, 0x13 };
 
+/* the errors a 2022 server stream may end with: a tag, or a header that authenticated but
+ * is not ours (type, time, request salt) */
+static int allowed(ssize_t n)
+{
+	return n == -EBADMSG || n == SS_E_TYPE || n == SS_E_TIME || n == SS_E_SALT;
+}
+
 static size_t drain(struct ss_reader *r, const uint8_t *in, size_t len, size_t step, size_t cap,
 		    uint8_t *out, size_t out_cap, ssize_t *err)
 {
-	size_t off = 0, avail = 0, got = 0;
-
-	*err = 0;
-	for (;;) {
-		size_t used = 0, room = out_cap - got < cap ? out_cap - got : cap;
-		ssize_t n = ss_reader_feed(r, in + off, avail - off, &used, out + got, room);
-
-		if (n == -ENOBUFS) {
-			if (room >= ss_reader_want(r))
-				abort(); /* asked for more room than the chunk needs */
-			cap = SS2022_MAX_PAYLOAD;
-			continue;
-		}
-		if (n == -EAGAIN) {
-			if (used)
-				abort();
-			if (avail == len)
-				return got;
-			avail = avail + step > len ? len : avail + step;
-			continue;
-		}
-		if (n < 0) {
-			if (n != -EBADMSG && n != SS_E_TYPE && n != SS_E_TIME && n != SS_E_SALT)
-				abort();
-			*err = n;
-			return got;
-		}
-		if ((size_t)n > room || used > avail - off)
-			abort();
-		off += used;
-		got += (size_t)n;
-	}
+	return ss_drain(r, in, len, step, cap, SS2022_MAX_PAYLOAD, out, out_cap, err, allowed);
 }
 
 static void be64(uint8_t *p, uint64_t v)
