@@ -20,20 +20,23 @@ static uint8_t lower(uint8_t c)
 
 int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size_t *next)
 {
-	size_t pos = off, n = 0, visited[DNS_MAX_NAME];
+	size_t pos = off, n = 0, visited[DNS_MAX_NAME], bound = len;
 	int hops = 0, jumped = 0, i;
 
+	/* bound: after a jump, what is read must lie before the pointer that jumped (a pointer
+	 * names an earlier occurrence); else a name could run on past its pointer into later
+	 * records, and rewriting those (ageing their TTLs) would change it */
 	for (;;) {
 		uint8_t l;
 
-		if (pos >= len)
-			return DNS_E_TRUNC;
+		if (pos >= bound)
+			return jumped ? DNS_E_PTRFWD : DNS_E_TRUNC;
 		l = msg[pos];
 		if ((l & 0xc0) == 0xc0) {
 			size_t target;
 
-			if (pos + 1 >= len)
-				return DNS_E_TRUNC;
+			if (pos + 1 >= bound)
+				return jumped ? DNS_E_PTRFWD : DNS_E_TRUNC;
 			target = (size_t)(l & 0x3f) << 8 | msg[pos + 1];
 			for (i = 0; i < hops; i++)
 				if (visited[i] == target)
@@ -49,6 +52,7 @@ int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size
 				*next = pos + 2;
 				jumped = 1;
 			}
+			bound = pos;
 			pos = target;
 			continue;
 		}
@@ -56,8 +60,8 @@ int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size
 			return DNS_E_LABEL;
 		if (n + 1 + l > DNS_MAX_NAME)
 			return DNS_E_NAMELEN;
-		if (pos + 1 + l > len)
-			return DNS_E_TRUNC;
+		if (pos + 1 + l > bound)
+			return jumped ? DNS_E_PTRFWD : DNS_E_TRUNC;
 		memcpy(out + n, msg + pos, 1 + l);
 		n += 1 + l;
 		pos += 1 + l;

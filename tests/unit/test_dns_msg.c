@@ -160,6 +160,24 @@ static void test_pointer_loop_and_forward(void **state)
 	mb_bytes(&m, ip1, 4);
 	assert_int_equal(dns_parse(m.b, m.n, NULL, NULL, NULL), DNS_E_PTRFWD);
 
+	/* a pointer back into the middle of the question: "0" (48) read as a label length, so
+	 * the name would run on past the pointer through the answer's RDATA (zeros, which end
+	 * it). Such a name would change when a later record is rewritten (dns_age), so what a
+	 * pointer names must lie before the pointer (found by fuzz_dns_msg) */
+	{
+		static const uint8_t zeros[100];
+
+		mb_hdr(&m, 1, 0x8000, 1, 1, 0, 0);
+		mb_question(&m, "a0c", 1);
+		mb_u16(&m, 0xc00e); /* at 21, to 14: '0' = a 48-byte label from 15 */
+		mb_u16(&m, 99);
+		mb_u16(&m, 1);
+		mb_u32(&m, 1);
+		mb_u16(&m, sizeof(zeros));
+		mb_bytes(&m, zeros, sizeof(zeros));
+		assert_int_equal(dns_parse(m.b, m.n, NULL, NULL, NULL), DNS_E_PTRFWD);
+	}
+
 	/* two pointers pointing at each other: A at 12 -> 14 (forward, visited later) */
 	mb_hdr(&m, 1, 0, 1, 0, 0, 0);
 	mb_u16(&m, 0xc00e);
