@@ -18,7 +18,26 @@ static uint8_t lower(uint8_t c)
 	return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
-int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size_t *next)
+/* 1 when any byte of [a, b) is marked in the bitmap (NULL: none is) */
+static int marked(const uint8_t *bits, size_t a, size_t b)
+{
+	for (; bits && a < b; a++)
+		if (bits[a >> 3] & (1u << (a & 7)))
+			return 1;
+	return 0;
+}
+
+static void mark(uint8_t *bits, size_t a, size_t b)
+{
+	for (; a < b; a++)
+		bits[a >> 3] |= (uint8_t)(1u << (a & 7));
+}
+
+/* forbid: the bytes a name reached through a pointer may not touch (dns_parse marks the
+ * fixed fields of what it parsed: a name made of a record's TTL would change when the TTL is
+ * aged); NULL: no such check */
+static int name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size_t *next,
+		     const uint8_t *forbid)
 {
 	size_t pos = off, n = 0, visited[DNS_MAX_NAME], bound = len;
 	int hops = 0, jumped = 0, i;
@@ -37,6 +56,8 @@ int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size
 
 			if (pos + 1 >= bound)
 				return jumped ? DNS_E_PTRFWD : DNS_E_TRUNC;
+			if (jumped && marked(forbid, pos, pos + 2))
+				return DNS_E_PTRFWD;
 			target = (size_t)(l & 0x3f) << 8 | msg[pos + 1];
 			for (i = 0; i < hops; i++)
 				if (visited[i] == target)
@@ -62,6 +83,8 @@ int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size
 			return DNS_E_NAMELEN;
 		if (pos + 1 + l > bound)
 			return jumped ? DNS_E_PTRFWD : DNS_E_TRUNC;
+		if (jumped && marked(forbid, pos, pos + 1 + l))
+			return DNS_E_PTRFWD;
 		memcpy(out + n, msg + pos, 1 + l);
 		n += 1 + l;
 		pos += 1 + l;
@@ -71,6 +94,11 @@ int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size
 	if (!jumped)
 		*next = pos;
 	return (int)n;
+}
+
+int dns_name_read(const uint8_t *msg, size_t len, size_t off, uint8_t *out, size_t *next)
+{
+	return name_read(msg, len, off, out, next, NULL);
 }
 
 int dns_name_text(const uint8_t *name, size_t name_len, char *out, size_t cap)
@@ -131,10 +159,11 @@ int dns_question_match(const struct dns_question *a, const struct dns_question *
 }
 
 /* A name inside RDATA must end exactly where the record says (for CNAME) or leave room. */
-static int rdata_name(const uint8_t *msg, size_t len, size_t off, size_t end, size_t *next)
+static int rdata_name(const uint8_t *msg, size_t len, size_t off, size_t end, size_t *next,
+		      const uint8_t *forbid)
 {
 	uint8_t tmp[DNS_MAX_NAME];
-	int rc = dns_name_read(msg, end, off, tmp, next);
+	int rc = name_read(msg, end, off, tmp, next, forbid);
 
 	(void)len;
 	if (rc == DNS_E_TRUNC)
@@ -143,7 +172,7 @@ static int rdata_name(const uint8_t *msg, size_t len, size_t off, size_t end, si
 }
 
 static int check_rdata(const uint8_t *msg, size_t len, const struct dns_rr *rr,
-		       struct dns_msg *m)
+		       struct dns_msg *m, const uint8_t *forbid)
 {
 	size_t end = (size_t)rr->rdata_off + rr->rdlen, next;
 	int rc;
@@ -158,16 +187,16 @@ static int check_rdata(const uint8_t *msg, size_t len, const struct dns_rr *rr,
 			return DNS_E_RDATA;
 		break;
 	case DNS_T_CNAME:
-		rc = rdata_name(msg, len, rr->rdata_off, end, &next);
+		rc = rdata_name(msg, len, rr->rdata_off, end, &next, forbid);
 		if (rc)
 			return rc;
 		if (next != end)
 			return DNS_E_RDATA;
 		break;
 	case DNS_T_SOA:
-		rc = rdata_name(msg, len, rr->rdata_off, end, &next); /* MNAME */
+		rc = rdata_name(msg, len, rr->rdata_off, end, &next, forbid); /* MNAME */
 		if (!rc)
-			rc = rdata_name(msg, len, next, end, &next); /* RNAME */
+			rc = rdata_name(msg, len, next, end, &next, forbid); /* RNAME */
 		if (rc)
 			return rc;
 		if (next + 20 != end)
@@ -198,7 +227,7 @@ static int check_rdata(const uint8_t *msg, size_t len, const struct dns_rr *rr,
 int dns_parse(const uint8_t *msg, size_t len, struct dns_msg *m, dns_rr_cb cb, void *arg)
 {
 	struct dns_msg local;
-	uint8_t name[DNS_MAX_NAME];
+	uint8_t name[DNS_MAX_NAME], forbid[DNS_MAX_MSG / 8 + 1];
 	size_t pos, next;
 	unsigned total, i;
 	int rc;
@@ -225,8 +254,9 @@ int dns_parse(const uint8_t *msg, size_t len, struct dns_msg *m, dns_rr_cb cb, v
 	/* every record takes at least 11 octets: counts the bytes cannot hold are truncation */
 	if ((size_t)total * 11 > len - DNS_HDR_LEN)
 		return DNS_E_TRUNC;
+	memset(forbid, 0, (len + 7) / 8);
 
-	rc = dns_name_read(msg, len, DNS_HDR_LEN, m->q.name, &next);
+	rc = name_read(msg, len, DNS_HDR_LEN, m->q.name, &next, forbid);
 	if (rc < 0)
 		return rc;
 	m->q.name_len = (uint16_t)rc;
@@ -235,6 +265,7 @@ int dns_parse(const uint8_t *msg, size_t len, struct dns_msg *m, dns_rr_cb cb, v
 		return DNS_E_TRUNC;
 	m->q.qtype = dns_get16(msg + next);
 	m->q.qclass = dns_get16(msg + next + 2);
+	mark(forbid, next, next + 4);
 	pos = next + 4;
 	m->question_end = (uint16_t)pos;
 
@@ -243,11 +274,12 @@ int dns_parse(const uint8_t *msg, size_t len, struct dns_msg *m, dns_rr_cb cb, v
 
 		rr.section = i < m->ancount ? 1 : i < (unsigned)m->ancount + m->nscount ? 2 : 3;
 		rr.name_off = (uint16_t)pos;
-		rc = dns_name_read(msg, len, pos, name, &next);
+		rc = name_read(msg, len, pos, name, &next, forbid);
 		if (rc < 0)
 			return rc;
 		if (next + 10 > len)
 			return DNS_E_TRUNC;
+		mark(forbid, next, next + 10); /* type, class, TTL, RDLENGTH */
 		rr.type = dns_get16(msg + next);
 		rr.rclass = dns_get16(msg + next + 2);
 		rr.ttl_off = (uint16_t)(next + 4);
@@ -259,7 +291,7 @@ int dns_parse(const uint8_t *msg, size_t len, struct dns_msg *m, dns_rr_cb cb, v
 		/* RFC 2181 8: a TTL with the top bit set is treated as zero */
 		if (rr.type != DNS_T_OPT && rr.ttl > 0x7fffffffu)
 			rr.ttl = 0;
-		rc = check_rdata(msg, len, &rr, m);
+		rc = check_rdata(msg, len, &rr, m, forbid);
 		if (rc)
 			return rc;
 		if (rr.section == 1) {
@@ -328,7 +360,7 @@ const char *dns_strerror(int err)
 	case DNS_E_PTRLOOP:
 		return "compression pointer loop";
 	case DNS_E_PTRFWD:
-		return "compression pointer forward";
+		return "compression pointer forward, or to bytes that are not a name";
 	case DNS_E_COUNT:
 		return "bad record counts";
 	case DNS_E_TRAILING:

@@ -48,7 +48,7 @@ enum dns_err {
 	DNS_E_LABEL = -2,     /* label length byte 64..191 (reserved label types) */
 	DNS_E_NAMELEN = -3,   /* name longer than 255 octets */
 	DNS_E_PTRLOOP = -4,   /* compression pointer to a place already visited */
-	DNS_E_PTRFWD = -5,    /* compression pointer forward, or into the header */
+	DNS_E_PTRFWD = -5,    /* compression pointer forward, into the header, or to record fields */
 	DNS_E_COUNT = -6,     /* QDCOUNT other than 1, or more than DNS_MAX_RRS records */
 	DNS_E_TRAILING = -7,  /* bytes after the last record */
 	DNS_E_RDATA = -8,     /* A/AAAA of the wrong size, CNAME/SOA RDATA not a name + fields */

@@ -178,6 +178,28 @@ static void test_pointer_loop_and_forward(void **state)
 		assert_int_equal(dns_parse(m.b, m.n, NULL, NULL, NULL), DNS_E_PTRFWD);
 	}
 
+	/* a pointer into an earlier record's TTL, whose bytes 01 'x' 00 00 read as the name "x":
+	 * ageing that TTL would rewrite the later name (found by fuzz_dns_msg) */
+	{
+		static const uint8_t ttl_name[4] = { 1, 'x', 0, 0 };
+
+		mb_hdr(&m, 1, 0x8000, 1, 2, 0, 0);
+		mb_question(&m, "a", 1); /* 12..18 */
+		mb_u16(&m, 0xc00c);	 /* answer 1 at 19 */
+		mb_u16(&m, 1);
+		mb_u16(&m, 1);
+		mb_bytes(&m, ttl_name, 4); /* its TTL, at 25 */
+		mb_u16(&m, 4);
+		mb_bytes(&m, ip1, 4);
+		mb_u16(&m, 0xc019); /* answer 2: owner -> 25 */
+		mb_u16(&m, 1);
+		mb_u16(&m, 1);
+		mb_u32(&m, 1);
+		mb_u16(&m, 4);
+		mb_bytes(&m, ip1, 4);
+		assert_int_equal(dns_parse(m.b, m.n, NULL, NULL, NULL), DNS_E_PTRFWD);
+	}
+
 	/* two pointers pointing at each other: A at 12 -> 14 (forward, visited later) */
 	mb_hdr(&m, 1, 0, 1, 0, 0, 0);
 	mb_u16(&m, 0xc00e);
