@@ -36,41 +36,10 @@ xpt_init bdn
 xpt_topology
 
 U=$XPT_TMP/unbound
-mkdir -p "$U"
-{
-	cat <<EOF
-server:
-  interface: 10.1.5.2@53
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: $U
-  pidfile: ""
-  use-syslog: no
-  logfile: "$U/unbound.log"
-  verbosity: 0
-  num-threads: 1
-  access-control: 10.0.0.0/8 allow
-  module-config: "iterator"
-  local-zone: "bench.example." static
-EOF
-	for i in $(seq 1 "$NAMES"); do
-		printf '  local-data: "n%d.bench.example. 3600 IN A 198.18.%d.%d"\n' \
-			"$i" $((i / 250)) $((i % 250 + 1))
-	done
-	printf 'remote-control:\n  control-enable: no\n'
-} >"$U/unbound.conf"
-ip netns exec "$XPT-srv" unbound -d -c "$U/unbound.conf" </dev/null >/dev/null 2>&1 &
-XPT_PIDS="$XPT_PIDS $!"
-disown $!
-for _ in $(seq 1 50); do
-	nss ss -Huln 'sport = :53' | grep -q . && break
-	sleep 0.1
-done
+source bench/dns/lib.sh
+bdns_unbound "$U" "$NAMES" udp 53
 nsc dig +short +time=2 +tries=1 @10.1.5.2 n1.bench.example A | grep -q . ||
 	xpt_fail "unbound does not answer"
-
-for i in $(seq 1 "$NAMES"); do echo "n$i.bench.example A"; done >"$XPT_TMP/queries"
 
 {
 	printf '[dns]\nplugin = dns\nupstream = udp://10.1.5.2\ncache_size = %d\n\n' $((NAMES * 2))

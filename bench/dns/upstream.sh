@@ -48,44 +48,12 @@ mkdir -p "$U"
 	-keyout key.pem -out cert.pem -days 2 -subj /CN=bench.test \
 	-addext subjectAltName=DNS:bench.test 2>/dev/null && head -c 80 /dev/urandom >ticket.key) ||
 	xpt_fail "cannot make a certificate"
-{
-	cat <<EOF
-server:
-  interface: 10.1.5.2@853
-  tls-port: 853
+source bench/dns/lib.sh
+bdns_unbound "$U" 1000 tcp 853 "  tls-port: 853
   tls-service-key: $U/key.pem
   tls-service-pem: $U/cert.pem
   tls-session-ticket-keys: $U/ticket.key
-  incoming-num-tcp: 200
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: $U
-  pidfile: ""
-  use-syslog: no
-  logfile: "$U/unbound.log"
-  verbosity: 0
-  num-threads: 1
-  access-control: 10.0.0.0/8 allow
-  module-config: "iterator"
-  local-zone: "bench.example." static
-EOF
-	for i in $(seq 1 1000); do
-		printf '  local-data: "n%d.bench.example. 3600 IN A 198.18.%d.%d"\n' \
-			"$i" $((i / 250)) $((i % 250 + 1))
-	done
-	printf 'remote-control:\n  control-enable: no\n'
-} >"$U/unbound.conf"
-ip netns exec "$XPT-srv" unbound -d -c "$U/unbound.conf" </dev/null >/dev/null 2>&1 &
-XPT_PIDS="$XPT_PIDS $!"
-disown $!
-for _ in $(seq 1 50); do
-	nss ss -Htln 'sport = :853' | grep -q . && break
-	sleep 0.1
-done
-nss ss -Htln 'sport = :853' | grep -q . || xpt_fail "unbound does not listen on 853"
-
-for i in $(seq 1 1000); do echo "n$i.bench.example A"; done >"$XPT_TMP/queries"
+  incoming-num-tcp: 200"
 
 config() { # IDLE
 	{
